@@ -1,0 +1,315 @@
+"""The rules object: every number of the programme, built-in defaults merged with a TOML file.
+
+A wrong file is refused with :class:`RulesError`, whose message names the field and why.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULTS: dict[str, Any] = {
+    "timezone": "Asia/Shanghai",
+    "points": {
+        "expiry_months": 12,
+        "points_per_yuan": 1,
+        "redeem_points_per_yuan": 100,
+        "redeem_min_points": 500,
+        "profile_bonus": 50,
+    },
+    "checkin": {"base": 5, "step": 1, "cap": 10, "cycle_days": 7, "cycle_bonus": 20},
+    "invite": {
+        "inviter_points": 50,
+        "invitee_points": 50,
+        "daily_cap": 20,
+        "bind_window_days": 7,
+    },
+    "grace": {"months": 6, "warning_days": [30, 7]},
+    "tiers": [
+        {"key": "normal", "name": "普通会员", "metric": "lifetime", "threshold_fen": 0,
+         "multiplier": 1, "benefits": ["新品折扣", "生日礼包"]},
+        {"key": "silver", "name": "银卡会员", "metric": "lifetime", "threshold_fen": 300_000,
+         "multiplier": 2, "benefits": ["优先配送", "积分翻倍"]},
+        {"key": "gold", "name": "金卡会员", "metric": "trailing12", "threshold_fen": 1_500_000,
+         "multiplier": 2, "benefits": ["专属客服", "新品内测资格"]},
+        {"key": "black", "name": "黑金会员", "metric": "trailing12", "threshold_fen": 5_000_000,
+         "multiplier": 2, "benefits": ["VIP活动", "定制服务"]},
+    ],
+    "coupons": [
+        {"key": "welcome", "name": "新人券", "kind": "cash", "threshold_fen": 5000,
+         "value": 1000, "valid_days": 7, "stock": 1_000_000, "per_member_limit": 1},
+        {"key": "wakeup", "name": "唤醒券", "kind": "cash", "threshold_fen": 10000,
+         "value": 2000, "valid_days": 3, "stock": 1_000_000, "per_member_limit": 12},
+        {"key": "birthday", "name": "生日礼券", "kind": "cash", "threshold_fen": 10000,
+         "value": 3000, "valid_days": 30, "stock": 1_000_000, "per_member_limit": 1000},
+        {"key": "memberday_silver", "name": "银卡会员日券", "kind": "discount",
+         "threshold_fen": 0, "value": 85, "valid_days": 0, "stock": 1_000_000,
+         "per_member_limit": 1000, "tiers": ["silver"]},
+        {"key": "memberday_gold", "name": "金卡会员日券", "kind": "discount",
+         "threshold_fen": 0, "value": 70, "valid_days": 0, "stock": 1_000_000,
+         "per_member_limit": 1000, "tiers": ["gold", "black"]},
+        {"key": "points_500", "name": "¥5无门槛券", "kind": "cash", "threshold_fen": 0,
+         "value": 500, "valid_days": 30, "stock": 1_000_000, "per_member_limit": 1000},
+    ],
+    "catalogue": [{"coupon": "points_500", "points": 500}],
+    "rfm": {"recency_days": 90, "frequency_orders": 2, "monetary_fen": 100_000},
+    "push": {
+        "quiet_start": "21:00",
+        "quiet_end": "09:00",
+        "daily_cap": 1,
+        "priority": ["demotion_warning", "points_expiry", "wakeup", "birthday",
+                     "member_day", "dormant"],
+        "dormant_days": 30,
+        "wakeup_days": 90,
+        "expiry_warning_days": [30, 7],
+        "member_day": 15,
+    },
+    "rate_limit": {"commands_per_minute": 20},
+    "staff": {"adjust_cap": 1000},
+}
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    key: str
+    name: str
+    metric: str  # "lifetime" or "trailing12"
+    threshold_fen: int
+    multiplier: int
+    benefits: tuple[str, ...]
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class CouponTemplate:
+    key: str
+    name: str
+    kind: str  # "cash" (满X减Y, value in fen) or "discount" (value = percent paid, 85 = 85折)
+    threshold_fen: int
+    value: int
+    valid_days: int  # 0 = valid until the end of the day it was issued
+    valid_hours: int
+    stock: int
+    per_member_limit: int
+    tiers: tuple[str, ...]
+
+    def label(self) -> str:
+        if self.kind == "cash":
+            v = _yuan(self.value)
+            return f"满{_yuan(self.threshold_fen)}减{v}" if self.threshold_fen else f"减{v}"
+        tenths = self.value / 10
+        return f"{tenths:g}折"
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}" if fen % 100 == 0 else f"{fen / 100:.2f}"
+
+
+@dataclass(frozen=True)
+class CatalogueItem:
+    coupon: str
+    points: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    tz: ZoneInfo
+    points: dict[str, int]
+    checkin: dict[str, int]
+    invite: dict[str, int]
+    grace_months: int
+    grace_warning_days: tuple[int, ...]
+    tiers: tuple[Tier, ...]
+    coupons: dict[str, CouponTemplate]
+    catalogue: tuple[CatalogueItem, ...]
+    rfm: dict[str, int]
+    push: dict[str, Any]
+    rate_limit: dict[str, int]
+    staff: dict[str, int]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def tier(self, key: str) -> Tier:
+        for t in self.tiers:
+            if t.key == key:
+                return t
+        return self.tiers[0]
+
+    def next_tier(self, key: str) -> Tier | None:
+        rank = self.tier(key).rank
+        return self.tiers[rank + 1] if rank + 1 < len(self.tiers) else None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = _merge(base[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
+    if name not in d:
+        raise RulesError(f"{path}.{name}: missing")
+    v = d[name]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RulesError(f"{path}.{name}: must be a whole number, got {v!r}")
+    if v < minimum:
+        raise RulesError(f"{path}.{name}: must be at least {minimum}, got {v}")
+    return v
+
+
+def _ints(section: dict[str, Any], path: str, names: list[str], minimum: int = 0) -> dict:
+    if not isinstance(section, dict):
+        raise RulesError(f"{path}: must be a table")
+    unknown = set(section) - set(names)
+    if unknown:
+        raise RulesError(f"{path}.{sorted(unknown)[0]}: unknown setting")
+    return {n: _int(section, n, path, minimum=minimum) for n in names}
+
+
+def _str(d: dict[str, Any], name: str, path: str) -> str:
+    v = d.get(name)
+    if not isinstance(v, str) or not v:
+        raise RulesError(f"{path}.{name}: must be a non-empty text, got {v!r}")
+    return v
+
+
+def _tiers(items: Any) -> tuple[Tier, ...]:
+    if not isinstance(items, list) or not items:
+        raise RulesError("tiers: must be a non-empty list of [[tiers]] tables")
+    out: list[Tier] = []
+    for i, t in enumerate(items):
+        p = f"tiers[{i}]"
+        if not isinstance(t, dict):
+            raise RulesError(f"{p}: must be a table")
+        metric = _str(t, "metric", p)
+        if metric not in ("lifetime", "trailing12"):
+            raise RulesError(f"{p}.metric: must be 'lifetime' or 'trailing12', got {metric!r}")
+        benefits = t.get("benefits", [])
+        if not isinstance(benefits, list) or not all(isinstance(b, str) for b in benefits):
+            raise RulesError(f"{p}.benefits: must be a list of texts")
+        tier = Tier(_str(t, "key", p), _str(t, "name", p), metric,
+                    _int(t, "threshold_fen", p), _int(t, "multiplier", p, minimum=1),
+                    tuple(benefits), rank=i)
+        if out and tier.threshold_fen < out[-1].threshold_fen and tier.metric == out[-1].metric:
+            raise RulesError(f"{p}.threshold_fen: tiers must be listed from lowest to highest")
+        out.append(tier)
+    if out[0].threshold_fen != 0:
+        raise RulesError("tiers[0].threshold_fen: the first tier is the entry tier and must be 0")
+    keys = [t.key for t in out]
+    if len(set(keys)) != len(keys):
+        raise RulesError("tiers: tier keys must be unique")
+    return tuple(out)
+
+
+def _coupons(items: Any, tier_keys: set[str]) -> dict[str, CouponTemplate]:
+    if not isinstance(items, list):
+        raise RulesError("coupons: must be a list of [[coupons]] tables")
+    out: dict[str, CouponTemplate] = {}
+    for i, c in enumerate(items):
+        p = f"coupons[{i}]"
+        if not isinstance(c, dict):
+            raise RulesError(f"{p}: must be a table")
+        kind = _str(c, "kind", p)
+        if kind not in ("cash", "discount"):
+            raise RulesError(f"{p}.kind: must be 'cash' or 'discount', got {kind!r}")
+        value = _int(c, "value", p, minimum=1)
+        if kind == "discount" and value >= 100:
+            raise RulesError(f"{p}.value: a discount is the percent paid (85 = 85折), below 100")
+        tiers = c.get("tiers", [])
+        if not isinstance(tiers, list) or any(t not in tier_keys for t in tiers):
+            raise RulesError(f"{p}.tiers: must list known tier keys {sorted(tier_keys)}")
+        c = {"valid_days": 0, "valid_hours": 0, **c}
+        tpl = CouponTemplate(
+            _str(c, "key", p), _str(c, "name", p), kind, _int(c, "threshold_fen", p), value,
+            _int(c, "valid_days", p), _int(c, "valid_hours", p), _int(c, "stock", p),
+            _int(c, "per_member_limit", p, minimum=1), tuple(tiers))
+        if tpl.key in out:
+            raise RulesError(f"{p}.key: duplicate coupon key {tpl.key!r}")
+        out[tpl.key] = tpl
+    return out
+
+
+def build_rules(data: dict[str, Any]) -> Rules:
+    """Validate a merged rules mapping into :class:`Rules`."""
+    known = set(DEFAULTS)
+    for k in data:
+        if k not in known:
+            raise RulesError(f"{k}: unknown setting (known: {', '.join(sorted(known))})")
+    try:
+        tz = ZoneInfo(_str(data, "timezone", "rules"))
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise RulesError(f"timezone: unknown time zone {data.get('timezone')!r}") from e
+    points = _ints(data["points"], "points", list(DEFAULTS["points"]))
+    if points["redeem_points_per_yuan"] < 1:
+        raise RulesError("points.redeem_points_per_yuan: must be at least 1")
+    checkin = _ints(data["checkin"], "checkin", list(DEFAULTS["checkin"]))
+    if checkin["cycle_days"] < 1:
+        raise RulesError("checkin.cycle_days: must be at least 1")
+    invite = _ints(data["invite"], "invite", list(DEFAULTS["invite"]))
+    grace = data["grace"]
+    g_months = _int(grace, "months", "grace")
+    warn = grace.get("warning_days")
+    if not isinstance(warn, list) or not all(isinstance(w, int) and w > 0 for w in warn):
+        raise RulesError("grace.warning_days: must be a list of positive whole numbers")
+    tiers = _tiers(data["tiers"])
+    coupons = _coupons(data["coupons"], {t.key for t in tiers})
+    cat: list[CatalogueItem] = []
+    for i, item in enumerate(data["catalogue"]):
+        p = f"catalogue[{i}]"
+        key = _str(item, "coupon", p)
+        if key not in coupons:
+            raise RulesError(f"{p}.coupon: no coupon template {key!r}")
+        pts = _int(item, "points", p, minimum=points["redeem_min_points"])
+        cat.append(CatalogueItem(key, pts))
+    rfm = _ints(data["rfm"], "rfm", list(DEFAULTS["rfm"]), minimum=1)
+    push = dict(data["push"])
+    for k in ("quiet_start", "quiet_end"):
+        v = push.get(k)
+        if not (isinstance(v, str) and len(v) == 5 and v[2] == ":" and v.replace(":", "")
+                .isdigit() and int(v[:2]) < 24 and int(v[3:]) < 60):
+            raise RulesError(f"push.{k}: must be a time HH:MM, got {v!r}")
+    for k in ("daily_cap", "dormant_days", "wakeup_days", "member_day"):
+        _int(push, k, "push", minimum=1)
+    if push["member_day"] > 28:
+        raise RulesError("push.member_day: must be a day 1..28 so that it exists every month")
+    kinds = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
+    prio = push.get("priority")
+    if not isinstance(prio, list) or set(prio) != kinds:
+        raise RulesError(f"push.priority: must list each of {sorted(kinds)} once")
+    rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
+    staff = _ints(data["staff"], "staff", ["adjust_cap"], minimum=1)
+    return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
+                 rfm, push, rate, staff, raw=data)
+
+
+def load_rules(path: str | Path | None = None) -> Rules:
+    """Built-in defaults, overridden by the TOML file at ``path`` when given."""
+    data = DEFAULTS
+    if path:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise RulesError(f"{p}: cannot read the rules file ({e.strerror})") from e
+        try:
+            over = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise RulesError(f"{p}: not valid TOML ({e})") from e
+        data = _merge(DEFAULTS, over)
+        try:
+            return build_rules(data)
+        except RulesError as e:
+            raise RulesError(f"{p}: {e}") from e
+        except (TypeError, AttributeError, KeyError) as e:
+            raise RulesError(f"{p}: a section has the wrong shape ({e})") from e
+    return build_rules(data)

@@ -1,0 +1,156 @@
+"""The member aggregate and what a rules step returns. Plain dataclasses, no I/O.
+
+Instants are unix seconds (int); calendar days are ISO dates (``YYYY-MM-DD``) in the
+configured zone; money is integer fen; points are integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Lot:
+    """One credit of points with its own expiry; spending takes the earliest expiry first."""
+
+    ref: str  # what earned it: "order:<id>", "checkin:<day>", "invite:<id>", ...
+    earned_on: str
+    expires_on: str  # valid until the end of this day
+    amount: int
+    remaining: int
+
+
+@dataclass
+class Coupon:
+    code: str
+    template: str
+    issued_at: int
+    valid_until: int  # last valid instant
+    status: str = "issued"  # issued -> redeemed | expired
+    order_id: str | None = None
+    redeemed_at: int | None = None
+    ref: str = ""  # the idempotency key that issued it
+
+
+@dataclass
+class Order:
+    order_id: str
+    amount_fen: int  # order total before coupon and points
+    paid_fen: int  # what was actually paid: the base of points and tier spend
+    paid_at: int
+    points: int
+    multiplier: int = 1
+    store_id: str = ""
+    coupon_code: str | None = None
+    points_used: int = 0
+    refunded_fen: int = 0
+    refunds: dict[str, int] = field(default_factory=dict)
+    points_reversed: int = 0
+    body_hash: str = ""
+
+    @property
+    def net_fen(self) -> int:
+        return self.paid_fen - self.refunded_fen
+
+
+@dataclass
+class Member:
+    id: str
+    member_code: str
+    openid: str | None = None
+    unionid: str | None = None
+    external_userid: str | None = None
+    owner_userid: str | None = None
+    follow_users: list[str] = field(default_factory=list)
+    phone: str | None = None  # encrypted at rest by the store
+    birthday: str | None = None  # YYYY-MM-DD; encrypted at rest by the store
+    nickname: str | None = None
+    tier: str = "normal"
+    grace_until: int | None = None
+    joined_at: int = 0
+    followed: bool = True
+    unfollowed_at: int | None = None
+    opted_out: bool = False
+    last_activity: int = 0
+    last_purchase: int | None = None
+    invite_code: str = ""
+    inviter_id: str | None = None
+    invited_total: int = 0
+    invited_rewarded: dict[str, int] = field(default_factory=dict)  # day -> rewarded invites
+    lots: list[Lot] = field(default_factory=list)
+    debt: int = 0
+    checkin_last: str | None = None
+    checkin_streak: int = 0
+    checkin_total: int = 0
+    coupons: list[Coupon] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    lifetime_spend: int = 0
+    profile_rewarded: bool = False
+    tags: list[str] = field(default_factory=list)
+    rfm: str | None = None
+    pushes: dict[str, int] = field(default_factory=dict)  # "kind:period" -> when enqueued
+    push_days: dict[str, str] = field(default_factory=dict)  # day -> kind sent that day
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in _MEMBER_FIELDS}
+        d["lots"] = [vars(x).copy() for x in self.lots]
+        d["coupons"] = [vars(x).copy() for x in self.coupons]
+        d["orders"] = {k: {**vars(o), "refunds": dict(o.refunds)} for k, o in self.orders.items()}
+        d["follow_users"] = list(self.follow_users)
+        d["tags"] = list(self.tags)
+        d["invited_rewarded"] = dict(self.invited_rewarded)
+        d["pushes"] = dict(self.pushes)
+        d["push_days"] = dict(self.push_days)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Member:
+        d = dict(d)
+        d["lots"] = [Lot(**x) for x in d.get("lots", ())]
+        d["coupons"] = [Coupon(**x) for x in d.get("coupons", ())]
+        d["orders"] = {k: Order(**o) for k, o in d.get("orders", {}).items()}
+        known = _MEMBER_NAMES
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+_MEMBER_FIELDS = fields(Member)
+_MEMBER_NAMES = {f.name for f in _MEMBER_FIELDS}
+
+
+@dataclass
+class Entry:
+    """One ledger line: every change of points, spend, coupons, tier or pushes leaves one."""
+
+    kind: str  # credit, spend, expire, reverse, adjust, order, refund, coupon_issue, ...
+    at: int
+    points: int = 0
+    amount_fen: int = 0
+    ref: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    """What one atomic step produces: the new aggregate and everything committed with it."""
+
+    member: Member | None
+    result: Any = None
+    entries: list[Entry] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    indexes: dict[str, Any] | None = None  # filled by the use-case layer (rules.indexes)
+    stock_returns: list[tuple[str, str]] = field(default_factory=list)  # (template, code)
+
+
+class Refusal(Exception):
+    """A rule says no (not enough points, coupon expired, ...). Nothing is changed.
+
+    ``code`` is stable for API clients; ``message`` is short Chinese for members.
+    """
+
+    def __init__(self, code: str, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data

@@ -1,0 +1,40 @@
+"""Storage: one contract (:class:`storage.base.Store`), SQLite and Redis backends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from .base import ConflictError, LedgerRow, OutboxRow, Store, StoreError, StoreUnavailable
+from .codec import Codec
+
+DEFAULT_URL = "sqlite:///./data/memberbot.db"
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` -> a file path."""
+    rest = url[len("sqlite://"):]
+    if not rest.startswith("/") or rest == "/":
+        raise StoreError(f"bad SQLite store URL {url!r}: use sqlite:///relative/path.db or "
+                         "sqlite:////absolute/path.db")
+    path = rest[1:]
+    return path if path.startswith("/") else path
+
+
+def open_store(url: str, data_key: bytes | str) -> Store:
+    """A store for ``url`` (not yet opened: ``await store.open()`` or ``async with``)."""
+    codec = Codec.from_b64(data_key) if isinstance(data_key, str) else Codec(data_key)
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(sqlite_path(url), codec)
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisStore
+
+        return RedisStore(url, codec)
+    raise StoreError(f"unknown store URL scheme {scheme or url!r} in MEMBERBOT_STORE: use "
+                     "sqlite:///path/to/file.db or redis://host:port/db")
+
+
+__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutboxRow", "Store",
+           "StoreError", "StoreUnavailable", "open_store"]

@@ -1,0 +1,189 @@
+"""The storage contract every backend implements (SQLite, Redis).
+
+One member, one atomic step: :meth:`Store.update` loads the aggregate, runs a pure step and
+commits the new aggregate with its ledger entries, index entries and outbox entries together,
+under a version check, once per idempotency key.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.rules.models import Change, Member
+
+Step = Callable[[Member | None], Change]
+
+
+class StoreError(Exception):
+    """The store cannot be used (unreachable, unwritable, misconfigured). One-line message."""
+
+
+class StoreUnavailable(StoreError):
+    """A transient failure (Redis down, disk full): answer 'busy', write nothing, retry later."""
+
+
+class ConflictError(StoreError):
+    """Too many concurrent writers on one member: the step was retried and never committed."""
+
+
+@dataclass
+class LedgerRow:
+    id: int
+    member_id: str
+    kind: str
+    at: int
+    points: int
+    amount_fen: int
+    ref: str
+    data: dict[str, Any]
+
+
+@dataclass
+class OutboxRow:
+    id: str  # "<member_id>|<kind>|<period>"
+    member_id: str
+    kind: str
+    period: str
+    status: str  # pending -> sending -> sent | failed | unreachable | skipped
+    created_at: int
+    data: dict[str, Any]
+
+
+UNIQUE_KINDS = ("member_code", "openid", "unionid", "external_userid", "invite_code",
+                "coupon_code", "phone", "order")
+
+
+class Store(abc.ABC):
+    """A member store. Backends: ``sqlite:///path`` and ``redis://host:port/db``."""
+
+    kind: str = "?"
+
+    # -- life cycle ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create what is missing; raise :class:`StoreError` with a clear line."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> dict[str, Any]:
+        """Health: ``{"kind": ..., "ok": bool, ...}``."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- members ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, member_id: str) -> Member | None:
+        """The committed aggregate, or ``None``."""
+
+    @abc.abstractmethod
+    async def update(self, member_id: str, step: Step, *, key: str | None = None) -> Any:
+        """Run ``step`` on the member atomically and return ``Change.result``.
+
+        If ``key`` was committed before for this member, ``step`` is not run and the stored
+        result is returned. A step that raises commits nothing and the exception propagates.
+        """
+
+    @abc.abstractmethod
+    async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
+        """Whether ``key`` was committed for the member, and its stored result."""
+
+    @abc.abstractmethod
+    async def count_members(self) -> int: ...
+
+    @abc.abstractmethod
+    async def member_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """Member ids in id order, for full scans (reports, nightly jobs)."""
+
+    # -- uniques across members ---------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, kind: str, value: str, member_id: str) -> str:
+        """Bind ``kind:value`` to ``member_id`` unless bound already; return the owner."""
+
+    @abc.abstractmethod
+    async def lookup(self, kind: str, value: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def release(self, kind: str, value: str, member_id: str) -> None:
+        """Unbind ``kind:value`` when ``member_id`` owns it."""
+
+    # -- indexes -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def range(self, index: str, lo: int, hi: int, *, after: str = "",
+                    limit: int | None = None) -> list[tuple[str, int]]:
+        """Members whose integer ``index`` lies in ``[lo, hi]``: ``[(member_id, value)]``,
+        ordered by member id, starting after ``after``."""
+
+    @abc.abstractmethod
+    async def tagged(self, index: str, value: str, *, after: str = "",
+                     limit: int | None = None) -> list[str]:
+        """Members whose text ``index`` equals (or whose list contains) ``value``."""
+
+    @abc.abstractmethod
+    async def tag_counts(self, index: str) -> dict[str, int]:
+        """Member count per value of a text index (tier distribution, RFM segments)."""
+
+    # -- coupon stock --------------------------------------------------------------------
+    @abc.abstractmethod
+    async def stock_init(self, template: str, total: int) -> None:
+        """Set the stock of a template the first time it is seen (never resets it)."""
+
+    @abc.abstractmethod
+    async def stock_set(self, template: str, remaining: int) -> None: ...
+
+    @abc.abstractmethod
+    async def stock_take(self, template: str, key: str) -> bool:
+        """Take one unit for ``key`` (idempotent per key); False when none is left."""
+
+    @abc.abstractmethod
+    async def stock_return(self, template: str, key: str) -> None:
+        """Give back the unit taken for ``key`` (at most once per key)."""
+
+    @abc.abstractmethod
+    async def stock(self, template: str) -> int | None: ...
+
+    # -- ledger and outbox ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def ledger(self, *, member_id: str | None = None, since: int | None = None,
+                     until: int | None = None, kinds: list[str] | None = None,
+                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+        """Ledger rows in commit order, filtered."""
+
+    @abc.abstractmethod
+    async def outbox(self, *, status: str | None = None, kind: str | None = None,
+                     limit: int = 10000) -> list[OutboxRow]: ...
+
+    @abc.abstractmethod
+    async def outbox_set(self, row_id: str, status: str, data: dict[str, Any] | None = None,
+                         *, expect: str | None = None) -> bool:
+        """Move an outbox row to ``status`` (only from ``expect`` when given); merge data."""
+
+    # -- small shared state: token caches, leader locks, rate limits --------------------
+    @abc.abstractmethod
+    async def kv_get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def kv_set(self, key: str, value: str, *, ttl: float | None = None,
+                     only_new: bool = False, expect: str | None = None) -> bool:
+        """Set ``key``; with ``only_new`` only if absent; with ``expect`` only if it holds
+        that value (compare-and-set). Returns whether it was written."""
+
+    @abc.abstractmethod
+    async def kv_delete(self, key: str, *, expect: str | None = None) -> bool: ...
+
+    @abc.abstractmethod
+    async def incr_window(self, key: str, ttl: float) -> int:
+        """Increment a counter that expires ``ttl`` seconds after its first increment."""
+
+
+def outbox_id(member_id: str, kind: str, period: str) -> str:
+    return f"{member_id}|{kind}|{period}"

@@ -1,0 +1,460 @@
+"""SQLite backend: WAL, one writer connection that group-commits, reads inline.
+
+Every write (member update, claim, stock, outbox, kv) is a small function queued to the one
+writer. The writer runs the functions waiting at that moment in one transaction, each inside
+its own savepoint (a step that raises rolls back only itself), commits once, and only then
+resolves the callers' futures: nothing is acknowledged before it is durable, and one fsync
+serves a whole burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bot.rules.models import Member
+
+from .base import LedgerRow, OutboxRow, Step, Store, StoreError, StoreUnavailable, outbox_id
+from .codec import Codec, dumps, loads
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS members (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    data BLOB NOT NULL, idx BLOB);
+CREATE TABLE IF NOT EXISTS idem (member_id TEXT NOT NULL, key TEXT NOT NULL, result BLOB,
+    at INTEGER NOT NULL, PRIMARY KEY (member_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uniques (kind TEXT NOT NULL, value TEXT NOT NULL,
+    member_id TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx (name TEXT NOT NULL, member_id TEXT NOT NULL, num INTEGER,
+    tag TEXT);
+CREATE INDEX IF NOT EXISTS idx_num ON idx (name, num, member_id);
+CREATE INDEX IF NOT EXISTS idx_tag ON idx (name, tag, member_id);
+CREATE INDEX IF NOT EXISTS idx_member ON idx (member_id, name);
+CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, member_id TEXT NOT NULL,
+    kind TEXT NOT NULL, at INTEGER NOT NULL, points INTEGER NOT NULL, amount_fen INTEGER NOT NULL,
+    ref TEXT NOT NULL, data BLOB);
+CREATE INDEX IF NOT EXISTS ledger_member ON ledger (member_id, id);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, member_id TEXT NOT NULL,
+    kind TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, data BLOB) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, kind);
+CREATE TABLE IF NOT EXISTS stock (template TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
+    total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stock_log (template TEXT NOT NULL, key TEXT NOT NULL,
+    dir TEXT NOT NULL, PRIMARY KEY (template, key, dir)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
+"""
+
+BATCH_MAX = 512
+
+
+def _idx_rows(name: str, value: Any) -> list[tuple[str, int | None, str | None]]:
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return [(name, value, None)]
+    if isinstance(value, str):
+        return [(name, None, value)]
+    return [(name, None, str(v)) for v in value]
+
+
+class SQLiteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: str, codec: Codec, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.codec = codec
+        self.synchronous = synchronous
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: list[tuple[Any, asyncio.Future]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.commits = 0
+        self.conflicts = 0  # SQLite serialises writers; kept for the metrics contract
+
+    # -- life cycle ---------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute(f"PRAGMA synchronous={self.synchronous}")
+        c.execute("PRAGMA busy_timeout=30000")
+        return c
+
+    async def open(self) -> None:
+        p = Path(self.path)
+        if self.path != ":memory:":
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the folder {p.parent} for the SQLite database "
+                                 f"({e.strerror}): set MEMBERBOT_STORE to a writable path") from e
+            if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+                raise StoreError(f"cannot write the SQLite database {p}: the path is not "
+                                 "writable; set MEMBERBOT_STORE to a writable path")
+        try:
+            self._w = self._connect()
+            self._w.executescript(SCHEMA)
+            self._r = self._connect()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the SQLite database {p}: {e}") from e
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="memberbot-sqlite")
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._writer())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._closing = True
+            self._wake.set()
+            await self._task  # drains what is queued, then returns
+            self._task = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for c in (self._w, self._r):
+            if c is not None:
+                c.close()
+        self._w = self._r = None
+
+    async def ping(self) -> dict[str, Any]:
+        try:
+            self._r.execute("SELECT 1").fetchone()
+            return {"kind": self.kind, "ok": True, "path": self.path}
+        except (sqlite3.Error, AttributeError) as e:
+            return {"kind": self.kind, "ok": False, "error": str(e)}
+
+    # -- the writer -----------------------------------------------------------------------
+    async def _write(self, fn: Any) -> Any:
+        if self._task is None or self._closing:
+            raise StoreUnavailable("the store is closed")
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((fn, fut))
+        self._wake.set()
+        return await fut
+
+    async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing or self._queue:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                try:
+                    outcomes = await loop.run_in_executor(self._pool, self._run_batch, batch)
+                except sqlite3.Error as e:
+                    err = StoreUnavailable(f"SQLite write failed: {e}")
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    continue
+                for (_, fut), (ok, val) in zip(batch, outcomes, strict=True):
+                    if fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(val)
+                    else:
+                        fut.set_exception(val)
+
+    def _run_batch(self, batch: list[tuple[Any, asyncio.Future]]) -> list[tuple[bool, Any]]:
+        c = self._w
+        c.execute("BEGIN IMMEDIATE")
+        out: list[tuple[bool, Any]] = []
+        try:
+            for fn, _ in batch:
+                c.execute("SAVEPOINT op")
+                try:
+                    out.append((True, fn(c)))
+                    c.execute("RELEASE op")
+                except sqlite3.OperationalError:
+                    raise  # disk full, I/O error: the whole batch fails, nothing is acknowledged
+                except Exception as e:  # a step's own refusal or bug: only this op rolls back
+                    c.execute("ROLLBACK TO op")
+                    c.execute("RELEASE op")
+                    out.append((False, e))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return out
+
+    # -- members ----------------------------------------------------------------------------
+    async def get(self, member_id: str) -> Member | None:
+        row = self._r.execute("SELECT version, data FROM members WHERE id=?",
+                              (member_id,)).fetchone()
+        return None if row is None else self.codec.decode(row[1], row[0])
+
+    async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
+        row = self._r.execute("SELECT result FROM idem WHERE member_id=? AND key=?",
+                              (member_id, key)).fetchone()
+        return (False, None) if row is None else (True, loads(row[0]))
+
+    async def update(self, member_id: str, step: Step, *, key: str | None = None) -> Any:
+        return await self._write(lambda c: self._apply(c, member_id, step, key))
+
+    def _apply(self, c: sqlite3.Connection, member_id: str, step: Step, key: str | None) -> Any:
+        if key is not None:
+            row = c.execute("SELECT result FROM idem WHERE member_id=? AND key=?",
+                            (member_id, key)).fetchone()
+            if row is not None:
+                return loads(row[0])
+        row = c.execute("SELECT version, data, idx FROM members WHERE id=?",
+                        (member_id,)).fetchone()
+        member = None if row is None else self.codec.decode(row[1], row[0])
+        change = step(member)
+        now = int(time.time())
+        new = change.member
+        if new is not None:
+            version = (row[0] if row else 0) + 1
+            new.version = version
+            data = self.codec.encode(new)
+            old_idx = loads(row[2]) if row and row[2] else {}
+            new_idx = change.indexes if change.indexes is not None else old_idx
+            if row is None:
+                c.execute("INSERT INTO members (id, version, data, idx) VALUES (?,?,?,?)",
+                          (member_id, version, data, dumps(new_idx)))
+            else:
+                cur = c.execute("UPDATE members SET version=?, data=?, idx=? "
+                                "WHERE id=? AND version=?",
+                                (version, data, dumps(new_idx), member_id, row[0]))
+                if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; guard anyway
+                    raise StoreUnavailable("version conflict")
+            self._write_idx(c, member_id, old_idx, new_idx)
+        if change.entries:
+            c.executemany(
+                "INSERT INTO ledger (member_id, kind, at, points, amount_fen, ref, data) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [(member_id, e.kind, e.at, e.points, e.amount_fen, e.ref,
+                  dumps(e.data) if e.data else None) for e in change.entries])
+        for ob in change.outbox:
+            rid = outbox_id(member_id, ob["kind"], ob["period"])
+            c.execute("INSERT OR IGNORE INTO outbox (id, member_id, kind, period, status, "
+                      "created_at, updated_at, data) VALUES (?,?,?,?,?,?,?,?)",
+                      (rid, member_id, ob["kind"], ob["period"], ob.get("status", "pending"),
+                       now, now, dumps(ob.get("data", {}))))
+        for template, skey in change.stock_returns:
+            self._stock_return(c, template, skey)
+        if key is not None:
+            c.execute("INSERT INTO idem (member_id, key, result, at) VALUES (?,?,?,?)",
+                      (member_id, key, dumps(change.result), now))
+        return change.result
+
+    @staticmethod
+    def _write_idx(c: sqlite3.Connection, member_id: str, old: dict, new: dict) -> None:
+        for name in set(old) | set(new):
+            if old.get(name) == new.get(name):
+                continue
+            c.execute("DELETE FROM idx WHERE name=? AND member_id=?", (name, member_id))
+            rows = _idx_rows(name, new.get(name))
+            if rows:
+                c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)",
+                              [(n, member_id, num, tag) for n, num, tag in rows])
+
+    async def count_members(self) -> int:
+        return self._r.execute("SELECT COUNT(*) FROM members").fetchone()[0]
+
+    async def member_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        rows = self._r.execute("SELECT id FROM members WHERE id > ? ORDER BY id LIMIT ?",
+                               (after, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    # -- uniques ----------------------------------------------------------------------------
+    def _uval(self, kind: str, value: str) -> str:
+        return self.codec.lookup_hash(value) if kind == "phone" else value
+
+    async def claim(self, kind: str, value: str, member_id: str) -> str:
+        v = self._uval(kind, value)
+
+        def fn(c: sqlite3.Connection) -> str:
+            c.execute("INSERT OR IGNORE INTO uniques (kind, value, member_id) VALUES (?,?,?)",
+                      (kind, v, member_id))
+            return c.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
+                             (kind, v)).fetchone()[0]
+
+        return await self._write(fn)
+
+    async def lookup(self, kind: str, value: str) -> str | None:
+        row = self._r.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
+                              (kind, self._uval(kind, value))).fetchone()
+        return row[0] if row else None
+
+    async def release(self, kind: str, value: str, member_id: str) -> None:
+        v = self._uval(kind, value)
+        await self._write(lambda c: c.execute(
+            "DELETE FROM uniques WHERE kind=? AND value=? AND member_id=?",
+            (kind, v, member_id)) and None)
+
+    # -- indexes ----------------------------------------------------------------------------
+    async def range(self, index: str, lo: int, hi: int, *, after: str = "",
+                    limit: int | None = None) -> list[tuple[str, int]]:
+        rows = self._r.execute(
+            "SELECT member_id, num FROM idx WHERE name=? AND num BETWEEN ? AND ? "
+            "AND member_id > ? ORDER BY member_id LIMIT ?",
+            (index, lo, hi, after, -1 if limit is None else limit)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    async def tagged(self, index: str, value: str, *, after: str = "",
+                     limit: int | None = None) -> list[str]:
+        rows = self._r.execute(
+            "SELECT member_id FROM idx WHERE name=? AND tag=? AND member_id > ? "
+            "ORDER BY member_id LIMIT ?",
+            (index, value, after, -1 if limit is None else limit)).fetchall()
+        return [r[0] for r in rows]
+
+    async def tag_counts(self, index: str) -> dict[str, int]:
+        rows = self._r.execute("SELECT tag, COUNT(*) FROM idx WHERE name=? AND tag IS NOT NULL "
+                               "GROUP BY tag", (index,)).fetchall()
+        return dict(rows)
+
+    # -- stock ------------------------------------------------------------------------------
+    async def stock_init(self, template: str, total: int) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO stock (template, remaining, total) VALUES (?,?,?)",
+            (template, total, total)) and None)
+
+    async def stock_set(self, template: str, remaining: int) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT INTO stock (template, remaining, total) VALUES (?,?,?) ON CONFLICT(template) "
+            "DO UPDATE SET remaining=excluded.remaining", (template, remaining, remaining))
+            and None)
+
+    async def stock_take(self, template: str, key: str) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            if c.execute("SELECT 1 FROM stock_log WHERE template=? AND key=? AND dir='take'",
+                         (template, key)).fetchone():
+                return True
+            cur = c.execute("UPDATE stock SET remaining=remaining-1 "
+                            "WHERE template=? AND remaining>0", (template,))
+            if cur.rowcount != 1:
+                return False
+            c.execute("INSERT INTO stock_log (template, key, dir) VALUES (?,?,'take')",
+                      (template, key))
+            return True
+
+        return await self._write(fn)
+
+    @staticmethod
+    def _stock_return(c: sqlite3.Connection, template: str, key: str) -> None:
+        if not c.execute("SELECT 1 FROM stock_log WHERE template=? AND key=? AND dir='take'",
+                         (template, key)).fetchone():
+            return
+        cur = c.execute("INSERT OR IGNORE INTO stock_log (template, key, dir) VALUES (?,?,'ret')",
+                        (template, key))
+        if cur.rowcount == 1:
+            c.execute("UPDATE stock SET remaining=remaining+1 WHERE template=?", (template,))
+
+    async def stock_return(self, template: str, key: str) -> None:
+        await self._write(lambda c: self._stock_return(c, template, key))
+
+    async def stock(self, template: str) -> int | None:
+        row = self._r.execute("SELECT remaining FROM stock WHERE template=?",
+                              (template,)).fetchone()
+        return row[0] if row else None
+
+    # -- ledger and outbox ------------------------------------------------------------------
+    async def ledger(self, *, member_id: str | None = None, since: int | None = None,
+                     until: int | None = None, kinds: list[str] | None = None,
+                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+        q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
+             "WHERE id > ?"]
+        args: list[Any] = [after_id]
+        if member_id is not None:
+            q.append("AND member_id = ?")
+            args.append(member_id)
+        if since is not None:
+            q.append("AND at >= ?")
+            args.append(since)
+        if until is not None:
+            q.append("AND at < ?")
+            args.append(until)
+        if kinds:
+            q.append(f"AND kind IN ({','.join('?' * len(kinds))})")
+            args.extend(kinds)
+        q.append("ORDER BY id LIMIT ?")
+        args.append(limit)
+        return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
+                for r in self._r.execute(" ".join(q), args).fetchall()]
+
+    async def outbox(self, *, status: str | None = None, kind: str | None = None,
+                     limit: int = 10000) -> list[OutboxRow]:
+        q = ["SELECT id, member_id, kind, period, status, created_at, data FROM outbox WHERE 1=1"]
+        args: list[Any] = []
+        if status is not None:
+            q.append("AND status = ?")
+            args.append(status)
+        if kind is not None:
+            q.append("AND kind = ?")
+            args.append(kind)
+        q.append("ORDER BY created_at, id LIMIT ?")
+        args.append(limit)
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], loads(r[6]) or {})
+                for r in self._r.execute(" ".join(q), args).fetchall()]
+
+    async def outbox_set(self, row_id: str, status: str, data: dict[str, Any] | None = None,
+                         *, expect: str | None = None) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            row = c.execute("SELECT status, data FROM outbox WHERE id=?", (row_id,)).fetchone()
+            if row is None or (expect is not None and row[0] != expect):
+                return False
+            merged = {**(loads(row[1]) or {}), **(data or {})}
+            c.execute("UPDATE outbox SET status=?, data=?, updated_at=? WHERE id=?",
+                      (status, dumps(merged), int(time.time()), row_id))
+            return True
+
+        return await self._write(fn)
+
+    # -- kv -----------------------------------------------------------------------------------
+    async def kv_get(self, key: str) -> str | None:
+        row = self._r.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
+        if row is None or (row[1] is not None and row[1] <= time.time()):
+            return None
+        return row[0]
+
+    async def kv_set(self, key: str, value: str, *, ttl: float | None = None,
+                     only_new: bool = False, expect: str | None = None) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            now = time.time()
+            row = c.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
+            live = row is not None and (row[1] is None or row[1] > now)
+            if only_new and live:
+                return False
+            if expect is not None and (not live or row[0] != expect):
+                return False
+            c.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
+                      (key, value, None if ttl is None else now + ttl))
+            return True
+
+        return await self._write(fn)
+
+    async def kv_delete(self, key: str, *, expect: str | None = None) -> bool:
+        def fn(c: sqlite3.Connection) -> bool:
+            if expect is None:
+                return c.execute("DELETE FROM kv WHERE key=?", (key,)).rowcount == 1
+            return c.execute("DELETE FROM kv WHERE key=? AND value=?",
+                             (key, expect)).rowcount == 1
+
+        return await self._write(fn)
+
+    async def incr_window(self, key: str, ttl: float) -> int:
+        def fn(c: sqlite3.Connection) -> int:
+            now = time.time()
+            row = c.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
+            if row is None or (row[1] is not None and row[1] <= now):
+                n, exp = 1, now + ttl
+            else:
+                n, exp = int(row[0]) + 1, row[1]
+            c.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
+                      (key, str(n), exp))
+            return n
+
+        return await self._write(fn)
