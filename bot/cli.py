@@ -1,0 +1,106 @@
+"""The ``memberbot`` command: serve, and the operator commands added by their modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import socket
+import sys
+from multiprocessing import Process
+
+import click
+
+from storage import StoreError
+
+from .rules.config import RulesError
+from .settings import Settings, SettingsError
+
+# Modules that add commands to the group: each has ``register(main)``.
+COMMAND_MODULES = ("bot.chat", "bot.jobs.cli", "bot.report", "bot.importer")
+
+
+def fail(message: str) -> None:
+    """One line for the operator, non-zero exit, no traceback."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings.load()
+    except SettingsError as e:
+        fail(str(e))
+    settings.warn_generated()
+    return settings
+
+
+@click.group()
+@click.version_option(package_name="wechat-member-bot")
+def main() -> None:
+    """memberbot: a brand's membership programme inside WeChat."""
+
+
+def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from .web import create_app
+
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    settings = load_settings()
+    try:
+        app = create_app(settings)
+        if scheduler and importlib.util.find_spec("bot.jobs.scheduler") is not None:
+            importlib.import_module("bot.jobs.scheduler").attach(app)
+    except (StoreError, RulesError, SettingsError) as e:
+        fail(str(e))
+    logging.basicConfig(level=os.environ.get("MEMBERBOT_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        web.run_app(app, host=host, port=port, reuse_port=reuse_port, print=None,
+                    access_log=None)
+    except (StoreError, RulesError, SettingsError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="processes sharing the port (SO_REUSEPORT)")
+@click.option("--no-scheduler", is_flag=True, help="do not run scheduled jobs in this server")
+def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
+    """Start the HTTP server (and, unless --no-scheduler, the job scheduler)."""
+    settings = load_settings()  # generate local secrets once, before any worker starts
+    click.echo(f"memberbot serving on http://{host}:{port} (store: {settings.store_url}); "
+               f"health: http://{host}:{port}/healthz", err=True)
+    if workers == 1:
+        _serve_one(host, port, not no_scheduler, False)
+        return
+    if not hasattr(socket, "SO_REUSEPORT"):
+        fail("--workers needs SO_REUSEPORT, which this system lacks")
+    procs = [Process(target=_serve_one, args=(host, port, not no_scheduler, True))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+
+
+for _name in COMMAND_MODULES:
+    if importlib.util.find_spec(_name) is not None:
+        importlib.import_module(_name).register(main)

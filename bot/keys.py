@@ -1,0 +1,47 @@
+"""Every idempotency key is built here, so one event always maps to one key."""
+
+from __future__ import annotations
+
+
+def wechat_message(openid: str, msg_id: str | None, create_time: str, event: str | None) -> str:
+    """A WeChat callback: ``MsgId`` for messages, FromUserName+CreateTime+Event for events."""
+    if msg_id:
+        return f"wx:msg:{msg_id}"
+    return f"wx:evt:{openid}:{create_time}:{event or ''}"
+
+
+def register(openid: str) -> str:
+    return f"register:{openid}"
+
+
+def checkin(member_id: str, day: str) -> str:
+    return f"checkin:{member_id}:{day}"
+
+
+def order(order_id: str) -> str:
+    return f"order:{order_id}"
+
+
+def refund(refund_id: str) -> str:
+    return f"refund:{refund_id}"
+
+
+def invite(invitee_id: str) -> str:
+    return f"invite:{invitee_id}"
+
+
+def redeem(code: str, order_id: str) -> str:
+    return f"redeem:{code}:{order_id}"
+
+
+def coupon(member_id: str, template: str, period: str) -> str:
+    """One coupon of ``template`` per member per period (welcome: 'join', birthday: a year)."""
+    return f"coupon:{member_id}:{template}:{period}"
+
+
+def push(member_id: str, kind: str, period: str) -> str:
+    return f"push:{member_id}:{kind}:{period}"
+
+
+def staff_adjust(request_id: str) -> str:
+    return f"adjust:{request_id}"

@@ -1,0 +1,341 @@
+"""Use cases: each is a pure rules step wrapped in one ``store.update`` with one key.
+
+Every step first brings the member up to date at ``now`` (expired lots and coupons, tier and
+grace, RFM) and its indexes are derived after it, so the commit always carries a consistent
+aggregate, ledger, indexes and outbox.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from storage.base import Store
+
+from . import keys
+from .rules import coupons, indexes, invites, orders, points, rfm, tiers
+from .rules.checkin import check_in as _check_in
+from .rules.config import Rules
+from .rules.models import Change, Entry, Member, Refusal
+from .rules.timeutil import local_day, ts
+
+Body = Callable[[Member], tuple[Any, list[Entry]]]
+
+
+def _code(alphabet: str, n: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def new_member_code() -> str:
+    return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
+
+
+class Members:
+    """The member use cases over one store and one rules object."""
+
+    def __init__(self, store: Store, rules: Rules) -> None:
+        self.store = store
+        self.rules = rules
+
+    # -- the one way to change a member ---------------------------------------------------
+    def normalise(self, m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:
+        """Expire lots and coupons, settle tier and grace, rescore RFM: state as of ``now``."""
+        entries = points.expire(m, now, self.rules)
+        ce, returns = coupons.expire_coupons(m, now)
+        entries += ce
+        entries += tiers.evaluate(m, now, self.rules)
+        m.rfm = rfm.segment(m, now, self.rules)
+        return entries, returns
+
+    def _finish(self, m: Member, now: datetime, result: Any, entries: list[Entry],
+                returns: list[tuple[str, str]], outbox: list[dict] | None = None) -> Change:
+        outbox = list(outbox or ())
+        day = local_day(now, self.rules.tz).isoformat()
+        for e in entries:
+            if e.kind == "tier_change" and e.data.get("up"):
+                outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
+                               "data": {"from": e.data["from"], "to": e.data["to"]}})
+        idx = indexes.derive(m, local_day(now, self.rules.tz), self.rules)
+        return Change(m, result, entries, outbox, idx, returns)
+
+    async def run(self, member_id: str, now: datetime, body: Body, *,
+                  key: str | None = None) -> Any:
+        """Apply ``body`` to an existing member in one atomic, idempotent step."""
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                raise Refusal("member_not_found", "未找到会员", member_id=member_id)
+            entries, returns = self.normalise(m, now)
+            result, more = body(m)
+            return self._finish(m, now, result, entries + more, returns)
+
+        return await self.store.update(member_id, step, key=key)
+
+    async def get(self, member_id: str) -> Member | None:
+        return await self.store.get(member_id)
+
+    async def resolve(self, *, member_code: str | None = None, openid: str | None = None,
+                      unionid: str | None = None, phone: str | None = None,
+                      external_userid: str | None = None) -> str | None:
+        """The member id for the first identity given."""
+        for kind, value in (("member_code", member_code), ("openid", openid),
+                            ("unionid", unionid), ("phone", phone),
+                            ("external_userid", external_userid)):
+            if value:
+                return await self.store.lookup(kind, value)
+        return None
+
+    # -- registration -----------------------------------------------------------------------
+    async def _claim_new(self, kind: str, make: Callable[[], str], member_id: str) -> str:
+        for _ in range(20):
+            value = make()
+            if await self.store.claim(kind, value, member_id) == member_id:
+                return value
+        raise RuntimeError(f"could not find a free {kind}")
+
+    async def register(self, openid: str, now: datetime, *, unionid: str | None = None,
+                       nickname: str | None = None) -> dict:
+        """Follow: create the member (or re-activate, or link by unionid) and give the
+        new-member coupon once. Safe to repeat and to run concurrently."""
+        mid = await self.store.lookup("openid", openid)
+        if mid is None and unionid:
+            mid = await self.store.lookup("unionid", unionid)
+        if mid is None:
+            mid = secrets.token_hex(8)
+        mid = await self.store.claim("openid", openid, mid)
+        if unionid:
+            mid = await self.store.claim("unionid", unionid, mid)
+        existing = await self.store.get(mid)
+        code = invite = ""
+        if existing is None:
+            code = await self._claim_new("member_code", new_member_code, mid)
+            invite = await self._claim_new(
+                "invite_code", lambda: _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH), mid)
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                m = Member(id=mid, member_code=code, openid=openid, unionid=unionid,
+                           nickname=nickname, joined_at=ts(now), last_activity=ts(now),
+                           invite_code=invite, tier=self.rules.tiers[0].key)
+                entries = [Entry("join", ts(now), ref=keys.register(openid),
+                                 data={"followed": True})]
+                return self._finish(m, now, {"new": True, "reactivated": False}, entries, [])
+            entries, returns = self.normalise(m, now)
+            m.openid = m.openid or openid
+            m.unionid = m.unionid or unionid
+            reactivated = not m.followed
+            if reactivated:
+                m.followed, m.unfollowed_at = True, None
+                entries.append(Entry("refollow", ts(now)))
+            elif m.openid == openid and not m.joined_at:
+                m.joined_at = ts(now)
+            m.last_activity = ts(now)
+            return self._finish(m, now, {"new": False, "reactivated": reactivated}, entries,
+                                returns)
+
+        res = await self.store.update(mid, step)
+        m = await self.store.get(mid)
+        if existing is not None or m.member_code != code:
+            for kind, value in (("member_code", code), ("invite_code", invite)):
+                if value and value not in (m.member_code, m.invite_code):
+                    await self.store.release(kind, value, mid)
+        coupon = None
+        try:
+            coupon = await self.issue_coupon(mid, "welcome", keys.coupon(mid, "welcome", "join"),
+                                             now)
+        except Refusal:
+            pass  # out of stock or already had it: registration still succeeds
+        return {**res, "member_id": mid, "member_code": m.member_code,
+                "invite_code": m.invite_code, "coupon": coupon}
+
+    async def unfollow(self, member_id: str, now: datetime) -> dict:
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if not m.followed:
+                return {"changed": False}, []
+            m.followed, m.unfollowed_at = False, ts(now)
+            return {"changed": True}, [Entry("unfollow", ts(now))]
+
+        return await self.run(member_id, now, body)
+
+    # -- member actions -------------------------------------------------------------------------
+    async def check_in(self, member_id: str, now: datetime) -> dict:
+        day = local_day(now, self.rules.tz).isoformat()
+        return await self.run(member_id, now, lambda m: _check_in(m, now, self.rules),
+                              key=keys.checkin(member_id, day))
+
+    async def set_birthday(self, member_id: str, birthday: str, now: datetime, *,
+                           key: str | None = None) -> dict:
+        return await self.run(
+            member_id, now, lambda m: orders.set_birthday(m, birthday, now, self.rules), key=key)
+
+    async def set_opt_out(self, member_id: str, opted_out: bool, now: datetime) -> dict:
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            changed = m.opted_out != opted_out
+            m.opted_out = opted_out
+            kind = "opt_out" if opted_out else "opt_in"
+            return {"opted_out": opted_out, "changed": changed}, (
+                [Entry(kind, ts(now))] if changed else [])
+
+        return await self.run(member_id, now, body)
+
+    async def bind_invite(self, invitee_id: str, code: str, now: datetime) -> dict:
+        """Accept an invite: the invitee's side, then the inviter's, both under one key."""
+        code = code.strip().upper()
+        inviter_id = await self.store.lookup("invite_code", code)
+        if inviter_id is None:
+            raise Refusal("invite_unknown", "邀请码不存在，请核对后再试")
+        inviter = await self.store.get(inviter_id)
+        ancestors: list[str] = []
+        cur = inviter
+        while cur is not None and cur.inviter_id and len(ancestors) < 100:
+            ancestors.append(cur.inviter_id)
+            cur = await self.store.get(cur.inviter_id)
+        key = keys.invite(invitee_id)
+        res = await self.run(invitee_id, now, lambda m: self._bind(m, inviter, ancestors, now),
+                             key=key)
+        if res["inviter_id"] != inviter_id:
+            raise Refusal("invite_already", "你已绑定过邀请人，不能重复绑定")
+        rew = await self.run(inviter_id, now, lambda m: invites.reward_inviter(
+            m, invitee_id, key, now, self.rules), key=key)
+        return {**res, "inviter_points": rew["points"], "inviter_rewarded": rew["rewarded"]}
+
+    def _bind(self, m: Member, inviter: Member, ancestors: list[str],
+              now: datetime) -> tuple[dict, list[Entry]]:
+        res, entries = invites.bind(m, inviter, ancestors, keys.invite(m.id), now, self.rules)
+        return {**res, "inviter_id": inviter.id, "inviter_code": inviter.invite_code}, entries
+
+    # -- coupons ------------------------------------------------------------------------------
+    async def ensure_stock(self) -> None:
+        for tpl in self.rules.coupons.values():
+            await self.store.stock_init(tpl.key, tpl.stock)
+
+    async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
+                           *, spend_points: int = 0) -> dict:
+        """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
+        optionally paid with points (兑换). Stock is given back if the member is refused."""
+        tpl = self.rules.coupons.get(template)
+        if tpl is None:
+            raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
+        done, res = await self.store.seen(member_id, ref)
+        if done:
+            return res
+        m = await self.store.get(member_id)
+        if m is None:
+            raise Refusal("member_not_found", "未找到会员")
+        coupons.check_issue(m, tpl)
+        if await self.store.stock(template) is None:
+            await self.store.stock_init(template, tpl.stock)
+        if not await self.store.stock_take(template, ref):
+            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
+        code = await self._claim_new(
+            "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
+            c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            return {"code": c.code, "template": tpl.key, "name": tpl.name,
+                    "label": tpl.label(), "valid_until": c.valid_until,
+                    "points_spent": spend_points}, entries + more
+
+        try:
+            return await self.run(member_id, now, body, key=ref)
+        except Refusal:
+            await self.store.stock_return(template, ref)
+            raise
+
+    async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
+        """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
+        cat = self.rules.catalogue
+        if not 1 <= item <= len(cat):
+            raise Refusal("exchange_unknown_item", f"没有第 {item} 项，发送「兑换」查看可兑换项目")
+        it = cat[item - 1]
+        return await self.issue_coupon(member_id, it.coupon, f"exchange:{key}", now,
+                                       spend_points=it.points)
+
+    async def redeem_coupon(self, code: str, order_id: str, amount_fen: int,
+                            now: datetime) -> dict:
+        code = code.strip().upper()
+        if not coupons.valid_code(code):
+            raise Refusal("coupon_not_found", "未找到该优惠券", code=code)
+        mid = await self.store.lookup("coupon_code", code)
+        if mid is None:
+            raise Refusal("coupon_not_found", "未找到该优惠券", code=code)
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
+            return {"code": c.code, "order_id": order_id, "discount_fen": off,
+                    "member_code": m.member_code, "template": c.template}, entries
+
+        return await self.run(mid, now, body, key=keys.redeem(code, order_id))
+
+    # -- orders --------------------------------------------------------------------------------
+    async def record_order(self, member_id: str, order_id: str, amount_fen: int,
+                           paid_at: datetime, now: datetime, *, store_id: str = "",
+                           coupon_code: str | None = None, points_used: int = 0,
+                           body_hash: str = "") -> dict:
+        """Record an order once per ``order_id``; the same id with another body is a conflict."""
+        owner = await self.store.claim("order", order_id, member_id)
+        if owner != member_id:
+            raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
+        res = await self.run(member_id, now, lambda m: orders.record(
+            m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+            coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
+            key=keys.order(order_id))
+        if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
+            raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
+        return res
+
+    async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
+                     now: datetime) -> dict:
+        mid = await self.store.lookup("order", order_id)
+        if mid is None:
+            raise Refusal("order_not_found", "未找到该订单", order_id=order_id)
+        return await self.run(mid, now, lambda m: orders.refund(
+            m, order_id, refund_id, amount_fen, now, self.rules), key=keys.refund(refund_id))
+
+    # -- staff and housekeeping -------------------------------------------------------------------
+    async def adjust_points(self, member_id: str, delta: int, reason: str, staff: str,
+                            now: datetime, *, key: str) -> dict:
+        """A staff adjustment with a reason, capped by the rules, written to the ledger."""
+        cap = self.rules.staff["adjust_cap"]
+        if not reason.strip():
+            raise Refusal("adjust_reason", "调整积分必须填写原因")
+        if delta == 0 or abs(delta) > cap:
+            raise Refusal("adjust_cap", f"单次调整需在 1 到 {cap} 分之间", cap=cap)
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            audit = Entry("adjust", ts(now), points=0, ref=key,
+                          data={"staff": staff, "reason": reason, "delta": delta})
+            if delta > 0:
+                more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
+            else:
+                more = points.spend(m, -delta, key, now, self.rules, reason="adjust")
+            bal = points.balance(m, local_day(now, self.rules.tz))
+            return {"delta": delta, "balance": bal}, [audit, *more]
+
+        return await self.run(member_id, now, body, key=keys.staff_adjust(key))
+
+    async def refresh(self, member_id: str, now: datetime) -> dict:
+        """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""
+        return await self.run(member_id, now, lambda m: ({"tier": m.tier}, []))
+
+    # -- read models ------------------------------------------------------------------------------
+    def card(self, m: Member, now: datetime) -> dict:
+        """Everything a reply, the sidebar or the API shows about a member, as of ``now``."""
+        today = local_day(now, self.rules.tz)
+        soon, soon_day = points.expiring_within(m, today, 30)
+        return {
+            "member_id": m.id, "member_code": m.member_code, "balance": points.balance(m, today),
+            "debt": m.debt, "expiring_points": soon, "expiring_on": soon_day,
+            "progress": tiers.progress(m, now, self.rules), "invite_code": m.invite_code,
+            "invited": m.invited_total, "streak": m.checkin_streak,
+            "checked_in_today": m.checkin_last == today.isoformat(),
+            "coupons": [{"code": c.code, "template": c.template,
+                         "name": self.rules.coupons[c.template].name
+                         if c.template in self.rules.coupons else c.template,
+                         "valid_until": c.valid_until} for c in coupons.valid(m, now)],
+            "opted_out": m.opted_out, "rfm": m.rfm, "tags": list(m.tags),
+            "followed": m.followed,
+        }

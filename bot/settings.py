@@ -1,0 +1,171 @@
+"""Configuration from the environment (and a ``.env`` file), with local secrets generated once.
+
+``make run`` needs no configuration: a missing data key, WeChat token or API secret is
+generated into ``./data/secrets.env`` with a warning. With ``MEMBERBOT_ENV=production`` a
+missing secret stops the start instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GENERATED = {
+    "MEMBERBOT_DATA_KEY": lambda: base64.b64encode(os.urandom(32)).decode(),
+    "WECHAT_TOKEN": lambda: secrets.token_urlsafe(16),
+    "MEMBERBOT_API_SECRET": lambda: secrets.token_urlsafe(32),
+}
+SECRETS_FILE = "secrets.env"
+
+
+class SettingsError(Exception):
+    """A configuration problem, reported to the operator in one line."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines; ``#`` comments, blank lines and optional quotes are allowed."""
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:]
+        k, sep, v = line.partition("=")
+        if not sep or not k.strip():
+            raise SettingsError(f"{path}:{n}: expected KEY=VALUE")
+        v = v.strip()
+        if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+            v = v[1:-1]
+        out[k.strip()] = v
+    return out
+
+
+@dataclass
+class Settings:
+    env: str = "development"
+    data_dir: Path = Path("data")
+    store_url: str = "sqlite:///./data/memberbot.db"
+    rules_path: str | None = None
+    tz: str = "Asia/Shanghai"
+    api_secret: str | None = None
+    data_key: str = ""
+    wechat_appid: str = ""
+    wechat_appsecret: str = ""
+    wechat_token: str = ""
+    wechat_aes_key: str = ""
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_template_id: str = ""
+    wecom_corp_id: str = ""
+    wecom_secret: str = ""
+    wecom_agent_id: str = ""
+    wecom_token: str = ""
+    wecom_aes_key: str = ""
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    admin_password: str = ""
+    sidebar_preview: bool = False
+    generated: list[str] = field(default_factory=list)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, *, cwd: Path | None = None,
+             generate: bool = True) -> Settings:
+        """Environment over ``.env`` over ``data/secrets.env``; generate what is missing."""
+        cwd = cwd or Path.cwd()
+        env = dict(os.environ if environ is None else environ)
+        dotenv = read_env_file(cwd / ".env")
+        merged = {**dotenv, **env}
+        data_dir = Path(merged.get("MEMBERBOT_DATA_DIR", str(cwd / "data")))
+        production = merged.get("MEMBERBOT_ENV", "development") == "production"
+        secrets_path = data_dir / SECRETS_FILE
+        if not production:
+            merged = {**read_env_file(secrets_path), **merged}
+        missing = [k for k in GENERATED if not merged.get(k)]
+        if missing and production:
+            raise SettingsError(f"{missing[0]} is not set: MEMBERBOT_ENV=production needs every "
+                                f"secret configured ({', '.join(missing)} missing)")
+        generated: list[str] = []
+        if missing and generate:
+            new = {k: GENERATED[k]() for k in missing}
+            _append_secrets(secrets_path, new)
+            merged.update(new)
+            generated = missing
+        g = merged.get
+        return cls(
+            env="production" if production else "development",
+            data_dir=data_dir,
+            store_url=g("MEMBERBOT_STORE") or f"sqlite:///{_rel(data_dir / 'memberbot.db', cwd)}",
+            rules_path=g("MEMBERBOT_RULES") or None,
+            tz=g("MEMBERBOT_TZ") or "Asia/Shanghai",
+            api_secret=g("MEMBERBOT_API_SECRET") or None,
+            data_key=g("MEMBERBOT_DATA_KEY", ""),
+            wechat_appid=g("WECHAT_APPID", ""),
+            wechat_appsecret=g("WECHAT_APPSECRET", ""),
+            wechat_token=g("WECHAT_TOKEN", ""),
+            wechat_aes_key=g("WECHAT_AES_KEY", ""),
+            wechat_api_base=(g("WECHAT_API_BASE") or "https://api.weixin.qq.com").rstrip("/"),
+            wechat_template_id=g("WECHAT_TEMPLATE_ID", ""),
+            wecom_corp_id=g("WECOM_CORP_ID", ""),
+            wecom_secret=g("WECOM_SECRET", ""),
+            wecom_agent_id=g("WECOM_AGENT_ID", ""),
+            wecom_token=g("WECOM_TOKEN", ""),
+            wecom_aes_key=g("WECOM_AES_KEY", ""),
+            wecom_api_base=(g("WECOM_API_BASE") or "https://qyapi.weixin.qq.com").rstrip("/"),
+            admin_password=g("MEMBERBOT_ADMIN_PASSWORD", ""),
+            sidebar_preview=(g("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1" and not production),
+            generated=generated,
+        )
+
+    def warn_generated(self) -> None:
+        if self.generated:
+            print(f"warning: generated {', '.join(self.generated)} into "
+                  f"{self.data_dir / SECRETS_FILE} for local use only; set them in the "
+                  "environment for production (MEMBERBOT_ENV=production refuses to start "
+                  "without them)", file=sys.stderr)
+
+
+def _rel(p: Path, cwd: Path) -> str:
+    try:
+        return "./" + str(p.relative_to(cwd))
+    except ValueError:
+        return "/" + str(p).lstrip("/")
+
+
+def _append_secrets(path: Path, values: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write("# generated by memberbot for local use; do not use in production\n")
+            for k, v in values.items():
+                f.write(f"{k}={v}\n")
+    except OSError as e:
+        raise SettingsError(f"cannot write {path} ({e.strerror}): make the data folder "
+                            "writable or set the secrets in the environment") from e
+
+
+def rules_for(settings: Settings):  # -> Rules (kept untyped to avoid an import cycle)
+    """The rules file of ``settings``, with ``MEMBERBOT_TZ`` as the calendar zone when set."""
+    import dataclasses
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from .rules.config import RulesError, load_rules
+
+    rules = load_rules(settings.rules_path)
+    env_tz = settings.tz
+    if env_tz and env_tz != getattr(rules.tz, "key", None):
+        try:
+            rules = dataclasses.replace(rules, tz=ZoneInfo(env_tz))
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise RulesError(f"MEMBERBOT_TZ: unknown time zone {env_tz!r}") from e
+    return rules
