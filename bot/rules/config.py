@@ -257,6 +257,8 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError("checkin.cycle_days: must be at least 1")
     invite = _ints(data["invite"], "invite", list(DEFAULTS["invite"]))
     grace = data["grace"]
+    if not isinstance(grace, dict):
+        raise RulesError("grace: must be a table")
     g_months = _int(grace, "months", "grace")
     warn = grace.get("warning_days")
     if not isinstance(warn, list) or not all(isinstance(w, int) and w > 0 for w in warn):
@@ -264,14 +266,20 @@ def build_rules(data: dict[str, Any]) -> Rules:
     tiers = _tiers(data["tiers"])
     coupons = _coupons(data["coupons"], {t.key for t in tiers})
     cat: list[CatalogueItem] = []
+    if not isinstance(data["catalogue"], list):
+        raise RulesError("catalogue: must be a list of [[catalogue]] tables")
     for i, item in enumerate(data["catalogue"]):
         p = f"catalogue[{i}]"
+        if not isinstance(item, dict):
+            raise RulesError(f"{p}: must be a table")
         key = _str(item, "coupon", p)
         if key not in coupons:
             raise RulesError(f"{p}.coupon: no coupon template {key!r}")
         pts = _int(item, "points", p, minimum=points["redeem_min_points"])
         cat.append(CatalogueItem(key, pts))
     rfm = _ints(data["rfm"], "rfm", list(DEFAULTS["rfm"]), minimum=1)
+    if not isinstance(data["push"], dict):
+        raise RulesError("push: must be a table")
     push = dict(data["push"])
     for k in ("quiet_start", "quiet_end"):
         v = push.get(k)

@@ -59,11 +59,11 @@ def find(m: Member, code: str) -> Coupon | None:
     return next((c for c in m.coupons if c.code == code), None)
 
 
-def redeem(m: Member, code: str, order_id: str, amount_fen: int, now: datetime,
-           rules: Rules) -> tuple[Coupon, int, list[Entry]]:
-    """Redeem ``code`` on ``order_id``. The same (code, order) again is a no-op success.
+def check_redeem(m: Member, code: str, order_id: str, amount_fen: int, now: datetime,
+                 rules: Rules) -> tuple[Coupon, int, bool]:
+    """Refuse when ``code`` cannot be redeemed on ``order_id``; changes nothing.
 
-    Returns the coupon, the discount in fen and the ledger entries.
+    Returns the coupon, the discount in fen and whether it is already redeemed on this order.
     """
     c = find(m, code)
     if c is None:
@@ -71,18 +71,29 @@ def redeem(m: Member, code: str, order_id: str, amount_fen: int, now: datetime,
     tpl = rules.coupons.get(c.template)
     if c.status == "redeemed":
         if c.order_id == order_id:
-            return c, discount_fen(tpl, amount_fen) if tpl else 0, []
+            return c, discount_fen(tpl, amount_fen) if tpl else 0, True
         raise Refusal("coupon_used", "该优惠券已使用", code=c.code)
-    at = ts(now)
-    if c.status == "expired" or at > c.valid_until:
+    if c.status == "expired" or ts(now) > c.valid_until:
         raise Refusal("coupon_expired", "该优惠券已过期", code=c.code)
     if tpl is None:
         raise Refusal("coupon_unknown_template", "该优惠券已停用", code=c.code)
     if amount_fen < tpl.threshold_fen:
         raise Refusal("coupon_threshold", f"未满{tpl.threshold_fen // 100}元，不可使用该券",
                       code=c.code, threshold_fen=tpl.threshold_fen)
+    return c, discount_fen(tpl, amount_fen), False
+
+
+def redeem(m: Member, code: str, order_id: str, amount_fen: int, now: datetime,
+           rules: Rules) -> tuple[Coupon, int, list[Entry]]:
+    """Redeem ``code`` on ``order_id``. The same (code, order) again is a no-op success.
+
+    Returns the coupon, the discount in fen and the ledger entries.
+    """
+    c, off, already = check_redeem(m, code, order_id, amount_fen, now, rules)
+    if already:
+        return c, off, []
+    at = ts(now)
     c.status, c.order_id, c.redeemed_at = "redeemed", order_id, at
-    off = discount_fen(tpl, amount_fen)
     return c, off, [Entry("coupon_redeem", at, amount_fen=off, ref=f"order:{order_id}",
                           data={"code": c.code, "template": c.template})]
 

@@ -149,7 +149,8 @@ class Refusal(Exception):
     ``code`` is stable for API clients; ``message`` is short Chinese for members.
     """
 
-    def __init__(self, code: str, message: str, **data: Any) -> None:
+    def __init__(self, code: str, message: str, /, **data: Any) -> None:
+        # positional-only, so that ``data`` may carry a coupon ``code=...``
         super().__init__(message)
         self.code = code
         self.message = message

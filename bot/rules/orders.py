@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from . import coupons, points, tiers
 from .config import Rules
 from .models import Entry, Member, Order, Refusal
-from .timeutil import local_day, ts
+from .timeutil import add_months, local_day, ts
 
 
 def points_cash_fen(points_used: int, rules: Rules) -> int:
@@ -26,13 +27,12 @@ def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: da
         return order_result(m, o, now, rules), []
     if amount_fen < 0:
         raise Refusal("bad_amount", "金额无效")
+    paid_at = min(paid_at, now)  # a till clock running ahead cannot pay in the future
     ref = f"order:{order_id}"
-    entries: list[Entry] = points.expire(m, now, rules)
+    # every refusal comes before the first change: a refused order burns no coupon
     off = 0
     if coupon_code:
-        c, off, e = coupons.redeem(m, coupon_code, order_id, amount_fen, now, rules)
-        coupon_code = c.code
-        entries += e
+        off = coupons.check_redeem(m, coupon_code, order_id, amount_fen, now, rules)[1]
     cash = 0
     if points_used:
         if points_used < rules.points["redeem_min_points"]:
@@ -42,7 +42,12 @@ def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: da
         cash = points_cash_fen(points_used, rules)
         if cash > amount_fen - off:
             raise Refusal("points_exceed_amount", "抵现金额超过订单金额")
-        entries += points.spend(m, points_used, ref, now, rules, reason="order")
+    entries: list[Entry] = points.spend(m, points_used, ref, now, rules, reason="order")
+    entries += points.expire(m, now, rules)
+    if coupon_code:
+        c, off, e = coupons.redeem(m, coupon_code, order_id, amount_fen, now, rules)
+        coupon_code = c.code
+        entries += e
     paid = amount_fen - off - cash
     mult = rules.tier(m.tier).multiplier
     earned = points.points_for_purchase(paid, mult, rules)
@@ -84,6 +89,9 @@ def refund(m: Member, order_id: str, refund_id: str, amount_fen: int | None, now
     keep = points.points_for_purchase(o.net_fen, o.multiplier, rules)
     back = max(o.points - o.points_reversed - keep, 0)
     o.points_reversed += back
+    earned_on = local_day(datetime.fromtimestamp(o.paid_at, rules.tz), rules.tz)
+    if add_months(earned_on, rules.points["expiry_months"]) < local_day(now, rules.tz):
+        back = 0  # the order's points have expired already: nothing is left to take back
     ref = f"refund:{refund_id}"
     entries = [Entry("refund", ts(now), amount_fen=-amt, ref=ref, data={"order_id": order_id})]
     entries += points.reverse(m, back, f"order:{order_id}", ref, now, rules)
@@ -104,7 +112,9 @@ def set_birthday(m: Member, birthday: str, now: datetime, rules: Rules) -> tuple
     from datetime import date
 
     try:
-        d = date.fromisoformat(birthday)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", birthday.strip()):
+            raise ValueError(birthday)
+        d = date.fromisoformat(birthday.strip())
     except ValueError as e:
         raise Refusal("bad_birthday", "生日格式应为 YYYY-MM-DD，例如 生日 1990-05-20") from e
     if not (d.year >= 1900 and d <= local_day(now, rules.tz)):

@@ -62,11 +62,12 @@ def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
     """Take ``amount`` points from the earliest-expiring lots; refuse when the balance is short."""
     if amount <= 0:
         return []
-    entries = expire(m, now, rules)
+    # check before expiring anything: a refusal must leave the member untouched
     have = balance(m, local_day(now, rules.tz))
     if amount > have:
         raise Refusal("insufficient_points", f"积分不足：当前 {max(have, 0)} 分，需要 {amount} 分",
                       balance=have, needed=amount)
+    entries = expire(m, now, rules)
     left = amount
     for lot in m.lots:  # sorted by expiry
         if not left:
