@@ -17,7 +17,10 @@ def sqlite_path(url: str) -> str:
         raise StoreError(f"bad SQLite store URL {url!r}: use sqlite:///relative/path.db or "
                          "sqlite:////absolute/path.db")
     path = rest[1:]
-    return path if path.startswith("/") else path
+    if path in ("", ":memory:"):
+        raise StoreError(f"bad SQLite store URL {url!r}: give a file path (an in-memory "
+                         "database would lose every acknowledged write on restart)")
+    return path
 
 
 def open_store(url: str, data_key: bytes | str) -> Store:

@@ -438,6 +438,7 @@ class SQLiteStore(Store):
 
     async def kv_delete(self, key: str, *, expect: str | None = None) -> bool:
         def fn(c: sqlite3.Connection) -> bool:
+            c.execute("DELETE FROM kv WHERE key=? AND expires <= ?", (key, time.time()))
             if expect is None:
                 return c.execute("DELETE FROM kv WHERE key=?", (key,)).rowcount == 1
             return c.execute("DELETE FROM kv WHERE key=? AND value=?",
