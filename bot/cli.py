@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import os
 import socket
@@ -14,6 +12,7 @@ import click
 
 from storage import StoreError
 
+from .optional import optional_modules
 from .rules.config import RulesError
 from .settings import Settings, SettingsError
 
@@ -58,8 +57,9 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     settings = load_settings()
     try:
         app = create_app(settings)
-        if scheduler and importlib.util.find_spec("bot.jobs.scheduler") is not None:
-            importlib.import_module("bot.jobs.scheduler").attach(app)
+        if scheduler:
+            for mod in optional_modules(("bot.jobs.scheduler",)):
+                mod.attach(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     logging.basicConfig(level=os.environ.get("MEMBERBOT_LOG", "INFO"),
@@ -101,6 +101,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
             p.terminate()
 
 
-for _name in COMMAND_MODULES:
-    if importlib.util.find_spec(_name) is not None:
-        importlib.import_module(_name).register(main)
+for _mod in optional_modules(COMMAND_MODULES):
+    _mod.register(main)

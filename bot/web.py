@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from aiohttp import web
 from storage import Store, StoreError, StoreUnavailable, open_store
 
 from .members import Members
+from .optional import optional_modules
 from .rules.config import Rules
 from .settings import Settings, rules_for
 
@@ -99,9 +98,8 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(store_ctx)
     app.router.add_get("/healthz", healthz)
-    for name in HANDLER_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).setup(app)
+    for mod in optional_modules(HANDLER_MODULES):
+        mod.setup(app)
     return app
 
 

@@ -99,3 +99,10 @@ def test_a_missing_file_is_refused_naming_the_file(tmp_path):
 def test_a_section_of_the_wrong_shape_is_a_rules_error(tmp_path, text):
     with pytest.raises(RulesError, match=text.split(" ")[0]):
         load_rules(write(tmp_path, text))
+
+
+def test_documented_example_file_is_exactly_the_defaults():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "rules.example.toml"
+    assert load_rules(example) == load_rules()
