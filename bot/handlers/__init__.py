@@ -1,0 +1,1 @@
+"""HTTP handlers: thin adapters from a request to a use case and back."""

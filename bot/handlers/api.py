@@ -1,0 +1,220 @@
+"""The store API (PRODUCT.md 6): signed JSON over HTTP for POS, e-commerce and CRM systems.
+
+Bodies are validated against the declarations in :mod:`bot.schema`, which also produce
+``/api/openapi.json``; every change goes through the member use cases in one atomic step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from storage import ConflictError
+
+from .. import schema
+from ..rules.models import Refusal
+from ..web import CTX, Context
+
+log = logging.getLogger("memberbot.api")
+
+WINDOW_S = 300
+
+# code -> (HTTP status, English message); the Chinese message comes from the rule itself
+ERRORS: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "malformed request"),
+    "body_too_large": (413, "the body is larger than 64 KiB"),
+    "api_disabled": (401, "the store API has no secret configured (MEMBERBOT_API_SECRET)"),
+    "signature_missing": (401, "X-Memberbot-Timestamp and X-Memberbot-Signature are required"),
+    "timestamp_invalid": (401, "the timestamp is not unix seconds within 300 s of now"),
+    "bad_signature": (401, "the signature does not match"),
+    "member_not_found": (404, "member not found"),
+    "order_not_found": (404, "order not found"),
+    "coupon_not_found": (404, "coupon not found"),
+    "order_conflict": (409, "this order_id was recorded before with a different body"),
+    "refund_conflict": (409, "this refund_id was used before with a different body"),
+    "coupon_used": (409, "the coupon was already used on another order"),
+    "coupon_expired": (422, "the coupon has expired"),
+    "coupon_threshold": (422, "the order amount is below the coupon's threshold"),
+    "coupon_owner": (422, "the coupon belongs to another member"),
+    "coupon_unknown_template": (422, "the coupon's template was withdrawn"),
+    "insufficient_points": (422, "not enough points"),
+    "points_below_min": (422, "points paid with are below the minimum"),
+    "points_exceed_amount": (422, "points paid with are worth more than the order"),
+    "refund_amount": (422, "the refund amount exceeds what is refundable"),
+    "bad_amount": (422, "invalid amount"),
+    "store_unavailable": (503, "service busy, retry later"),
+}
+ZH_DEFAULTS = {"api_disabled": "接口未启用", "body_too_large": "请求体过大",
+               "signature_missing": "缺少签名",
+               "timestamp_invalid": "时间戳无效或已过期", "bad_signature": "签名错误",
+               "member_not_found": "未找到会员", "refund_conflict": "退款单号已存在且内容不同",
+               "coupon_owner": "该优惠券不属于此会员", "store_unavailable": "系统繁忙，请稍后再试"}
+
+
+def error(code: str, zh: str | None = None, *, field: str | None = None,
+          detail: dict[str, Any] | None = None) -> web.Response:
+    status, en = ERRORS.get(code, (422, "refused by the programme rules"))
+    body: dict[str, Any] = {"code": code, "message": f"{zh or ZH_DEFAULTS.get(code, en)} / {en}"}
+    if field is not None:
+        body["field"] = field
+    if detail:
+        body["detail"] = detail
+    return web.json_response(body, status=status)
+
+
+def bad(e: schema.BadField) -> web.Response:
+    return web.json_response({"code": "bad_request", "message": f"{e.zh} / {e.en}",
+                              "field": e.field}, status=400)
+
+
+def signature_ok(secret: str, timestamp: str, method: str, path: str, body: bytes,
+                 signature: str) -> bool:
+    msg = b"\n".join((timestamp.encode(), method.encode(), path.encode(), body))
+    want = hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, signature.strip().lower())
+
+
+async def authenticate(request: web.Request, ctx: Context) -> tuple[bytes, web.Response | None]:
+    """The raw body, or the 401 answer: no secret, no headers, stale time, wrong signature."""
+    secret = ctx.settings.api_secret
+    if not secret:
+        return b"", error("api_disabled")
+    ts = request.headers.get("X-Memberbot-Timestamp", "")
+    sig = request.headers.get("X-Memberbot-Signature", "")
+    if not ts or not sig:
+        return b"", error("signature_missing")
+    if not ts.isdigit() or abs(int(ts) - ctx.now().timestamp()) > WINDOW_S:
+        return b"", error("timestamp_invalid")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return b"", error("body_too_large")
+    if not signature_ok(secret, ts, request.method, request.rel_url.raw_path, body, sig):
+        return b"", error("bad_signature")
+    return body, None
+
+
+Handler = Callable[[web.Request, Context, bytes], Awaitable[web.Response]]
+
+
+def signed(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Authenticate, then map rule refusals and malformed input to their JSON errors."""
+
+    async def handler(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        body, refused = await authenticate(request, ctx)
+        if refused is not None:
+            return refused
+        try:
+            return await fn(request, ctx, body)
+        except schema.BadField as e:
+            return bad(e)
+        except Refusal as e:
+            return error(e.code, e.message, detail=e.data or None)
+        except ConflictError:
+            return error("store_unavailable")
+
+    return handler
+
+
+def _param(request: web.Request, f: schema.Field, ctx: Context) -> str:
+    return f.check(request.match_info[f.name], ctx.rules.tz)
+
+
+async def _member_id(ctx: Context, body: dict[str, Any]) -> str:
+    kind, value = schema.member_field(body)
+    mid = await ctx.members.resolve(**{kind: value})
+    if mid is None:
+        raise Refusal("member_not_found", "未找到会员", **{kind: value} if kind != "phone" else {})
+    return mid
+
+
+@signed
+async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    body = schema.ORDER.parse(raw, ctx.rules.tz)
+    now = ctx.now()
+    schema.check_paid_at(body["paid_at"], now)
+    mid = await _member_id(ctx, body)
+    res = await ctx.members.record_order(
+        mid, body["order_id"], body["amount_fen"], body["paid_at"], now,
+        store_id=body["store_id"], coupon_code=(body.get("coupon_code") or "").upper() or None,
+        points_used=body.get("points_used", 0), body_hash=schema.order_hash(body))
+    res = {k: v for k, v in res.items() if k != "body_hash"}
+    return web.json_response(res)
+
+
+@signed
+async def refund_order(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    order_id = _param(request, schema.ORDER_ID, ctx)
+    body = schema.REFUND.parse(raw, ctx.rules.tz)
+    owner = await ctx.store.lookup("order", order_id)
+    if owner is None:
+        return error("order_not_found", "未找到该订单", detail={"order_id": order_id})
+    # refund ids are unique across members too, not only within one member's idempotency keys
+    if await ctx.store.claim("refund", body["refund_id"], owner) != owner:
+        return error("refund_conflict", detail={"refund_id": body["refund_id"]})
+    res = await ctx.members.refund(order_id, body["refund_id"], body.get("amount_fen"),
+                                   ctx.now())
+    # a refund id is once per member: the same id on another order or amount is a conflict
+    if res["order_id"] != order_id or (
+            "amount_fen" in body and res["refunded_fen"] != body["amount_fen"]):
+        return error("refund_conflict", detail={"refund_id": body["refund_id"]})
+    return web.json_response(res)
+
+
+@signed
+async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    body = schema.REDEEM.parse(raw, ctx.rules.tz)
+    code = body["code"].upper()
+    if schema.member_field(body) is not None:
+        mid = await _member_id(ctx, body)
+        if await ctx.store.lookup("coupon_code", code) not in (mid, None):
+            return error("coupon_owner")
+    res = await ctx.members.redeem_coupon(code, body["order_id"], body["amount_fen"],
+                                          ctx.now())
+    return web.json_response(res)
+
+
+@signed
+async def get_member(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    code = _param(request, schema.MEMBER_CODE, ctx)
+    mid = await ctx.members.resolve(member_code=code)
+    m = await ctx.members.get(mid) if mid else None
+    if m is None:
+        return error("member_not_found", detail={"member_code": code})
+    return web.json_response(member_view(ctx, m))
+
+
+def member_view(ctx: Context, m: Any) -> dict[str, Any]:
+    """What store systems may see: no internal id, no phone, no birthday."""
+    card = ctx.members.card(m, ctx.now())
+    prog = card["progress"]
+    return {
+        "member_code": card["member_code"], "tier": prog["tier"], "tier_name": prog["tier_name"],
+        "balance": card["balance"], "debt": card["debt"],
+        "expiring_points": card["expiring_points"], "expiring_on": card["expiring_on"],
+        "coupons": card["coupons"], "segment": card["rfm"], "tags": card["tags"],
+        "opted_out": card["opted_out"], "followed": card["followed"],
+        "progress": {k: v for k, v in prog.items() if k != "benefits"},
+    }
+
+
+OPENAPI = web.AppKey("openapi", dict)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+def setup(app: web.Application) -> None:
+    app[OPENAPI] = schema.openapi()
+    app.router.add_post("/api/orders", record_order)
+    app.router.add_post("/api/orders/{order_id}/refund", refund_order)
+    app.router.add_post("/api/coupons/redeem", redeem_coupon)
+    app.router.add_get("/api/members/{member_code}", get_member)
+    app.router.add_get("/api/openapi.json", openapi_json)

@@ -1,0 +1,63 @@
+"""``/metrics``: Prometheus text from :data:`bot.metrics.REGISTRY`, and the request middleware
+that counts requests by route and status and times the WeChat/WeCom callbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS, STORE_CONFLICTS
+from ..web import CTX
+
+CALLBACK_ROUTES = ("/wechat", "/wecom")
+SEEN_CONFLICTS = "metrics:conflicts_seen"
+
+
+def route_of(request: web.Request) -> str:
+    """The route template (``/api/orders/{order_id}/refund``), never the raw path, so member
+    codes and order ids stay out of the labels."""
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Callable) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        route = route_of(request)
+        REQUESTS.labels(route, request.method, str(status)).inc()
+        if route in CALLBACK_ROUTES:
+            CALLBACK_LATENCY.labels(route).observe(time.perf_counter() - t0)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    # the stores count retried version conflicts themselves; carry the increase over
+    seen = ctx.extras.get(SEEN_CONFLICTS, 0)
+    now = getattr(ctx.store, "conflicts", 0)
+    if now > seen:
+        STORE_CONFLICTS.labels(ctx.store.kind).inc(now - seen)
+        ctx.extras[SEEN_CONFLICTS] = now
+    resp = web.Response(body=generate_latest(REGISTRY))
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    # outermost, so that statuses set by the error middleware (503, 500) are counted too
+    app.middlewares.insert(0, count_requests)
+    app.router.add_get("/metrics", metrics)

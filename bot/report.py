@@ -1,0 +1,100 @@
+"""``memberbot report``: the analytics of PRODUCT.md 7 as terminal tables (or JSON)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import analytics
+from .members import Members
+
+
+def pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def tables(r: dict[str, Any]) -> list[Table]:
+    """One rich table per section, each metric with its definition."""
+    p = r["period"]
+    head = Table(title=f"会员运营报表 {p['first_day']} – {p['as_of']}（{p['days']} 天）",
+                 title_justify="left")
+    for col in ("指标", "值", "分子 / 分母", "定义"):
+        head.add_column(col, overflow="fold")
+    for k in r["kpis"]:
+        num, den = k["numerator"], k["denominator"]
+        frac = f"¥{num / 100:,.2f} / {den}" if k["key"] == "arpu" else f"{num:,} / {den:,}"
+        head.add_row(k["label"], k["text"], frac, k["definition"])
+    m = r["members"]
+    head.add_row("会员总数 / 新会员", f"{m['total']:,} / {m['new']:,}", "",
+                 "期末会员数 / 期内开卡")
+    head.add_row("订单 / 净消费", f"{m['orders']:,} / ¥{m['spend_fen'] / 100:,.2f}", "",
+                 "期内支付的订单数 / 实付减退款")
+
+    pts = r["points"]
+    points = Table(title="积分", title_justify="left")
+    for col in ("发放", "兑换", "过期", "退款冲回", "兑换率", "发放构成"):
+        points.add_column(col)
+    points.add_row(f"{pts['issued']:,}", f"{pts['redeemed']:,}", f"{pts['expired']:,}",
+                   f"{pts['reversed']:,}", pct(analytics.ratio(pts["redeemed"], pts["issued"])),
+                   ", ".join(f"{k} {v:,}" for k, v in pts["by_reason"].items()) or "—")
+
+    coupons = Table(title="优惠券：发放 → 核销（按模板）", title_justify="left")
+    for col in ("模板", "名称", "发放", "已核销", "核销率", "过期"):
+        coupons.add_column(col)
+    for c in r["coupons"]:
+        coupons.add_row(c["template"], c["name"], str(c["issued"]), str(c["redeemed"]),
+                        pct(c["rate"]), str(c["expired"]))
+
+    tiers = Table(title="等级分布与变更", title_justify="left")
+    for col in ("等级", "名称", "会员数", "期内升级至", "期内降级至"):
+        tiers.add_column(col)
+    for t in r["tiers"]:
+        tiers.add_row(t["tier"], t["name"], f"{t['members']:,}", str(t["upgrades"]),
+                      str(t["downgrades"]))
+
+    ops = Table(title="签到、推送与退订", title_justify="left")
+    for col in ("签到 DAU（日均）", "签到 DAU（末日）", "推送已发送", "推送失败", "无法触达",
+                "退订", "取关"):
+        ops.add_column(col)
+    ck, pu, un = r["checkin"], r["pushes"]["by_status"], r["unsubscribes"]
+    ops.add_row(f"{ck['average'] or 0:,.1f}", str(ck["last_day"]), str(pu["sent"]),
+                str(pu["failed"]), str(pu["unreachable"]), str(un["opted_out"]),
+                str(un["unfollowed"]))
+
+    seg = Table(title="RFM 分群（截至期末）", title_justify="left")
+    seg.add_column("分群")
+    seg.add_column("会员数")
+    for s in r["rfm"]:
+        seg.add_row(s["segment"], f"{s['members']:,}")
+    return [head, points, coupons, tiers, ops, seg]
+
+
+def register(main: click.Group) -> None:
+    @main.command("report")
+    @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                  help="last day of the period (YYYY-MM-DD) [today]")
+    @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660),
+                  help="length of the period in days")
+    @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
+    def report_cmd(as_of: datetime | None, days: int, as_json: bool) -> None:
+        """Programme analytics for a period: conversion, activity, points, coupons, tiers,
+        check-ins, pushes, unsubscribes, RFM. Definitions: docs/operators.md."""
+        from .cli import load_settings
+        from .offline import run_with_members
+
+        async def go(members: Members, now: datetime) -> dict[str, Any]:
+            day: date = as_of.date() if as_of else now.date()
+            return await analytics.compute(members.store, members.rules, day, days)
+
+        r = run_with_members(load_settings(), go)
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False, indent=2))
+            return
+        console = Console()
+        for t in tables(r):
+            console.print(t)

@@ -1,0 +1,84 @@
+"""/admin in real headless Chromium: log in through the form, the six ECharts charts are drawn
+(canvases with size and painted pixels), and the console stays clean."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.web import CTX, create_app
+from tests.api.support import Clock
+from tests.conftest import make_settings
+
+from .cdp import Browser, require_chromium
+from .seeded import seed_history
+
+PASSWORD = "browser-test-password"
+
+
+@pytest.fixture
+async def browser():
+    require_chromium()
+    b = Browser()
+    try:
+        yield await b.start()
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+async def server(aiohttp_client, tmp_path, now, monkeypatch):
+    app = create_app(make_settings(tmp_path, admin_password=PASSWORD), clock=Clock(now))
+    client = await aiohttp_client(app)
+    await seed_history(app[CTX].members, monkeypatch)
+    return client
+
+
+async def test_the_dashboard_draws_every_chart_without_console_errors(browser, server):
+    base = str(server.make_url("/")).rstrip("/")
+    await browser.goto(f"{base}/admin?as_of=2026-11-25&days=7")
+    assert await browser.evaluate("location.pathname") == "/admin/login"
+    await browser.evaluate(f"""(() => {{
+        document.querySelector('input[name=password]').value = {PASSWORD!r};
+        document.querySelector('form').submit(); }})()""")
+    await browser.wait_for("location.pathname === '/admin' && document.readyState === "
+                           "'complete'")
+    ready = await browser.wait_for(
+        "document.documentElement.dataset.chartsReady || "
+        "document.documentElement.dataset.chartsError")
+    assert ready == "6", ready
+    canvases = await browser.evaluate("""Array.from(document.querySelectorAll(
+        '[data-chart]')).map(el => {
+          const c = el.querySelector('canvas');
+          if (!c) return {chart: el.dataset.chart, canvas: false};
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let painted = 0;
+          for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+          return {chart: el.dataset.chart, canvas: true, w: c.width, h: c.height, painted};
+        })""")
+    assert [c["chart"] for c in canvases] == ["checkin", "tiers", "rfm", "points", "coupons",
+                                              "pushes"]
+    for c in canvases:
+        assert c["canvas"] and c["w"] > 100 and c["h"] > 100, c
+        assert c["painted"] > 500, c  # axes, bars, slices: something was drawn
+    kpi = await browser.evaluate(
+        "document.querySelector('[data-kpi=card_conversion]').textContent")
+    assert kpi == "75.0%"
+    assert browser.problems() == []
+
+
+async def test_the_member_page_renders_cleanly(browser, server):
+    base = str(server.make_url("/")).rstrip("/")
+    await browser.goto(f"{base}/admin/login")
+    await browser.evaluate(f"""(() => {{
+        document.querySelector('input[name=password]').value = {PASSWORD!r};
+        document.querySelector('form').submit(); }})()""")
+    await browser.wait_for("location.pathname === '/admin' && document.readyState === "
+                           "'complete'")
+    ctx = server.app[CTX]
+    code = (await ctx.members.get(await ctx.store.lookup("openid", "o-g"))).member_code
+    await browser.goto(f"{base}/admin/members?q={code}")
+    assert await browser.evaluate(
+        "document.querySelector('[data-field=segment]').textContent") == "重要发展客户"
+    assert await browser.evaluate(
+        "document.querySelector('[data-field=tier]').textContent") == "金卡会员"
+    assert browser.problems() == []
