@@ -1,0 +1,1 @@
+"""Outgoing API clients: the Official Account (``wechat.py``) and WeCom (``wecom.py``)."""

@@ -1,0 +1,93 @@
+"""WeCom contact use cases, mixed into :class:`bot.members.Members`: a staff member and an
+external contact connect (link to the OA member by unionid, or create one) or disconnect."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from . import keys
+from .rules import invites
+from .rules.models import Change, Entry, Member, Refusal
+from .rules.timeutil import ts
+
+
+class WeComContacts:
+    """Needs the Members internals: store, rules, normalise, _finish, _update, _claim_new."""
+
+    async def link_wecom(self, external_userid: str, now: datetime, *, staff: str,
+                         unionid: str | None = None, follow_users: list[str] | None = None,
+                         nickname: str | None = None) -> dict:
+        """A WeCom external contact: the member already linked, else the one with the same
+        unionid (an OA follower), else a new member as :meth:`register` makes one. Records the
+        owner staff and ``follow_users``. Safe to repeat and to run concurrently."""
+        linked = await self.store.lookup("external_userid", external_userid)
+        mid = linked or (unionid and await self.store.lookup("unionid", unionid)) \
+            or secrets.token_hex(8)
+        if unionid:
+            owner = await self.store.claim("unionid", unionid, mid)
+            if linked is None:
+                mid = owner
+            elif owner != mid:
+                unionid = None  # another member's: never merge two members silently
+        mid = await self.store.claim("external_userid", external_userid, mid)
+        existing = await self.store.get(mid)
+        code = invite = ""
+        if existing is None:
+            from .members import _code, new_member_code
+
+            code = await self._claim_new("member_code", new_member_code, mid)
+            invite = await self._claim_new(
+                "invite_code", lambda: _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH), mid)
+
+        def step(m: Member | None) -> Change:
+            entries, returns = [], []
+            if m is None:
+                m = Member(id=mid, member_code=code, unionid=unionid, nickname=nickname,
+                           joined_at=ts(now), last_activity=ts(now), invite_code=invite,
+                           tier=self.rules.tiers[0].key, followed=False)
+                entries.append(Entry("join", ts(now), ref=f"wecom:{external_userid}",
+                                     data={"via": "wecom", "followed": False}))
+            else:
+                entries, returns = self.normalise(m, now)
+            follows = list(dict.fromkeys([*(follow_users or m.follow_users), staff]))
+            m.external_userid, m.unionid = external_userid, m.unionid or unionid
+            m.follow_users = follows
+            if m.owner_userid not in follows:
+                m.owner_userid = staff
+            entries.append(Entry("wecom_link", ts(now), data={"staff": staff}))
+            return self._finish(m, now, {"new": existing is None}, entries, returns)
+
+        res = await self._update(mid, step, None)
+        m = await self.store.get(mid)
+        if existing is not None or m.member_code != code:
+            for kind, value in (("member_code", code), ("invite_code", invite)):
+                if value and value not in (m.member_code, m.invite_code):
+                    await self.store.release(kind, value, mid)
+        coupon = None
+        if res["new"]:
+            try:
+                coupon = await self.issue_coupon(mid, "welcome",
+                                                 keys.coupon(mid, "welcome", "join"), now)
+            except Refusal:
+                pass
+        return {**res, "member_id": mid, "linked": existing is not None,
+                "member_code": m.member_code, "coupon": coupon}
+
+    async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
+        """Staff and contact no longer connected (either side deleted the other)."""
+        mid = await self.store.lookup("external_userid", external_userid)
+        if mid is None:
+            return {"changed": False}
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if staff not in m.follow_users and m.owner_userid != staff:
+                return {"changed": False, "member_id": m.id}, []
+            m.follow_users = [u for u in m.follow_users if u != staff]
+            if m.owner_userid == staff:
+                m.owner_userid = m.follow_users[0] if m.follow_users else None
+            return {"changed": True, "member_id": m.id}, [
+                Entry("wecom_unlink", ts(now), data={"staff": staff})]
+
+        return await self.run(mid, now, body)
+

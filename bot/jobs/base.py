@@ -1,0 +1,178 @@
+"""Shared pieces of the jobs: what is due, the run summary, index reads, messages, routes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from storage import Store
+
+from ..rules.config import Rules
+from ..rules.models import Member
+from ..rules.timeutil import local_day
+from ..templating import render
+from .env import Env
+
+PAGE = 5000
+
+
+@dataclass(frozen=True)
+class Due:
+    """A member is due for a push: once per ``period`` (the key is push:<m>:<kind>:<period>);
+    ``facts`` fill the template; ``coupon`` is a template issued with it."""
+
+    period: str
+    facts: dict[str, Any] = field(default_factory=dict)
+    coupon: str | None = None
+
+
+@dataclass
+class Summary:
+    """What one run did. ``skipped``: by daily cap, opt-out; ``held``: kept pending (quiet
+    hours, rate limit, configuration, a batch still in flight elsewhere); ``failed``: by
+    errcode."""
+
+    kind: str
+    now: datetime
+    dry_run: bool = False
+    candidates: int = 0
+    due: int = 0
+    already: int = 0
+    enqueued: int = 0
+    sent: int = 0
+    unreachable: int = 0
+    uncertain: int = 0
+    refreshed: int = 0
+    coupons: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    held: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    would_send: Counter = field(default_factory=Counter)
+    coupon_refused: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        when = self.now.strftime("%Y-%m-%d %H:%M %Z")
+        dry = " — dry run: nothing sent, nothing changed" if self.dry_run else ""
+        head = f"{self.kind} as of {when}{dry}"
+        rows: list[tuple[str, Any]] = [("due", self.due)]
+        if self.already:
+            rows.append(("already done before", self.already))
+        if self.dry_run:
+            rows += [(f"would send via {k}", v) for k, v in sorted(self.would_send.items())]
+        else:
+            rows += [("enqueued", self.enqueued), ("sent", self.sent)]
+        rows += [("skipped: daily cap", self.skipped["cap"]),
+                 ("skipped: opted out", self.skipped["opt_out"]),
+                 ("held: quiet hours (until 09:00)", self.held["quiet"])]
+        rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
+                 if k not in ("cap", "opt_out") and v]
+        rows += [(f"held: {k}", v) for k, v in sorted(self.held.items()) if k != "quiet" and v]
+        rows.append(("unreachable (no WeCom contact, no OA template)", self.unreachable))
+        rows.append(("failed", sum(self.failed.values())))
+        rows += [(f"  errcode {k}", v) for k, v in sorted(self.failed.items(), key=str)]
+        if self.uncertain:
+            rows.append(("uncertain (in flight at a crash, not resent)", self.uncertain))
+        if self.coupons or self.coupon_refused:
+            rows.append(("coupons issued", self.coupons))
+            rows += [(f"  coupon refused: {k}", v) for k, v in sorted(self.coupon_refused.items())]
+        if self.refreshed:
+            rows.append(("members refreshed", self.refreshed))
+        width = max(len(k) for k, _ in rows)
+        return [head] + [f"  {k:<{width}}  {v}" for k, v in rows] + \
+            [f"  {'time':<{width}}  {self.seconds:.2f} s"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "now": self.now.isoformat(), "dry_run": self.dry_run,
+                "due": self.due, "already": self.already, "enqueued": self.enqueued,
+                "sent": self.sent, "unreachable": self.unreachable, "uncertain": self.uncertain,
+                "skipped": dict(self.skipped), "held": dict(self.held),
+                "failed": {str(k): v for k, v in self.failed.items()},
+                "would_send": dict(self.would_send), "refreshed": self.refreshed,
+                "seconds": round(self.seconds, 3)}
+
+
+class Progress:
+    """Progress callbacks (the CLI draws a bar; elsewhere nothing)."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+async def all_of(coros: Iterable[Coroutine]) -> None:
+    """Run ``coros`` together; the first failure cancels the others and is raised as itself
+    (not in an ExceptionGroup), so a store outage reads as one."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for c in coros:
+                tg.create_task(c)
+    except BaseExceptionGroup as eg:
+        first: BaseException = eg
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+async def ranged(store: Store, index: str, lo: int, hi: int) -> list[str]:
+    """Member ids whose integer ``index`` lies in [lo, hi], read page by page."""
+    out: list[str] = []
+    after = ""
+    while True:
+        rows = await store.range(index, lo, hi, after=after, limit=PAGE)
+        out.extend(r[0] for r in rows)
+        if len(rows) < PAGE:
+            return out
+        after = rows[-1][0]
+
+
+async def tagged(store: Store, index: str, value: str) -> list[str]:
+    out: list[str] = []
+    after = ""
+    while True:
+        rows = await store.tagged(index, value, after=after, limit=PAGE)
+        out.extend(rows)
+        if len(rows) < PAGE:
+            return out
+        after = rows[-1]
+
+
+def unique(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def message_context(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -> dict:
+    tier = rules.tier(m.tier)
+    return {"coupon": None, **facts, "kind": kind, "tier": tier.key, "tier_name": tier.name,
+            "benefits": list(tier.benefits), "member_code": m.member_code,
+            "tier_names": {t.key: t.name for t in rules.tiers},
+            "tier_benefits": {t.key: list(t.benefits) for t in rules.tiers}}
+
+
+def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -> str:
+    """The text of a lifecycle message: ``bot/templates/lifecycle/<kind>.j2``."""
+    return render(f"lifecycle/{kind}.j2", **message_context(kind, facts, m, rules))
+
+
+def route(m: Member, env: Env) -> tuple[str, str, str] | None:
+    """How a member is reached: ("wecom", sender staff, external_userid), else ("oa", "",
+    openid) when the template fallback is configured, else None (unreachable)."""
+    if env.wecom is not None and m.external_userid:
+        owner = m.owner_userid or (m.follow_users[0] if m.follow_users else None)
+        if owner:
+            return "wecom", owner, m.external_userid
+    if env.oa_template and m.openid and m.followed:
+        return "oa", "", m.openid
+    return None
+
+
+def coupon_facts(res: dict[str, Any], rules: Rules) -> dict[str, Any]:
+    until = datetime.fromtimestamp(res["valid_until"], rules.tz)
+    return {"name": res["name"], "label": res["label"], "code": res["code"],
+            "valid_until": local_day(until, rules.tz).isoformat()}

@@ -1,0 +1,150 @@
+"""``memberbot jobs list`` · ``memberbot jobs run KIND [--dry-run] [--as-of YYYY-MM-DD]``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import date, datetime, time
+
+import click
+from jinja2 import TemplateError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from . import KINDS, UnknownJob, job
+from .base import Progress, Summary
+from .env import Env, open_env
+from .schedule import next_run, run_at
+from .welcome import NothingToRun
+
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class Bar(Progress):
+    """A rich progress bar on stderr (invisible when stderr is not a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        console = Console(stderr=True)
+        self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                                transient=True, disable=not console.is_terminal)
+        self.task = self.bar.add_task(label, total=None)
+
+    def start(self, total: int) -> None:
+        self.bar.update(self.task, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.advance(self.task, n)
+
+    def __enter__(self) -> Bar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+
+def as_of_time(env: Env, kind: str, day: date) -> datetime:
+    """``--as-of DAY``: the job's scheduled instant on that day (interval and event jobs: when
+    quiet hours end), so quiet hours never block an as-of run of a job scheduled by day."""
+    end = env.rules.push["quiet_end"]
+    return run_at(job(kind).schedule(env.rules), day, env.rules.tz,
+                  time(int(end[:2]), int(end[3:])))
+
+
+async def run(settings, kind: str, day: date | None, dry_run: bool) -> tuple[Summary, dict]:
+    async with open_env(settings) as env:
+        now = as_of_time(env, kind, day) if day else datetime.now(env.rules.tz)
+        if not dry_run:
+            await env.members.ensure_stock()
+        with Bar(f"{kind}{' (dry run)' if dry_run else ''}") as bar:
+            from .runner import run_kind
+
+            summary = await run_kind(env, kind, now, dry_run=dry_run, progress=bar)
+        return summary, dict(env.problems)
+
+
+async def listing(settings) -> Table:
+    from .runner import run_kind
+
+    table = Table(title="memberbot jobs")
+    for col in ("kind", "schedule", "next run", "due now", "last run"):
+        table.add_column(col)
+    async with open_env(settings) as env:
+        tz = env.rules.tz
+        now = datetime.now(tz)
+        for kind in KINDS:
+            mod = job(kind)
+            s = mod.schedule(env.rules)
+            nxt = next_run(s, now, tz)
+            due = "—"
+            if kind != "welcome":
+                summary = await run_kind(env, kind, now, dry_run=True)
+                due = str(summary.due - summary.already)
+            last = await env.store.kv_get(f"jobs:last:{kind}")
+            table.add_row(kind, s.describe(), nxt.strftime("%Y-%m-%d %H:%M") if nxt else "—",
+                          due, last or "never")
+    return table
+
+
+def _template_error(e: TemplateError) -> str:
+    where = getattr(e, "filename", None) or getattr(e, "name", None) or "a lifecycle template"
+    line = getattr(e, "lineno", None)
+    return f"template {where}{f' line {line}' if line else ''}: {e.message or e}"
+
+
+def register(main: click.Group) -> None:
+    from storage import StoreError
+
+    from ..cli import fail, load_settings
+    from ..rules.config import RulesError
+    from ..settings import SettingsError
+
+    @main.group()
+    def jobs() -> None:
+        """Lifecycle jobs: list them; run one now or as of a day."""
+
+    @jobs.command("list")
+    def list_cmd() -> None:
+        """Each job: its schedule, next run, members due now, last run."""
+        settings = load_settings()
+        try:
+            table = asyncio.run(listing(settings))
+        except (StoreError, RulesError, SettingsError) as e:
+            fail(str(e))
+        except TemplateError as e:
+            fail(_template_error(e))
+        Console().print(table)
+
+    @jobs.command("run")
+    @click.argument("kind")
+    @click.option("--dry-run", is_flag=True, help="render and count; send and change nothing")
+    @click.option("--as-of", "as_of", metavar="YYYY-MM-DD",
+                  help="run as at the job's scheduled time on that day")
+    def run_cmd(kind: str, dry_run: bool, as_of: str | None) -> None:
+        """Run job KIND now (or --as-of a day) and deliver what it enqueued."""
+        if kind not in KINDS:
+            fail(str(UnknownJob(kind)))
+        if kind == "welcome":
+            fail(str(NothingToRun()))
+        day = None
+        if as_of is not None:
+            try:
+                if not DAY.fullmatch(as_of):
+                    raise ValueError(as_of)
+                day = date.fromisoformat(as_of)
+            except ValueError:
+                fail(f"--as-of {as_of!r} is not a date YYYY-MM-DD")
+        settings = load_settings()
+        try:
+            summary, problems = asyncio.run(run(settings, kind, day, dry_run))
+        except (StoreError, RulesError, SettingsError, NothingToRun) as e:
+            fail(str(e))
+        except TemplateError as e:
+            fail(_template_error(e))
+        for line in summary.lines():
+            click.echo(line)
+        if problems:
+            fail("; ".join(problems.values()))

@@ -1,0 +1,37 @@
+"""dormant: no interaction and no purchase for exactly 30 days (``push.dormant_days``), from
+the ``last_activity`` index (the later of the last interaction and the last purchase)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from storage import Store
+
+from ..rules.config import Rules
+from ..rules.models import Member
+from ..rules.timeutil import day_num, from_ts, local_day
+from .base import Due, ranged
+from .schedule import Daily, Schedule
+
+KIND = "dormant"
+TITLE = "沉睡提醒"
+
+
+def schedule(rules: Rules) -> Schedule:
+    return Daily(10, 30)
+
+
+async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+    n = day_num(local_day(now, rules.tz) - timedelta(days=rules.push["dormant_days"]))
+    return await ranged(store, "last_activity", n, n)
+
+
+def due(m: Member, now: datetime, rules: Rules) -> Due | None:
+    last = max(m.last_activity, m.last_purchase or 0)
+    if not last:
+        return None
+    day = local_day(from_ts(last, rules.tz), rules.tz)
+    days = rules.push["dormant_days"]
+    if (local_day(now, rules.tz) - day).days != days:
+        return None
+    return Due(day.isoformat(), {"days": days, "since": day.isoformat()})

@@ -1,0 +1,344 @@
+"""Delivery of the outbox, exactly once: rows pending → sending → sent | failed | unreachable
+| skipped | uncertain.
+
+A batch is one ``add_msg_template`` call (one staff sender, one text, ≤ 10,000 contacts) or
+one OA template message. Its record in the store's kv (``keys.push_batch``) moves claimed →
+calling → done | failed | reverted | uncertain, each move a compare-and-set, and its rows move
+pending → sending (compare-and-set, so two senders never claim one row) before the call and to
+their final state after. A sender that dies leaves rows ``sending``; once the batch's lease has
+passed, the next sender resolves them from the record: never called → pending again; called
+with no answer recorded → ``uncertain``, never blindly resent; answered → the recorded msgid
+and fail_list (checked with get_groupmsg_send_result).
+
+Held, not dropped: quiet hours (21:00–09:00), a rate limit still on after backing off, a
+configuration error (40001), WeCom unreachable. Those rows stay pending for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from storage import OutboxRow
+
+from .. import keys
+from ..channels.wecom import (
+    CONFIG_ERRORS,
+    MAX_RECIPIENTS,
+    WeComConfigError,
+    WeComError,
+    WeComRateLimited,
+)
+from ..metrics import PUSHES
+from .base import Progress, Summary, all_of, render_push, route
+from .env import Env
+from .schedule import Every, Schedule, in_quiet_hours
+
+log = logging.getLogger("memberbot.outbox")
+
+KIND = "outbox"
+TITLE = "投递（含 tier_upgrade 与被暂缓的消息）"
+PAGE = 10_000
+BATCH_TTL = 7 * 86400
+PAUSE_KEY = "outbox:wecom:paused-until"
+OA_RATE_LIMITED = (45009, 45033, 45047)
+FINAL_FROM = ("sending", "uncertain")
+
+
+def schedule(rules: Any) -> Schedule:
+    return Every(60)
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _kind(row_id: str) -> str:
+    return row_id.split("|")[1] if row_id.count("|") >= 2 else "?"
+
+
+async def _final(env: Env, row_id: str, status: str, data: dict, summary: Summary,
+                 expect: tuple[str, ...]) -> int:
+    """Move a row to a final state from one of ``expect``; count it when this call did."""
+    for exp in expect:
+        if await env.store.outbox_set(row_id, status, data, expect=exp):
+            break
+    else:
+        return 0
+    if status == "sent":
+        summary.sent += 1
+    elif status == "failed":
+        summary.failed[data.get("error", "?")] += 1
+    elif status == "unreachable":
+        summary.unreachable += 1
+    elif status == "skipped":
+        summary.skipped[data.get("reason", "?")] += 1
+    elif status == "uncertain":
+        summary.uncertain += 1
+    PUSHES.labels(_kind(row_id), status).inc()
+    return 1
+
+
+async def _pending(env: Env, kinds: list[str] | None, held: dict[str, str]) -> list[OutboxRow]:
+    if kinds:
+        rows = [r for k in kinds for r in await env.store.outbox(status="pending", kind=k,
+                                                                 limit=PAGE)]
+    else:
+        rows = await env.store.outbox(status="pending", limit=PAGE)
+    return [r for r in rows if r.id not in held]
+
+
+def _text(row: OutboxRow, m: Any, env: Env) -> str:
+    # scheduled kinds were rendered when enqueued; tier_upgrade rows carry only the facts
+    return row.data.get("text") or render_push(row.kind, row.data.get("facts", row.data), m,
+                                               env.rules)
+
+
+# -- resolving what a dead sender left ----------------------------------------------------------
+async def _revert(env: Env, row_ids: Any) -> None:
+    for rid in row_ids:
+        for exp in FINAL_FROM:
+            if await env.store.outbox_set(rid, "pending", expect=exp):
+                break
+
+
+async def _confirm(env: Env, rec: dict) -> dict:
+    """A batch answered before its sender died: ask WeCom who is in the task."""
+    if rec["channel"] != "wecom" or not rec.get("msgid") or env.wecom is None:
+        return rec
+    try:
+        sent = await env.wecom.get_groupmsg_send_result(rec["msgid"], rec["sender"])
+    except WeComError as e:
+        log.warning("cannot confirm batch %s (%s): using its recorded fail_list", rec["msgid"], e)
+        return rec
+    listed = {s.get("external_userid") for s in sent}
+    fail = set(rec["fail_list"]) | {t for t in rec["rows"].values() if t not in listed}
+    return {**rec, "fail_list": sorted(fail)}
+
+
+async def _apply_done(env: Env, rec: dict, summary: Summary) -> int:
+    fail = set(rec["fail_list"])
+    ok = {"msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+    bad = {"error": "fail_list", "msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+    done = await asyncio.gather(*(
+        _final(env, rid, "failed" if t in fail else "sent", bad if t in fail else ok, summary,
+               FINAL_FROM) for rid, t in rec["rows"].items()))
+    return sum(done)
+
+
+async def resolve(env: Env, summary: Summary) -> None:
+    """Settle rows left ``sending`` by a sender that is gone (its batch's lease passed)."""
+    batches: dict[str, list[OutboxRow]] = {}
+    for row in await env.store.outbox(status="sending", limit=PAGE):
+        batches.setdefault(str(row.data.get("batch", "")), []).append(row)
+    for bid, rows in batches.items():
+        key = keys.push_batch(bid)
+        raw = await env.store.kv_get(key) if bid else None
+        rec = orjson.loads(raw) if raw else None
+        if rec is None:
+            for row in rows:
+                await _final(env, row.id, "uncertain", {"reason": "no batch record"}, summary,
+                             ("sending",))
+            continue
+        state = rec["state"]
+        if state == "done":
+            await _apply_done(env, await _confirm(env, rec), summary)
+        elif state in ("claimed", "calling") and rec["deadline"] > env.wall():
+            summary.held["in_flight"] += len(rows)  # its sender may still be at work
+        elif state == "claimed":  # died before calling: nothing went out
+            if await env.store.kv_set(key, _dumps({**rec, "state": "reverted"}), ttl=BATCH_TTL,
+                                      expect=raw):
+                await _revert(env, [r.id for r in rows])
+        elif state == "calling":  # died during the call: it may have gone out, never resend
+            if await env.store.kv_set(key, _dumps({**rec, "state": "uncertain"}),
+                                      ttl=BATCH_TTL, expect=raw):
+                log.warning("batch %s was in flight when its sender died: %d rows uncertain",
+                            bid, len(rows))
+                for row in rows:
+                    await _final(env, row.id, "uncertain", {"reason": "in flight at a crash"},
+                                 summary, ("sending",))
+        elif state == "reverted":
+            await _revert(env, [r.id for r in rows])
+        else:  # failed, uncertain: finish what the sender began
+            status = "failed" if state == "failed" else "uncertain"
+            for row in rows:
+                await _final(env, row.id, status, {"error": rec.get("error", "?")}, summary,
+                             ("sending",))
+
+
+# -- sending ---------------------------------------------------------------------------------
+def _classify(e: Exception, env: Env) -> tuple[str, Any]:
+    """("revert", reason): certainly not sent, keep pending; ("failed", errcode);
+    ("uncertain", errcode): it may have gone out. Anything else is a bug and propagates."""
+    if isinstance(e, WeComConfigError):
+        return "revert", "config"
+    if isinstance(e, WeComRateLimited):
+        return "revert", "rate_limit"
+    if isinstance(e, WeComError):
+        if e.maybe_sent:
+            return "uncertain", e.errcode
+        return ("revert", "unavailable") if e.errcode == -1 else ("failed", e.errcode)
+    code = getattr(e, "errcode", None)  # the OA client's WeChatAPIError
+    if isinstance(code, int):
+        if code in CONFIG_ERRORS or code == -1:
+            env.problems["wechat_template"] = (
+                f"OA template messages refused (errcode {code}): check WECHAT_APPID, "
+                "WECHAT_APPSECRET and WECHAT_TEMPLATE_ID")
+            log.error("%s", env.problems["wechat_template"])
+            return "revert", "config"
+        return ("revert", "rate_limit") if code in OA_RATE_LIMITED else ("failed", code)
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return "revert", "unavailable"
+    if isinstance(e, aiohttp.ClientError | asyncio.TimeoutError | orjson.JSONDecodeError):
+        return "uncertain", -1
+    raise e
+
+
+async def _call(env: Env, channel: str, sender: str, targets: list[str], text: str) -> dict:
+    if channel == "wecom":
+        return await env.wecom.add_msg_template(sender, targets, text)
+    res = await env.oa.send_template(targets[0], env.oa_template, {"content": {"value": text}})
+    return {"msgid": str(res.get("msgid", "")), "fail_list": []}
+
+
+async def _send_batch(env: Env, channel: str, sender: str, text: str,
+                      items: list[tuple[OutboxRow, str]], summary: Summary,
+                      stopped: dict[str, str], held: dict[str, str]) -> int:
+    if channel in stopped:
+        held.update((row.id, stopped[channel]) for row, _ in items)
+        return 0
+    key = keys.push_batch(secrets.token_hex(8))
+    bid = key.rsplit(":", 1)[1]
+    rec = {"sid": env.sid, "channel": channel, "sender": sender, "state": "claimed",
+           "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items}}
+    raw = _dumps(rec)
+    await env.store.kv_set(key, raw, ttl=BATCH_TTL)
+    oks = await asyncio.gather(*(env.store.outbox_set(row.id, "sending", {"batch": bid},
+                                                      expect="pending") for row, _ in items))
+    mine = {row.id: t for (row, t), ok in zip(items, oks, strict=True) if ok}
+    if not mine:
+        await env.store.kv_delete(key, expect=raw)
+        return 0
+    rec = {**rec, "rows": mine, "state": "calling"}
+    if not await env.store.kv_set(key, _dumps(rec), ttl=BATCH_TTL, expect=raw):
+        return 0  # a resolver took the batch over (we outlived the lease): it was never called
+    raw = _dumps(rec)
+    try:
+        res = await _call(env, channel, sender, list(mine.values()), text)
+    except Exception as e:  # classified; a bug is re-raised by _classify
+        verdict, detail = _classify(e, env)
+        state = {"revert": "reverted", "failed": "failed", "uncertain": "uncertain"}[verdict]
+        new = _dumps({**rec, "state": state, "error": detail})
+        if not await env.store.kv_set(key, new, ttl=BATCH_TTL, expect=raw):
+            await env.store.kv_set(key, new, ttl=BATCH_TTL)  # we know better than a resolver
+        if verdict == "revert":
+            log.warning("%s batch not sent (%s): kept pending", channel, detail)
+            stopped[channel] = detail
+            if detail == "rate_limit" and env.wecom is not None:
+                await env.store.kv_set(PAUSE_KEY, str(env.wall() + env.wecom.backoff.cap),
+                                       ttl=env.wecom.backoff.cap)
+            await _revert(env, mine)
+            held.update((rid, detail) for rid in mine)
+            return 0
+        status = "failed" if verdict == "failed" else "uncertain"
+        return sum([await _final(env, rid, status, {"error": detail}, summary, FINAL_FROM)
+                    for rid in mine])
+    if channel == "oa":
+        env.problems.pop("wechat_template", None)
+    done = {**rec, "state": "done", "msgid": res.get("msgid", ""),
+            "fail_list": list(res.get("fail_list") or [])}
+    if not await env.store.kv_set(key, _dumps(done), ttl=BATCH_TTL, expect=raw):
+        await env.store.kv_set(key, _dumps(done), ttl=BATCH_TTL)
+    return await _apply_done(env, done, summary)
+
+
+async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
+                held: dict[str, str]) -> tuple[dict[tuple[str, str, str], list], int]:
+    """Group rows by (channel, sender, text); settle those that cannot be sent."""
+    groups: dict[tuple[str, str, str], list[tuple[OutboxRow, str]]] = {}
+    done = 0
+    for row in rows:
+        m = await env.store.get(row.member_id)
+        if m is None:
+            done += await _final(env, row.id, "failed", {"error": "member_gone"}, summary,
+                                 ("pending",))
+        elif m.opted_out:  # 退订 after the push was enqueued
+            done += await _final(env, row.id, "skipped", {"reason": "opt_out"}, summary,
+                                 ("pending",))
+        elif (r := route(m, env)) is None:
+            done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
+        elif r[0] in stopped:
+            held[row.id] = stopped[r[0]]
+        else:
+            groups.setdefault((r[0], r[1], _text(row, m, env)), []).append((row, r[2]))
+    return groups, done
+
+
+async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
+                  summary: Summary | None = None) -> Summary:
+    """Send what is pending (of ``kinds``, or all), as of ``now`` for quiet hours."""
+    summary = summary or Summary(KIND, now)
+    await resolve(env, summary)
+    held: dict[str, str] = {}
+    p = env.rules.push
+    if in_quiet_hours(now, env.rules.tz, p["quiet_start"], p["quiet_end"]):
+        summary.held["quiet"] += len(await _pending(env, kinds, held))
+        return summary
+    stopped: dict[str, str] = {}
+    paused = await env.store.kv_get(PAUSE_KEY)
+    if paused and float(paused) > env.wall():
+        stopped["wecom"] = "rate_limit"
+    sem = asyncio.Semaphore(env.concurrency)
+    while rows := await _pending(env, kinds, held):
+        groups, done = await _plan(env, rows, summary, stopped, held)
+        results: list[int] = []
+
+        async def one(batch: tuple, results: list[int] = results) -> None:
+            async with sem:
+                results.append(await _send_batch(env, *batch, summary, stopped, held))
+
+        await all_of(one((channel, sender, text, items[i:i + size]))
+                     for (channel, sender, text), items in groups.items()
+                     for size in [MAX_RECIPIENTS if channel == "wecom" else 1]
+                     for i in range(0, len(items), size))
+        if done + sum(results) == 0:
+            break
+    for reason in held.values():
+        summary.held[reason] += 1
+    return summary
+
+
+async def preview(env: Env, now: datetime, kinds: list[str] | None, summary: Summary) -> None:
+    """Dry run: what delivering now would do, rendering each text; writes nothing."""
+    p = env.rules.push
+    quiet = in_quiet_hours(now, env.rules.tz, p["quiet_start"], p["quiet_end"])
+    for row in await _pending(env, kinds, {}):
+        summary.due += 1
+        m = await env.store.get(row.member_id)
+        if m is None:
+            summary.failed["member_gone"] += 1
+            continue
+        _text(row, m, env)
+        if m.opted_out:
+            summary.skipped["opt_out"] += 1
+        elif (r := route(m, env)) is None:
+            summary.unreachable += 1
+        elif quiet:
+            summary.held["quiet"] += 1
+        else:
+            summary.would_send[r[0]] += 1
+
+
+async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+              progress: Progress) -> None:
+    """``memberbot jobs run outbox``: deliver everything pending (and settle a crash)."""
+    if dry_run:
+        await preview(env, now, None, summary)
+    else:
+        await deliver(env, now, summary=summary)

@@ -1,0 +1,195 @@
+"""Running a push job: find who is due, decide (opt-out, daily cap by priority), issue the
+coupon, then mark and enqueue in one store update under ``push:<member>:<kind>:<period>``,
+and deliver what was enqueued.
+
+The mark (``member.pushes`` and ``member.push_days``) and the outbox row are one commit, so a
+crash never loses or doubles a push: a rerun finds the mark (or the key) and moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+from .. import keys
+from ..metrics import JOB_SECONDS
+from ..rules.config import Rules
+from ..rules.models import Entry, Member, Refusal
+from ..rules.timeutil import local_day, ts
+from . import PUSH_KINDS, job
+from .base import Due, Progress, Summary, all_of, coupon_facts, render_push, route
+from .env import Env
+from .schedule import in_quiet_hours
+
+CHUNK = 256
+STEPS_IN_FLIGHT = 32
+KEEP_MARKS_DAYS = 400  # longer than any period (a year for birthdays)
+KEEP_DAYS = 7
+
+
+def sent_today(m: Member, day: str) -> list[str]:
+    return [k for k in m.push_days.get(day, "").split(",") if k]
+
+
+def decide(mod: ModuleType, m: Member, now: datetime, rules: Rules) -> tuple[str, Due | None]:
+    """Pure: "not_due", "already", "opt_out", "cap" or "ok", and what is due.
+
+    The daily cap counts pushes already marked today and the higher-priority kinds that are
+    due today too (their jobs may run later in the day), so the cap keeps the most important
+    push whatever order the jobs run in."""
+    d = mod.due(m, now, rules)
+    if d is None:
+        return "not_due", None
+    if f"{mod.KIND}:{d.period}" in m.pushes:
+        return "already", d
+    if m.opted_out:
+        return "opt_out", d
+    prio = rules.push["priority"]
+    if mod.KIND in prio:
+        today = sent_today(m, local_day(now, rules.tz).isoformat())
+        higher = 0
+        for k in prio[:prio.index(mod.KIND)]:
+            if k in today:
+                continue
+            dk = job(k).due(m, now, rules)
+            if dk is not None and f"{k}:{dk.period}" not in m.pushes:
+                higher += 1
+        if len(today) + higher >= rules.push["daily_cap"]:
+            return "cap", d
+    return "ok", d
+
+
+def mark(mod: ModuleType, now: datetime, rules: Rules, period: str, data: dict[str, Any]):
+    """The store step body: decide again on the fresh member, then mark and enqueue."""
+
+    def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
+        status, d = decide(mod, m, now, rules)
+        at = ts(now)
+        key = keys.push(m.id, mod.KIND, period)
+        if status == "ok" and d.period != period:
+            status = "changed"
+        if status != "ok":
+            skip = [Entry("push_skip", at, ref=key, data={"kind": mod.KIND, "period": period,
+                                                           "reason": status})]
+            return {"status": status}, skip if status in ("cap", "opt_out") else [], []
+        day = local_day(now, rules.tz).isoformat()
+        m.pushes = {k: v for k, v in m.pushes.items() if v >= at - KEEP_MARKS_DAYS * 86400}
+        m.pushes[f"{mod.KIND}:{period}"] = at
+        oldest = (local_day(now, rules.tz) - timedelta(days=KEEP_DAYS)).isoformat()
+        m.push_days = {k: v for k, v in m.push_days.items() if k >= oldest}
+        m.push_days[day] = ",".join([*sent_today(m, day), mod.KIND])
+        return ({"status": "enqueued", "period": period},
+                [Entry("push", at, ref=key, data={"kind": mod.KIND, "period": period})],
+                [{"kind": mod.KIND, "period": period, "data": data}])
+
+    return body
+
+
+async def _coupon(env: Env, mid: str, template: str, period: str, now: datetime,
+                  summary: Summary) -> dict | None:
+    try:
+        res = await env.members.issue_coupon(mid, template, keys.coupon(mid, template, period),
+                                             now)
+    except Refusal as e:
+        summary.coupon_refused[e.code] += 1
+        return None
+    summary.coupons += 1
+    return coupon_facts(res, env.rules)
+
+
+def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
+    from ..rules.coupons import window_end
+
+    tpl = rules.coupons.get(template)
+    if tpl is None:
+        return None
+    return {"name": tpl.name, "label": tpl.label(), "code": "(dry run)",
+            "valid_until": local_day(window_end(tpl, now, rules), rules.tz).isoformat()}
+
+
+async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool,
+               summary: Summary, quiet: bool) -> None:
+    m = await env.store.get(mid)
+    if m is None:
+        return
+    env.members.normalise(m, now)  # a copy: expired lots and coupons, tier, as of now
+    status, d = decide(mod, m, now, env.rules)
+    if status == "not_due":
+        return
+    summary.due += 1
+    if status == "already":
+        summary.already += 1
+        return
+    coupon = None
+    if d.coupon:  # a benefit: issued even when the message is capped or opted out
+        coupon = (_preview_coupon(d.coupon, now, env.rules) if dry_run else
+                  await _coupon(env, mid, d.coupon, d.period, now, summary))
+    facts = {**d.facts, "coupon": coupon}
+    text = render_push(mod.KIND, facts, m, env.rules)
+    if dry_run:
+        if status != "ok":
+            summary.skipped[status] += 1
+        elif (r := route(m, env)) is None:
+            summary.unreachable += 1
+        elif quiet:
+            summary.held["quiet"] += 1
+        else:
+            summary.would_send[r[0]] += 1
+        return
+    data = {"facts": facts, "text": text, "day": local_day(now, env.rules.tz).isoformat()}
+    try:
+        res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data),
+                                    key=keys.push(mid, mod.KIND, d.period))
+    except Refusal:
+        return
+    if res["status"] == "enqueued":
+        summary.enqueued += 1
+    else:
+        summary.skipped[res["status"]] += 1
+
+
+async def run_push(env: Env, mod: ModuleType, now: datetime, *, dry_run: bool,
+                   summary: Summary, progress: Progress) -> None:
+    ids = await mod.candidates(env.store, now, env.rules)
+    summary.candidates = len(ids)
+    progress.start(len(ids))
+    p = env.rules.push
+    quiet = in_quiet_hours(now, env.rules.tz, p["quiet_start"], p["quiet_end"])
+    sem = asyncio.Semaphore(STEPS_IN_FLIGHT)
+
+    async def one(mid: str) -> None:
+        async with sem:
+            await _one(env, mod, mid, now, dry_run, summary, quiet)
+
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        await all_of(one(mid) for mid in chunk)
+        progress.advance(len(chunk))
+    if not dry_run:
+        from .outbox import deliver
+
+        await deliver(env, now, kinds=[mod.KIND], summary=summary)
+
+
+async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
+                   progress: Progress | None = None) -> Summary:
+    """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
+    and counts, and writes nothing)."""
+    mod = job(kind)
+    summary = Summary(kind, now, dry_run)
+    progress = progress or Progress()
+    t0 = time.perf_counter()
+    if kind in PUSH_KINDS:
+        await run_push(env, mod, now, dry_run=dry_run, summary=summary, progress=progress)
+    else:
+        await mod.run(env, now, dry_run=dry_run, summary=summary, progress=progress)
+    summary.seconds = time.perf_counter() - t0
+    if not dry_run:
+        JOB_SECONDS.labels(kind).observe(summary.seconds)
+        ran = datetime.fromtimestamp(env.wall(), env.rules.tz)
+        await env.store.kv_set(f"jobs:last:{kind}", f"{ran:%Y-%m-%d %H:%M}" + (
+            f" (as of {now:%Y-%m-%d})" if ran.date() != now.date() else ""), ttl=400 * 86400)
+    return summary

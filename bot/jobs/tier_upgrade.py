@@ -1,0 +1,28 @@
+"""tier_upgrade: congratulations at once. ``Members`` enqueues the row in the commit of the
+upgrade (period ``<tier>:<day>``); the outbox delivers it within a minute, quiet hours
+permitting. Not under the daily cap: it answers something the member just did."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..rules.config import Rules
+from .base import Progress, Summary
+from .env import Env
+from .outbox import deliver, preview
+from .schedule import Every, Schedule
+
+KIND = "tier_upgrade"
+TITLE = "升级祝贺"
+
+
+def schedule(rules: Rules) -> Schedule:
+    return Every(60)
+
+
+async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+              progress: Progress) -> None:
+    if dry_run:
+        await preview(env, now, [KIND], summary)
+    else:
+        await deliver(env, now, kinds=[KIND], summary=summary)

@@ -1,0 +1,76 @@
+"""Job fixtures: a fake WeCom API on a port, a SQLite store, an Env wired to both."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from bot.channels.wecom import Backoff, WeComClient
+from bot.jobs.env import Env
+from bot.members import Members
+from storage import open_store
+from tests.conftest import make_settings
+from tests.fakes.wecom_api import FakeWeComAPI
+
+KEY = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="  # b"k" * 32
+
+
+class Sleeps(list):
+    """An injectable sleep that records delays instead of waiting."""
+
+    async def __call__(self, delay: float) -> None:
+        self.append(delay)
+
+
+@pytest.fixture
+async def fake():
+    api = FakeWeComAPI()
+    await api.start()
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path}/m.db", KEY)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def wecom_settings(tmp_path, fake: FakeWeComAPI, **over):
+    base = dict(wecom_corp_id=fake.corp_id, wecom_secret=fake.secret,
+                wecom_api_base=fake.base, data_key=KEY)
+    return make_settings(tmp_path, **{**base, **over})
+
+
+@pytest.fixture
+async def make_env(tmp_path, fake, rules):
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(store, *, oa: bool = False, wecom: bool = True, concurrency: int = 1,
+                   backoff: Backoff | None = None, **over) -> Env:
+        if oa:
+            over = {"wechat_appid": fake.oa_appid, "wechat_appsecret": fake.oa_secret,
+                    "wechat_api_base": fake.base, "wechat_template_id": "TPL1", **over}
+        settings = wecom_settings(tmp_path, fake, **over)
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        problems: dict[str, str] = {}
+        sleeps = Sleeps()
+        client = WeComClient(store, settings, session, problems=problems, sleep=sleeps,
+                             backoff=backoff or Backoff()) if wecom else None
+        oa_client = None
+        if oa:
+            from bot.channels.wechat import WeChatClient
+
+            oa_client = WeChatClient(store, settings, session)
+        env = Env(settings, rules, store, Members(store, rules), client, oa_client, problems,
+                  concurrency=concurrency)
+        env.sleeps = sleeps
+        await env.members.ensure_stock()
+        return env
+
+    yield make
+    for s in sessions:
+        await s.close()
