@@ -45,3 +45,23 @@ def push(member_id: str, kind: str, period: str) -> str:
 
 def staff_adjust(request_id: str) -> str:
     return f"adjust:{request_id}"
+
+
+def chat_action(action: str, message_key: str) -> str:
+    """A use case one chat message runs (setting the birthday): once per message."""
+    return f"{action}:{message_key}"
+
+
+def late_reply(message_key: str) -> str:
+    """A reply delivered as a customer-service message because it missed WeChat's 5 s."""
+    return f"late:{message_key}"
+
+
+def wecom_welcome(welcome_code: str) -> str:
+    """A WeCom welcome code: valid 20 s and usable once, so it is claimed once."""
+    return f"wecom:welcome:{welcome_code}"
+
+
+def push_batch(batch_id: str) -> str:
+    """The record of one delivery batch (its rows, state, msgid) in the store's kv."""
+    return f"outbox:batch:{batch_id}"

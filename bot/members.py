@@ -8,6 +8,7 @@ aggregate, ledger, indexes and outbox.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,24 +16,38 @@ from typing import Any
 from storage.base import Store
 
 from . import keys
+from .contacts import WeComContacts
+from .metrics import STORE_UPDATE_LATENCY
 from .rules import coupons, indexes, invites, orders, points, rfm, tiers
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import local_day, ts
 
-Body = Callable[[Member], tuple[Any, list[Entry]]]
+Body = Callable[[Member], tuple[Any, list[Entry]] | tuple[Any, list[Entry], list[dict]]]
 
 
 def _code(alphabet: str, n: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
+MAX_TAGS = 50
+TAG_MAX_LEN = 20
+
+
+def _tag(text: str) -> str:
+    t = " ".join(text.split())
+    if not t or len(t) > TAG_MAX_LEN or "," in t:
+        raise Refusal("tag_invalid", f"标签需为 1 到 {TAG_MAX_LEN} 个字符，且不含逗号",
+                      tag=text[:40])
+    return t
+
+
 def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members:
+class Members(WeComContacts):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
@@ -68,10 +83,18 @@ class Members:
             if m is None:
                 raise Refusal("member_not_found", "未找到会员", member_id=member_id)
             entries, returns = self.normalise(m, now)
-            result, more = body(m)
-            return self._finish(m, now, result, entries + more, returns)
+            out = body(m)  # (result, entries) or (result, entries, outbox entries)
+            return self._finish(m, now, out[0], entries + out[1], returns,
+                                out[2] if len(out) > 2 else None)
 
-        return await self.store.update(member_id, step, key=key)
+        return await self._update(member_id, step, key)
+
+    async def _update(self, member_id: str, step: Callable, key: str | None) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await self.store.update(member_id, step, key=key)
+        finally:
+            STORE_UPDATE_LATENCY.labels(self.store.kind).observe(time.perf_counter() - t0)
 
     async def get(self, member_id: str) -> Member | None:
         return await self.store.get(member_id)
@@ -104,9 +127,10 @@ class Members:
             mid = await self.store.lookup("unionid", unionid)
         if mid is None:
             mid = secrets.token_hex(8)
-        mid = await self.store.claim("openid", openid, mid)
-        if unionid:
+        if unionid:  # a WeCom contact linked concurrently may own the unionid: join it
             mid = await self.store.claim("unionid", unionid, mid)
+        # the openid decides last: an existing follower keeps its member
+        mid = await self.store.claim("openid", openid, mid)
         existing = await self.store.get(mid)
         code = invite = ""
         if existing is None:
@@ -135,7 +159,7 @@ class Members:
             return self._finish(m, now, {"new": False, "reactivated": reactivated}, entries,
                                 returns)
 
-        res = await self.store.update(mid, step)
+        res = await self._update(mid, step, None)
         m = await self.store.get(mid)
         if existing is not None or m.member_code != code:
             for kind, value in (("member_code", code), ("invite_code", invite)):
@@ -160,10 +184,16 @@ class Members:
         return await self.run(member_id, now, body)
 
     # -- member actions -------------------------------------------------------------------------
-    async def check_in(self, member_id: str, now: datetime) -> dict:
+    async def check_in(self, member_id: str, now: datetime, *, by: str | None = None) -> dict:
+        """Once per day. ``by`` (a chat message's key) is kept in the stored result, so a
+        later message that day can tell it is not the one that checked in."""
         day = local_day(now, self.rules.tz).isoformat()
-        return await self.run(member_id, now, lambda m: _check_in(m, now, self.rules),
-                              key=keys.checkin(member_id, day))
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            res, entries = _check_in(m, now, self.rules)
+            return ({**res, "by": by} if by else res), entries
+
+        return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
 
     async def set_birthday(self, member_id: str, birthday: str, now: datetime, *,
                            key: str | None = None) -> dict:
@@ -316,6 +346,25 @@ class Members:
             return {"delta": delta, "balance": bal}, [audit, *more]
 
         return await self.run(member_id, now, body, key=keys.staff_adjust(key))
+
+    async def tag(self, member_id: str, now: datetime, *, add: tuple[str, ...] = (),
+                  remove: tuple[str, ...] = (), by: str = "") -> dict:
+        """Operator tags (indexed as ``tags``): add and remove, audited in the ledger."""
+        add_t, rm_t = [_tag(t) for t in add], [" ".join(t.split()) for t in remove]
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            before = list(m.tags)
+            tags = [t for t in before if t not in rm_t]
+            tags += [t for t in dict.fromkeys(add_t) if t not in tags]
+            if len(tags) > MAX_TAGS:
+                raise Refusal("tags_too_many", f"每位会员最多 {MAX_TAGS} 个标签", max=MAX_TAGS)
+            m.tags = tags
+            added = [t for t in tags if t not in before]
+            removed = [t for t in before if t not in tags]
+            entries = [Entry("tag", ts(now), data={"add": added, "remove": removed, "by": by})]
+            return {"tags": tags}, entries if added or removed else []
+
+        return await self.run(member_id, now, body)
 
     async def refresh(self, member_id: str, now: datetime) -> dict:
         """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""

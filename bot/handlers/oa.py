@@ -1,0 +1,395 @@
+"""``/wechat``: the Official Account callback (GET verify, POST in plain and safe mode).
+
+size limit → signature → defusedxml parse → decrypt → dedup key → command registry → use case
+→ template → encrypt. A reply not ready within ``budget`` seconds is answered ``success`` and
+sent afterwards as a customer-service message. Retries (same dedup key) get the first reply
+and change nothing: the reply is stored under the key in the same store as the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+
+import aiohttp
+from aiohttp import web
+
+from storage import StoreError
+
+from .. import keys
+from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
+from ..rules.models import Change, Refusal
+from ..settings import SettingsError
+from ..templating import render
+from ..web import CTX, MAX_BODY, Context
+from . import commands
+from .wxproto import (
+    BadRequest,
+    BadSignature,
+    Incoming,
+    SafeMode,
+    incoming,
+    parse_xml,
+    signature_ok,
+    text_reply,
+)
+
+log = logging.getLogger("memberbot.oa")
+
+# Events answered through the router; every other event (VIEW, LOCATION, TEMPLATESENDJOBFINISH…)
+# is acknowledged with "success" and changes nothing.
+ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click"}
+NOT_LIMITED = {"subscribe", "unsubscribe", "scan"}
+LATE_MARK_SECONDS = 3 * 86400
+
+
+class Recomputed(str):
+    """A reply computed again for each copy of a message rather than stored."""
+
+
+class OfficialAccount:
+    """The callback and its background work (late replies, unionid look-ups)."""
+
+    budget = 4.0  # seconds; WeChat gives up after 5
+    late_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)  # on 45009 and network errors
+    unionid_timeout = 1.5
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        s = ctx.settings
+        self.token = s.wechat_token
+        self.safe: SafeMode | None = None
+        if s.wechat_aes_key:
+            try:
+                self.safe = SafeMode(s.wechat_token, s.wechat_aes_key, s.wechat_appid)
+            except ValueError as e:
+                raise SettingsError(str(e)) from e
+        self._inflight: dict[str, asyncio.Task] = {}
+        self._late: set[str] = set()
+        self._sent_late: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._unionid_checked: set[str] = set()  # members whose unionid need not be looked up
+        self._openids: dict[str, str] = {}
+        self._windows: dict[str, list] = {}  # member -> [commands, window end] here
+        self._memo: dict[str, tuple] = {}  # facts that never change once stored (check-ins)
+
+    def _remember(self, openid: str, mid: str) -> None:
+        # an openid, once claimed, belongs to its member for good: skip the look-up next time
+        if len(self._openids) >= 200_000:
+            self._openids.clear()
+        self._openids[openid] = mid
+
+    @property
+    def wechat(self) -> WeChatClient | None:
+        return self.ctx.extras.get("wechat")
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        own = "wechat" not in self.ctx.extras
+        session = None
+        if own:
+            session = aiohttp.ClientSession()
+            self.ctx.extras["wechat"] = WeChatClient(self.ctx.store, self.ctx.settings, session)
+        yield
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            for t in pending:
+                t.cancel()
+        if session is not None:
+            await session.close()
+            self.ctx.extras.pop("wechat", None)
+
+    def spawn(self, coro: Coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    async def verify(self, request: web.Request) -> web.Response:
+        q = request.query
+        if not signature_ok(self.token, q.get("signature", ""), q.get("timestamp", ""),
+                            q.get("nonce", "")):
+            raise web.HTTPForbidden(text="bad signature")
+        return web.Response(text=q.get("echostr", ""))
+
+    async def callback(self, request: web.Request) -> web.Response:
+        # timed as memberbot_callback_seconds{route="/wechat"} by the metrics middleware
+        size = request.content_length
+        if size is not None and size > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=size)
+        q = request.query
+        ts, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        if not signature_ok(self.token, q.get("signature", ""), ts, nonce):
+            raise web.HTTPForbidden(text="bad signature")
+        body = await request.read()  # aiohttp answers 413 past client_max_size (chunked too)
+        encrypted = q.get("encrypt_type", "raw").lower() == "aes"
+        if self.safe is not None and not encrypted:
+            raise web.HTTPForbidden(text="safe mode: the message must be encrypted")
+        try:
+            fields = parse_xml(body)
+            if encrypted:
+                if self.safe is None:
+                    raise BadRequest("encrypted message but WECHAT_AES_KEY is not set")
+                fields = parse_xml(self.safe.decrypt(fields.get("Encrypt", ""),
+                                                     q.get("msg_signature", ""), ts, nonce))
+            msg = incoming(fields)
+        except BadSignature:
+            raise web.HTTPForbidden(text="bad msg_signature") from None
+        except BadRequest as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        text = await self.answer(msg)
+        if not text:
+            return web.Response(text="success")
+        xml = text_reply(msg.from_user, msg.to_user, text, int(time.time()))
+        if encrypted:
+            xml = self.safe.encrypt(xml, str(int(time.time())), nonce)
+        return web.Response(text=xml, content_type="application/xml")
+
+    # -- answering --------------------------------------------------------------------------------
+    async def answer(self, msg: Incoming) -> str | None:
+        """The reply to ``msg`` if ready within ``budget``; else None, and deliver it later.
+        Copies of one message in this process share one computation."""
+        key = msg.dedup_key
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self.process(msg))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        if not task.done():
+            await self._wait(task)
+        if key in self._late:
+            return None  # a copy already answered "success": the reply goes out as a message
+        if task.done():
+            text = task.result()
+            if isinstance(text, Recomputed) and key in self._sent_late:
+                return None  # a retry of a message whose reply went out late
+            return text
+        self._late.add(key)
+        self.spawn(self._deliver_late(msg, task))
+        return None
+
+    async def _wait(self, task: asyncio.Task) -> None:
+        """Until ``task`` is done or the budget is spent (asyncio.wait, without its sets)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(self.budget, wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
+
+    async def process(self, msg: Incoming) -> str | None:
+        """Never raises: a store failure or a bug answers 系统繁忙 and commits nothing more."""
+        try:
+            return await self._process(msg)
+        except (TimeoutError, StoreError, OSError) as e:
+            log.warning("wechat callback answered busy: %s: %s", type(e).__name__, e)
+        except Exception:
+            log.exception("wechat callback failed; answered busy")
+        return render("replies/busy.j2")
+
+    async def _process(self, msg: Incoming) -> str | None:
+        ctx = self.ctx
+        kind = msg.event.strip().lower() if msg.msg_type == "event" else msg.msg_type
+        if msg.msg_type == "event" and kind not in ROUTED_EVENTS:
+            return None
+        handler, arg, same = self.resolve(msg, kind)
+        store, key, now = ctx.store, msg.dedup_key, ctx.now()
+        mid = self._openids.get(msg.from_user)
+        if mid is None:
+            mid = await store.lookup("openid", msg.from_user)
+        if mid is not None:
+            self._remember(msg.from_user, mid)
+            if not same:
+                done, stored = await store.seen(mid, key)
+                if done:
+                    return await self._stored(key, stored)
+        text: str | None = None
+        if kind == "unsubscribe":
+            if mid is None:
+                return None
+            await ctx.members.unfollow(mid, now)
+        else:
+            registration = None
+            if mid is None or kind == "subscribe":
+                reached, unionid = False, None
+                if kind == "subscribe":
+                    reached, unionid = await self._unionid(msg.from_user, mid)
+                registration = await ctx.members.register(msg.from_user, now, unionid=unionid)
+                mid = registration["member_id"]
+                self._remember(msg.from_user, mid)
+                if reached:  # user/info answered: nothing more to learn later
+                    self._unionid_checked.add(mid)
+            elif mid not in self._unionid_checked and self._api_ready():
+                self.spawn(self._learn_unionid(mid, msg.from_user))
+            if kind not in NOT_LIMITED and await self._limited(mid):
+                return render("replies/rate_limited.j2")  # not stored: a retry may pass
+            turn = commands.Turn(ctx, msg, mid, now, arg=arg, registration=registration,
+                                 memo=self._memo)
+            try:
+                text = await handler(turn)
+            except Refusal as e:
+                text = render("replies/refusal.j2", message=e.message)
+            if same:
+                # the reply is a function of the use case's keyed result and this message's
+                # key, so every copy computes the same text: nothing to store
+                return Recomputed(text) if text else None
+        stored = await store.update(mid, lambda _m: Change(None, text or ""), key=key)
+        return stored or None
+
+    async def _limited(self, mid: str) -> bool:
+        """The per-member command limit. Each process counts a member's commands in memory;
+        past half the limit within the window, each command is also counted in the store
+        (``incr_window``), which several processes share, and that count decides: awaited
+        once it is near the limit, beside the work before. Exact in one process, and quiet
+        members (nearly all) cost no write; a member whose commands reach P processes may
+        get up to (P-1) x limit/2 more before the store stops them."""
+        limit = self.ctx.rules.rate_limit["commands_per_minute"]
+        quiet = limit // 2
+        now = time.monotonic()
+        w = self._windows.get(mid)
+        if w is None or w[1] <= now:
+            if len(self._windows) >= 200_000:
+                self._windows = {m: v for m, v in self._windows.items() if v[1] > now}
+            w = self._windows[mid] = [0, now + 60, 0]  # [here, window end, store's count]
+        w[0] += 1
+        if w[0] <= quiet:
+            return False
+        key = f"ratelimit:wechat:{mid}"
+        if w[2] + 1 + quiet < limit:
+            self.spawn(self._count(key, w))
+            return False
+        n = await self.ctx.store.incr_window(key, 60)
+        w[2] = max(w[2], n)
+        return n + quiet > limit
+
+    async def _count(self, key: str, w: list) -> None:
+        try:
+            n = await self.ctx.store.incr_window(key, 60)
+        except Exception as e:
+            log.warning("rate-limit count not stored: %s", e)
+            return
+        w[2] = max(w[2], n)
+
+    @staticmethod
+    def resolve(msg: Incoming, kind: str) -> tuple[commands.Handler, str, bool]:
+        """The handler, its argument, and whether every copy of the message computes the
+        same reply (then it is not stored)."""
+        r = commands.router
+        cmd = None
+        arg = ""
+        if kind == "text":
+            cmd, arg = r.match(msg.content)
+        elif kind == "click":
+            cmd = r.menu(msg.event_key)
+        if cmd is not None:
+            return cmd.fn, arg, cmd.same_on_retry
+        return r.events.get(kind, commands.hint), "", False  # else a hint, never silence
+
+    async def _stored(self, key: str, stored: str | None) -> str | None:
+        """A retry's reply, unless a copy was answered ``success`` and it went out late."""
+        if not stored:
+            return None
+        if await self.ctx.store.kv_get(keys.late_reply(key)):
+            return None  # already sent as a customer-service message
+        return stored
+
+    # -- after the 5 s --------------------------------------------------------------------------
+    async def _deliver_late(self, msg: Incoming, task: asyncio.Task) -> None:
+        key = msg.dedup_key
+        try:
+            try:
+                if not await self.ctx.store.kv_set(keys.late_reply(key), "1",
+                                                   ttl=LATE_MARK_SECONDS, only_new=True):
+                    return  # another process answered "success" first and delivers it
+            except Exception as e:
+                log.warning("late reply mark not stored (%s); delivering anyway", e)
+            text = await task
+            if text:
+                if len(self._sent_late) > 100_000:
+                    self._sent_late.clear()
+                self._sent_late.add(key)
+                await self._send_late(msg.from_user, text)
+        finally:
+            self._late.discard(key)
+
+    async def _send_late(self, openid: str, text: str) -> None:
+        client = self.wechat
+        if client is None or not client.configured:
+            log.warning("a late reply was dropped: WECHAT_APPID/WECHAT_APPSECRET not set")
+            return
+        for delay in (0.0, *self.late_retry_delays):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await client.send_text(openid, str(text))
+                return
+            except WeChatAPIError as e:
+                if e.errcode not in RATE_LIMITED:
+                    log.error("late reply not delivered: %s", e)
+                    return
+                log.warning("late reply rate limited (%s); retrying", e.errcode)
+            except (TimeoutError, aiohttp.ClientError) as e:
+                log.warning("late reply: API unreachable (%s); retrying", e)
+        log.error("late reply not delivered after %d tries", len(self.late_retry_delays) + 1)
+
+    # -- unionid (PRODUCT.md 2.1) ------------------------------------------------------------
+    def _api_ready(self) -> bool:
+        client = self.wechat
+        return client is not None and client.configured
+
+    async def _unionid(self, openid: str, mid: str | None) -> tuple[bool, str | None]:
+        """``user/info`` on subscribe, when configured: (answered, unionid). Unreachable →
+        register without it; a later message tries again."""
+        if not self._api_ready():
+            return False, None
+        if mid is not None:
+            m = await self.ctx.members.get(mid)
+            if m is not None and m.unionid:
+                return True, None
+        try:
+            info = await asyncio.wait_for(self.wechat.user_info(openid), self.unionid_timeout)
+        except Exception as e:
+            log.warning("user/info unavailable on subscribe (%s); unionid learnt later",
+                        type(e).__name__)
+            return False, None
+        return True, info.get("unionid") or None
+
+    async def _learn_unionid(self, mid: str, openid: str) -> None:
+        """Lazily, at most once a day per member: the unionid subscribe could not learn."""
+        if len(self._unionid_checked) > 100_000:
+            self._unionid_checked.clear()
+        self._unionid_checked.add(mid)
+        try:
+            m = await self.ctx.members.get(mid)
+            if m is None or m.unionid:
+                return
+            mark = f"wechat:unionid-try:{mid}"
+            if await self.ctx.store.kv_get(mark) or not await self.ctx.store.kv_set(
+                    mark, "1", ttl=86400, only_new=True):
+                return
+            info = await asyncio.wait_for(self.wechat.user_info(openid), 10)
+            if info.get("unionid"):
+                await self.ctx.members.register(openid, self.ctx.now(), unionid=info["unionid"])
+        except Exception as e:
+            log.info("unionid for member %s not learnt: %s", mid, type(e).__name__)
+
+
+OA = web.AppKey("oa", OfficialAccount)
+
+
+def setup(app: web.Application) -> None:
+    oa = OfficialAccount(app[CTX])
+    app[OA] = oa
+    app.cleanup_ctx.append(oa.lifespan)
+    app.router.add_get("/wechat", oa.verify)
+    app.router.add_post("/wechat", oa.callback)

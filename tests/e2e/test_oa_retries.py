@@ -1,0 +1,161 @@
+"""Retries, the 5-second budget, API token expiry and store failures, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from storage import StoreUnavailable, open_store
+from tests.conftest import REDIS_URL
+
+from .conftest import oa_settings
+from .wechat_client import event_xml, text_xml
+
+
+async def credits(bot, openid: str) -> list:
+    return await bot.ledger(openid, ["credit"])
+
+
+async def test_three_concurrent_retries_one_credit_three_identical_replies(bot):
+    await bot.wx.follow("o_r")
+    xml = text_xml("o_r", "签到")
+    replies = await asyncio.gather(*(bot.wx.post(xml, "o_r") for _ in range(3)))
+    assert len({r.content for r in replies}) == 1 and "签到成功" in replies[0].content
+    later = await bot.wx.post(xml, "o_r")  # a retry after the first answer
+    assert later.content == replies[0].content
+    assert len(await credits(bot, "o_r")) == 1
+
+
+async def test_concurrent_event_retries_register_once(bot):
+    xml = event_xml("o_new", "subscribe", create_time=1764000000)
+    replies = await asyncio.gather(*(bot.wx.post(xml, "o_new") for _ in range(3)))
+    assert len({r.content for r in replies}) == 1 and "欢迎" in replies[0].content
+    assert await bot.store.count_members() == 1
+    assert len((await bot.member("o_new")).coupons) == 1
+
+
+async def test_exchange_retried_issues_one_coupon(bot, clock):
+    await bot.wx.follow("o_x")
+    m = await bot.member("o_x")
+    await bot.ctx.members.record_order(m.id, "ord-x", 200000, clock(), clock())
+    xml = text_xml("o_x", "兑换 1")
+    replies = await asyncio.gather(*(bot.wx.post(xml, "o_x") for _ in range(3)))
+    assert len({r.content for r in replies}) == 1 and "兑换成功" in replies[0].content
+    m = await bot.member("o_x")
+    assert [c.template for c in m.coupons].count("points_500") == 1
+
+
+async def retries_across_processes(make_bot, settings_over: dict) -> None:
+    """Three servers on one store (as three processes would be), one copy each."""
+    bots = [await make_bot(**settings_over) for _ in range(3)]
+    await bots[0].wx.follow("o_multi")
+    xml = text_xml("o_multi", "签到")
+    replies = await asyncio.gather(*(b.wx.post(xml, "o_multi") for b in bots))
+    assert len({r.content for r in replies}) == 1 and "签到成功" in replies[0].content
+    assert len(await credits(bots[0], "o_multi")) == 1
+    bday = text_xml("o_multi", "生日 1990-05-20")
+    replies = await asyncio.gather(*(b.wx.post(bday, "o_multi") for b in bots))
+    assert len({r.content for r in replies}) == 1 and "获得 50 积分" in replies[0].content
+
+
+async def test_retries_across_processes_on_sqlite(make_bot, tmp_path):
+    await retries_across_processes(make_bot, {"store_url": f"sqlite:///{tmp_path}/shared.db"})
+
+
+async def test_retries_across_processes_on_redis(make_bot, settings):
+    store = open_store(REDIS_URL, settings.data_key)
+    await store.open()
+    try:
+        await store.client.flushdb()
+    finally:
+        await store.close()
+    await retries_across_processes(make_bot, {"store_url": REDIS_URL})
+
+
+@pytest.fixture
+def slow_checkin(bot):
+    """Check-in takes longer than the (lowered) reply budget."""
+    bot.oa.budget = 0.05
+    bot.oa.late_retry_delays = (0.01, 0.01)
+    original = bot.ctx.members.check_in
+
+    async def slow(*a, **kw):
+        await asyncio.sleep(0.3)
+        return await original(*a, **kw)
+
+    bot.ctx.members.check_in = slow
+    return bot
+
+
+async def test_slow_reply_is_success_then_a_customer_service_message(slow_checkin, fake_api):
+    bot = slow_checkin
+    await bot.wx.follow("o_slow")
+    xml = text_xml("o_slow", "签到")
+    r = await bot.wx.post(xml, "o_slow")
+    assert r.success
+    [sent] = await fake_api.wait_for("/cgi-bin/message/custom/send")
+    assert sent.body["touser"] == "o_slow" and sent.body["msgtype"] == "text"
+    assert "签到成功" in sent.body["text"]["content"]
+    retry = await bot.wx.post(xml, "o_slow")  # WeChat's retry after that: no second copy
+    assert retry.success
+    await asyncio.sleep(0.05)
+    assert len(fake_api.to("/cgi-bin/message/custom/send")) == 1
+    assert len(await credits(bot, "o_slow")) == 1
+
+
+async def test_late_reply_survives_token_expiry_with_one_refresh(slow_checkin, fake_api):
+    bot = slow_checkin
+    await bot.wx.follow("o_tok")  # user/info fetched the first token
+    assert fake_api.token_fetches == 1
+    fake_api.fail_next(42001)
+    assert (await bot.wx.text("o_tok", "签到")).success
+    sends = await fake_api.wait_for("/cgi-bin/message/custom/send", 2)
+    assert fake_api.token_fetches == 2  # refreshed exactly once
+    assert sends[0].query["access_token"] != sends[1].query["access_token"]
+    assert "签到成功" in sends[1].body["text"]["content"]
+
+
+async def test_late_reply_backs_off_on_rate_limit(slow_checkin, fake_api):
+    bot = slow_checkin
+    await bot.wx.follow("o_45009")
+    fake_api.fail_next(45009)
+    assert (await bot.wx.text("o_45009", "签到")).success
+    sends = await fake_api.wait_for("/cgi-bin/message/custom/send", 2)
+    assert sends[1].body["text"]["content"] == sends[0].body["text"]["content"]
+    assert fake_api.token_fetches == 1
+
+
+async def test_store_failure_answers_busy_and_writes_nothing(bot, monkeypatch):
+    await bot.wx.follow("o_s")
+    before = await bot.ledger("o_s")
+
+    async def down(*a, **kw):
+        raise StoreUnavailable("Redis down")
+
+    monkeypatch.setattr(bot.store, "update", down)
+    r = await bot.wx.text("o_s", "签到")
+    assert r.status == 200 and r.content == "系统繁忙，请稍后再试"
+    monkeypatch.undo()
+    assert await bot.ledger("o_s") == before
+    assert "签到成功" in (await bot.wx.text("o_s", "签到")).content  # recovers by itself
+
+
+async def test_a_bug_is_never_a_stack_trace(bot, monkeypatch):
+    await bot.wx.follow("o_bug")
+
+    async def broken(*a, **kw):
+        raise RuntimeError("boom: secret internals")
+
+    monkeypatch.setattr(bot.ctx.members, "get", broken)
+    r = await bot.wx.text("o_bug", "积分")
+    assert r.content == "系统繁忙，请稍后再试" and "boom" not in r.body
+
+
+async def test_closed_store_answers_busy(make_bot, tmp_path, fake_api):
+    bot = await make_bot(path=tmp_path)
+    await bot.wx.follow("o_cl")
+    await bot.store.close()
+    r = await bot.wx.text("o_cl", "签到")
+    assert r.status == 200 and r.content == "系统繁忙，请稍后再试"
+    assert oa_settings(tmp_path, fake_api).wechat_appid  # the settings stay usable

@@ -1,0 +1,128 @@
+"""A fake Official Account API: a real aiohttp server on a local port (``WECHAT_API_BASE``).
+
+It records every call, issues and checks access tokens, and can be told to fail the next
+call with an errcode (42001 expires the current token as WeChat does; 45009 is a rate limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    path: str
+    query: dict[str, str]
+    body: dict[str, Any] | None
+    raw: bytes = b""
+
+
+@dataclass
+class FakeWeChatAPI:
+    appid: str = "wxtestappid"
+    secret: str = "test-app-secret"
+    calls: list[Call] = field(default_factory=list)
+    unionids: dict[str, str] = field(default_factory=dict)  # openid -> unionid
+    delay: float = 0.0  # seconds before each answer (an unreachable API)
+    _fail: list[int] = field(default_factory=list)
+    _tokens: set[str] = field(default_factory=set)
+    _expired: set[str] = field(default_factory=set)
+    _seq: Any = field(default_factory=lambda: itertools.count(1))
+    _runner: web.AppRunner | None = None
+    base: str = ""
+
+    def fail_next(self, errcode: int) -> None:
+        """The next API call (not a token fetch) answers ``errcode``."""
+        self._fail.append(errcode)
+
+    def expire_token(self) -> None:
+        """The tokens issued so far answer 42001 from now on."""
+        self._expired |= self._tokens
+        self._tokens = set()
+
+    def to(self, path: str) -> list[Call]:
+        return [c for c in self.calls if c.path == path]
+
+    @property
+    def token_fetches(self) -> int:
+        return len(self.to("/cgi-bin/token"))
+
+    async def wait_for(self, path: str, n: int = 1, timeout: float = 5.0) -> list[Call]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while len(self.to(path)) < n:
+            if loop.time() > end:
+                raise AssertionError(f"{path} called {len(self.to(path))} times, wanted {n}")
+            await asyncio.sleep(0.01)
+        return self.to(path)
+
+    # -- server -----------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/cgi-bin/token", self.token)
+        for path in ("/cgi-bin/message/custom/send", "/cgi-bin/message/template/send",
+                     "/cgi-bin/qrcode/create"):
+            app.router.add_post(path, self.api)
+        app.router.add_get("/cgi-bin/user/info", self.api)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self.base
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _record(self, request: web.Request) -> Call:
+        raw = await request.read()
+        call = Call(request.path, dict(request.query), orjson.loads(raw) if raw else None, raw)
+        self.calls.append(call)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return call
+
+    async def token(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        q = call.query
+        if q.get("appid") != self.appid or q.get("secret") != self.secret:
+            return web.json_response({"errcode": 40001, "errmsg": "invalid credential"})
+        tok = f"TOKEN{next(self._seq)}"
+        self._tokens = {tok}
+        return web.json_response({"access_token": tok, "expires_in": 7200})
+
+    async def api(self, request: web.Request) -> web.Response:
+        call = await self._record(request)
+        token = call.query.get("access_token")
+        if token in self._expired:
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        if token not in self._tokens:
+            return web.json_response({"errcode": 40014, "errmsg": "invalid access_token"})
+        if self._fail:
+            code = self._fail.pop(0)
+            if code == 42001:
+                self.expire_token()
+            return web.json_response({"errcode": code, "errmsg": f"fake failure {code}"})
+        if call.path == "/cgi-bin/user/info":
+            openid = call.query.get("openid", "")
+            info = {"subscribe": 1, "openid": openid, "nickname": "", "language": "zh_CN"}
+            if openid in self.unionids:
+                info["unionid"] = self.unionids[openid]
+            return web.json_response(info)
+        if call.path == "/cgi-bin/qrcode/create":
+            scene = call.body["action_info"]["scene"]["scene_str"]
+            return web.json_response({"ticket": f"TICKET/{scene}==", "expire_seconds":
+                                      call.body.get("expire_seconds", 0),
+                                      "url": f"http://weixin.qq.com/q/{scene}"})
+        if call.path == "/cgi-bin/message/template/send":
+            return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": 1000 + len(
+                self.calls)})
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
