@@ -179,7 +179,7 @@ def _figures(s: _Scan, rules: Rules, as_of: date, days: int,
         elif kind == "yuan":
             text = "—" if value is None else f"¥{value / 100:,.2f}"
         else:
-            text = "—" if value is None else f"{value:,.1f}"
+            text = "—" if value is None else f"{value:,.2f}"
         return {"key": key, "label": label, "value": value, "text": text, "numerator": num,
                 "denominator": den, "definition": DEFINITIONS[key]}
 

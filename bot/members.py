@@ -56,12 +56,11 @@ class Members(WeComContacts):
 
     # -- the one way to change a member ---------------------------------------------------
     def normalise(self, m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:
-        """Expire lots and coupons, settle tier and grace, rescore RFM: state as of ``now``."""
+        """Expire lots and coupons, settle tier and grace: the state as of ``now``."""
         entries = points.expire(m, now, self.rules)
         ce, returns = coupons.expire_coupons(m, now)
         entries += ce
         entries += tiers.evaluate(m, now, self.rules)
-        m.rfm = rfm.segment(m, now, self.rules)
         return entries, returns
 
     def _finish(self, m: Member, now: datetime, result: Any, entries: list[Entry],
@@ -72,6 +71,7 @@ class Members(WeComContacts):
             if e.kind == "tier_change" and e.data.get("up"):
                 outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
                                "data": {"from": e.data["from"], "to": e.data["to"]}})
+        m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
         idx = indexes.derive(m, local_day(now, self.rules.tz), self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 

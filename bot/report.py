@@ -62,7 +62,7 @@ def tables(r: dict[str, Any]) -> list[Table]:
                 "退订", "取关"):
         ops.add_column(col)
     ck, pu, un = r["checkin"], r["pushes"]["by_status"], r["unsubscribes"]
-    ops.add_row(f"{ck['average'] or 0:,.1f}", str(ck["last_day"]), str(pu["sent"]),
+    ops.add_row(f"{ck['average'] or 0:,.2f}", str(ck["last_day"]), str(pu["sent"]),
                 str(pu["failed"]), str(pu["unreachable"]), str(un["opted_out"]),
                 str(un["unfollowed"]))
 

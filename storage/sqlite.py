@@ -10,6 +10,7 @@ serves a whole burst.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -115,7 +116,10 @@ class SQLiteStore(Store):
         if self._task is not None:
             self._closing = True
             self._wake.set()
-            await self._task  # drains what is queued, then returns
+            if not self._task.done():
+                # drains what is queued, then returns; at shutdown the loop may cancel it
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)

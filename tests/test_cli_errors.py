@@ -45,3 +45,19 @@ def test_production_refuses_generated_secrets(tmp_path):
               WECHAT_TOKEN="t")
     assert p.returncode != 0 and "MEMBERBOT_API_SECRET" in p.stderr
     assert not (tmp_path / "data" / "secrets.env").exists()
+
+
+def test_busy_port_is_one_line_without_a_serving_claim(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERBOT_", "WECHAT_"))}
+        e["MEMBERBOT_DATA_DIR"] = str(tmp_path / "data")
+        p = subprocess.run([sys.executable, "-m", "bot", "serve", "--port", str(port)],
+                           cwd=tmp_path, env=e, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr and "serving on" not in p.stderr, p.stderr
+    assert "error: cannot listen on" in p.stderr

@@ -86,6 +86,8 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
+        if sid is not None and await request.app[CTX].store.kv_get(f"admin:revoked:{sid}"):
+            sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
         return await fn(request, sid)
@@ -130,6 +132,9 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    sid = session(request)
+    if sid is not None:  # revoke it on the server too, until it would have expired anyway
+        await request.app[CTX].store.kv_set(f"admin:revoked:{sid}", "1", ttl=SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp

@@ -27,6 +27,8 @@ WINDOW_S = 300
 # code -> (HTTP status, English message); the Chinese message comes from the rule itself
 ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "malformed request"),
+    "not_found": (404, "no such API path"),
+    "method_not_allowed": (405, "this path does not take that method"),
     "body_too_large": (413, "the body is larger than 64 KiB"),
     "api_disabled": (401, "the store API has no secret configured (MEMBERBOT_API_SECRET)"),
     "signature_missing": (401, "X-Memberbot-Timestamp and X-Memberbot-Signature are required"),
@@ -49,7 +51,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "bad_amount": (422, "invalid amount"),
     "store_unavailable": (503, "service busy, retry later"),
 }
-ZH_DEFAULTS = {"api_disabled": "接口未启用", "body_too_large": "请求体过大",
+ZH_DEFAULTS = {"api_disabled": "接口未启用", "not_found": "接口不存在",
+               "method_not_allowed": "请求方法不支持", "body_too_large": "请求体过大",
                "signature_missing": "缺少签名",
                "timestamp_invalid": "时间戳无效或已过期", "bad_signature": "签名错误",
                "member_not_found": "未找到会员", "refund_conflict": "退款单号已存在且内容不同",
@@ -211,7 +214,22 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """Under /api/ even an unknown path or a wrong method answers the documented JSON."""
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
+        if not request.path.startswith("/api/"):
+            raise
+        code = "not_found" if isinstance(e, web.HTTPNotFound) else "method_not_allowed"
+        return error(code)
+
+
 def setup(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
     app[OPENAPI] = schema.openapi()
     app.router.add_post("/api/orders", record_order)
     app.router.add_post("/api/orders/{order_id}/refund", refund_order)

@@ -25,6 +25,8 @@ from ..settings import SettingsError
 from ..templating import render
 from ..web import CTX, MAX_BODY, Context
 from . import commands
+from .ratelimit import CommandLimit
+from .unionid import UnionIds
 from .wxproto import (
     BadRequest,
     BadSignature,
@@ -50,11 +52,10 @@ class Recomputed(str):
 
 
 class OfficialAccount:
-    """The callback and its background work (late replies, unionid look-ups)."""
+    """The callback and its background work (late replies, unionid look-ups, counts)."""
 
     budget = 4.0  # seconds; WeChat gives up after 5
     late_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)  # on 45009 and network errors
-    unionid_timeout = 1.5
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -70,9 +71,10 @@ class OfficialAccount:
         self._late: set[str] = set()
         self._sent_late: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._unionid_checked: set[str] = set()  # members whose unionid need not be looked up
         self._openids: dict[str, str] = {}
-        self._windows: dict[str, list] = {}  # member -> [commands, window end] here
+        self.limit = CommandLimit(ctx.store, ctx.rules.rate_limit["commands_per_minute"],
+                                  self.spawn)
+        self.unionids = UnionIds(ctx, self.spawn)
         self._memo: dict[str, tuple] = {}  # facts that never change once stored (check-ins)
 
     def _remember(self, openid: str, mid: str) -> None:
@@ -223,15 +225,15 @@ class OfficialAccount:
             if mid is None or kind == "subscribe":
                 reached, unionid = False, None
                 if kind == "subscribe":
-                    reached, unionid = await self._unionid(msg.from_user, mid)
+                    reached, unionid = await self.unionids.on_subscribe(msg.from_user, mid)
                 registration = await ctx.members.register(msg.from_user, now, unionid=unionid)
                 mid = registration["member_id"]
                 self._remember(msg.from_user, mid)
-                if reached:  # user/info answered: nothing more to learn later
-                    self._unionid_checked.add(mid)
-            elif mid not in self._unionid_checked and self._api_ready():
-                self.spawn(self._learn_unionid(mid, msg.from_user))
-            if kind not in NOT_LIMITED and await self._limited(mid):
+                if reached:
+                    self.unionids.answered(mid)
+            else:
+                self.unionids.later(mid, msg.from_user)
+            if kind not in NOT_LIMITED and await self.limit.exceeded(mid):
                 return render("replies/rate_limited.j2")  # not stored: a retry may pass
             turn = commands.Turn(ctx, msg, mid, now, arg=arg, registration=registration,
                                  memo=self._memo)
@@ -245,40 +247,6 @@ class OfficialAccount:
                 return Recomputed(text) if text else None
         stored = await store.update(mid, lambda _m: Change(None, text or ""), key=key)
         return stored or None
-
-    async def _limited(self, mid: str) -> bool:
-        """The per-member command limit. Each process counts a member's commands in memory;
-        past half the limit within the window, each command is also counted in the store
-        (``incr_window``), which several processes share, and that count decides: awaited
-        once it is near the limit, beside the work before. Exact in one process, and quiet
-        members (nearly all) cost no write; a member whose commands reach P processes may
-        get up to (P-1) x limit/2 more before the store stops them."""
-        limit = self.ctx.rules.rate_limit["commands_per_minute"]
-        quiet = limit // 2
-        now = time.monotonic()
-        w = self._windows.get(mid)
-        if w is None or w[1] <= now:
-            if len(self._windows) >= 200_000:
-                self._windows = {m: v for m, v in self._windows.items() if v[1] > now}
-            w = self._windows[mid] = [0, now + 60, 0]  # [here, window end, store's count]
-        w[0] += 1
-        if w[0] <= quiet:
-            return False
-        key = f"ratelimit:wechat:{mid}"
-        if w[2] + 1 + quiet < limit:
-            self.spawn(self._count(key, w))
-            return False
-        n = await self.ctx.store.incr_window(key, 60)
-        w[2] = max(w[2], n)
-        return n + quiet > limit
-
-    async def _count(self, key: str, w: list) -> None:
-        try:
-            n = await self.ctx.store.incr_window(key, 60)
-        except Exception as e:
-            log.warning("rate-limit count not stored: %s", e)
-            return
-        w[2] = max(w[2], n)
 
     @staticmethod
     def resolve(msg: Incoming, kind: str) -> tuple[commands.Handler, str, bool]:
@@ -341,47 +309,6 @@ class OfficialAccount:
             except (TimeoutError, aiohttp.ClientError) as e:
                 log.warning("late reply: API unreachable (%s); retrying", e)
         log.error("late reply not delivered after %d tries", len(self.late_retry_delays) + 1)
-
-    # -- unionid (PRODUCT.md 2.1) ------------------------------------------------------------
-    def _api_ready(self) -> bool:
-        client = self.wechat
-        return client is not None and client.configured
-
-    async def _unionid(self, openid: str, mid: str | None) -> tuple[bool, str | None]:
-        """``user/info`` on subscribe, when configured: (answered, unionid). Unreachable →
-        register without it; a later message tries again."""
-        if not self._api_ready():
-            return False, None
-        if mid is not None:
-            m = await self.ctx.members.get(mid)
-            if m is not None and m.unionid:
-                return True, None
-        try:
-            info = await asyncio.wait_for(self.wechat.user_info(openid), self.unionid_timeout)
-        except Exception as e:
-            log.warning("user/info unavailable on subscribe (%s); unionid learnt later",
-                        type(e).__name__)
-            return False, None
-        return True, info.get("unionid") or None
-
-    async def _learn_unionid(self, mid: str, openid: str) -> None:
-        """Lazily, at most once a day per member: the unionid subscribe could not learn."""
-        if len(self._unionid_checked) > 100_000:
-            self._unionid_checked.clear()
-        self._unionid_checked.add(mid)
-        try:
-            m = await self.ctx.members.get(mid)
-            if m is None or m.unionid:
-                return
-            mark = f"wechat:unionid-try:{mid}"
-            if await self.ctx.store.kv_get(mark) or not await self.ctx.store.kv_set(
-                    mark, "1", ttl=86400, only_new=True):
-                return
-            info = await asyncio.wait_for(self.wechat.user_info(openid), 10)
-            if info.get("unionid"):
-                await self.ctx.members.register(openid, self.ctx.now(), unionid=info["unionid"])
-        except Exception as e:
-            log.info("unionid for member %s not learnt: %s", mid, type(e).__name__)
 
 
 OA = web.AppKey("oa", OfficialAccount)

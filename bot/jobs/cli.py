@@ -100,7 +100,7 @@ def register(main: click.Group) -> None:
 
     from ..cli import fail, load_settings
     from ..rules.config import RulesError
-    from ..settings import SettingsError
+    from ..settings import SettingsError, rules_for
 
     @main.group()
     def jobs() -> None:
@@ -138,6 +138,13 @@ def register(main: click.Group) -> None:
             except ValueError:
                 fail(f"--as-of {as_of!r} is not a date YYYY-MM-DD")
         settings = load_settings()
+        try:
+            today = datetime.now(rules_for(settings).tz).date()
+        except RulesError as e:
+            fail(str(e))
+        if day is not None and not dry_run and day > today:
+            fail(f"--as-of {as_of} is in the future: a real run would send and issue coupons "
+                 "ahead of time; add --dry-run to preview it")
         try:
             summary, problems = asyncio.run(run(settings, kind, day, dry_run))
         except (StoreError, RulesError, SettingsError, NothingToRun) as e:

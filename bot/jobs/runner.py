@@ -188,8 +188,13 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
         await mod.run(env, now, dry_run=dry_run, summary=summary, progress=progress)
     summary.seconds = time.perf_counter() - t0
     if not dry_run:
-        JOB_SECONDS.labels(kind).observe(summary.seconds)
-        ran = datetime.fromtimestamp(env.wall(), env.rules.tz)
-        await env.store.kv_set(f"jobs:last:{kind}", f"{ran:%Y-%m-%d %H:%M}" + (
-            f" (as of {now:%Y-%m-%d})" if ran.date() != now.date() else ""), ttl=400 * 86400)
+        await record_run(env, kind, now, summary.seconds)
     return summary
+
+
+async def record_run(env: Env, kind: str, now: datetime, seconds: float) -> None:
+    """The job's duration metric and its last run (shown by ``jobs list`` and /admin)."""
+    JOB_SECONDS.labels(kind).observe(seconds)
+    ran = datetime.fromtimestamp(env.wall(), env.rules.tz)
+    await env.store.kv_set(f"jobs:last:{kind}", f"{ran:%Y-%m-%d %H:%M}" + (
+        f" (as of {now:%Y-%m-%d})" if ran.date() != now.date() else ""), ttl=400 * 86400)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from . import KINDS, job
 from .base import Summary
 from .env import Env, from_context
 from .outbox import deliver
-from .runner import run_kind
+from .runner import record_run, run_kind
 from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed, prev_run
 
 log = logging.getLogger("memberbot.scheduler")
@@ -135,18 +136,26 @@ class Scheduler:
         if not self.leader:
             return None
         async with self._lock:
-            return await deliver(self.env, self.clock())
+            now = self.clock()
+            t0 = time.perf_counter()
+            summary = await deliver(self.env, now)
+            await record_run(self.env, "outbox", now, time.perf_counter() - t0)
+            return summary
 
     async def _fire_now(self, kind: str) -> None:
         try:
             if await self.heartbeat():
                 await self.fire(kind, prev_run(self.jobs[kind], self.clock(), self.tz))
+        except asyncio.CancelledError:
+            pass  # shutting down: the leader that runs next makes the job up
         except Exception:
             log.exception("job %s failed", kind)
 
     async def _safe(self, fn: Callable) -> None:
         try:
             await fn()
+        except asyncio.CancelledError:
+            pass  # the server is shutting down (or could not bind its port)
         except Exception:
             log.exception("scheduler %s failed", getattr(fn, "__name__", fn))
 

@@ -201,3 +201,10 @@ async def test_a_store_outage_is_503_and_writes_nothing(api, ctx, register, cloc
     s, b = await api.get(f"/api/members/{m['member_code']}")
     assert_error(s, b, 503, "store_unavailable")
     assert await ctx.store.ledger() == before
+
+
+async def test_unknown_paths_and_methods_under_api_answer_json(api):
+    s, b = await api.call("GET", "/api/nope")
+    assert_error(s, b, 404, "not_found")
+    s, b = await api.call("GET", "/api/orders")
+    assert_error(s, b, 405, "method_not_allowed")

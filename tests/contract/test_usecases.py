@@ -204,3 +204,13 @@ async def test_index_queries_return_exactly_the_due_members(store):
     assert sorted(mid for mid, _ in due) == sorted([ids[1], ids[4]])
     older = await store.range("expiry", 20271122, 20271123)
     assert sorted(older) == sorted([(ids[2], 20271123), (ids[3], 20271122)])
+
+
+async def test_rfm_segment_is_current_right_after_the_first_order(store):
+    members = Members(store, RULES)
+    mid = await _member(members)
+    assert (await store.get(mid)).rfm is None
+    await members.record_order(mid, "F1", 200_000, NOW, NOW)
+    m = await store.get(mid)
+    assert m.rfm == "重要发展客户"  # recent, one order, ¥2,000
+    assert await store.tagged("rfm", "重要发展客户") == [mid]

@@ -35,7 +35,7 @@ async def test_follow_welcomes_with_member_code_and_coupon(bot, fake_api):
 async def test_follow_registers_without_unionid_when_api_is_unreachable(bot, fake_api):
     fake_api.unionids["o_slow"] = "u_slow"
     fake_api.delay = 1.0
-    bot.oa.unionid_timeout = 0.1
+    bot.oa.unionids.timeout = 0.1
     r = await bot.wx.follow("o_slow")
     m = await bot.member("o_slow")
     assert "欢迎" in r.content and m.unionid is None and m.followed

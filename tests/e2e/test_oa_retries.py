@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
+from bot.rules import load_rules
 from storage import StoreUnavailable, open_store
 from tests.conftest import REDIS_URL
 
@@ -159,3 +161,35 @@ async def test_closed_store_answers_busy(make_bot, tmp_path, fake_api):
     r = await bot.wx.text("o_cl", "签到")
     assert r.status == 200 and r.content == "系统繁忙，请稍后再试"
     assert oa_settings(tmp_path, fake_api).wechat_appid  # the settings stay usable
+
+
+async def test_rate_limit_is_shared_by_processes(make_bot, tmp_path):
+    """Two servers on one store: the shared count stops a member who spreads commands."""
+    rules = dataclasses.replace(load_rules(), rate_limit={"commands_per_minute": 4})
+    shared = {"store_url": f"sqlite:///{tmp_path}/limit.db", "rules": rules}
+    a, b = await make_bot(**shared), await make_bot(**shared)
+    await a.wx.follow("o_spam")
+    allowed = 0
+    for i in range(12):
+        r = await (a, b)[i % 2].wx.text("o_spam", "积分")
+        allowed += "太频繁" not in r.content
+    assert 4 <= allowed <= 4 + 2  # the limit, plus at most limit/2 per extra process
+
+
+async def test_a_retry_gets_the_first_reply_even_after_the_state_changed(bot):
+    await bot.wx.follow("o_first")
+    xml = text_xml("o_first", "积分")
+    first = await bot.wx.post(xml, "o_first")
+    assert "当前积分：0" in first.content
+    await bot.wx.text("o_first", "签到")
+    retry = await bot.wx.post(xml, "o_first")  # WeChat's retry of the first message
+    assert retry.content == first.content
+    assert "当前积分：5" in (await bot.wx.text("o_first", "积分")).content
+
+
+async def test_unsubscribe_retries_are_applied_once(bot):
+    await bot.wx.follow("o_u")
+    xml = event_xml("o_u", "unsubscribe", create_time=1764000100)
+    replies = await asyncio.gather(*(bot.wx.post(xml, "o_u") for _ in range(3)))
+    assert all(r.success for r in replies)
+    assert len(await bot.ledger("o_u", ["unfollow"])) == 1

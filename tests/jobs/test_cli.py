@@ -77,6 +77,7 @@ def invoke(tmp_path, api, *args: str):
     (["run", "points_expiry", "--as-of", "2026-02-30"], "not a date YYYY-MM-DD"),
     (["run", "points_expiry", "--as-of", "20261125"], "not a date YYYY-MM-DD"),
     (["run", "welcome"], "sent from the /wecom callback"),
+    (["run", "birthday", "--as-of", "2099-05-20"], "is in the future"),
 ])
 def test_bad_input_is_one_line_and_a_failure(tmp_path, api, args, message):
     res = invoke(tmp_path, api, *args)

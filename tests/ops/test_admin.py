@@ -141,3 +141,14 @@ async def test_echarts_is_served_from_the_package(client):
     body = await resp.read()
     assert len(body) > 500_000 and b"echarts" in body[:5000]
     assert (await client.get("/admin/static/../handlers/admin.py")).status in (403, 404)
+
+
+async def test_logout_revokes_the_session_on_the_server(client):
+    ctx = client.app[CTX]
+    cookie = admin.new_session(ctx, time.time())
+    client.session.cookie_jar.update_cookies({admin.COOKIE: cookie})
+    assert (await client.get("/admin", allow_redirects=False)).status == 200
+    resp = await client.post("/admin/logout", allow_redirects=False)
+    assert resp.status == 303
+    client.session.cookie_jar.update_cookies({admin.COOKIE: cookie})  # a copied cookie
+    assert (await client.get("/admin", allow_redirects=False)).status == 303

@@ -40,7 +40,7 @@ def test_json_output_has_every_figure(db):
     r = json.loads(res.output)
     assert {k["key"]: k["text"] for k in r["kpis"]} == {
         "card_conversion": "75.0%", "active_ratio": "50.0%", "arpu": "¥5,563.33",
-        "repurchase": "33.3%", "points_redeem": "3.0%", "checkin_dau": "0.6",
+        "repurchase": "33.3%", "points_redeem": "3.0%", "checkin_dau": "0.57",
         "unsubscribe": "16.7%", "unfollow": "16.7%"}
     assert all(k["definition"] for k in r["kpis"])
 

@@ -1,0 +1,46 @@
+"""The command registry: matching after trim and full-width/half-width normalisation, menu
+keys, one handler per command."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.handlers.commands import Router, invite_scene, normalise, router
+
+
+@pytest.mark.parametrize(("text", "name", "arg"), [
+    ("签到 ", "签到", ""), ("  打卡", "签到", ""), ("积分", "积分", ""), ("我的积分", "积分", ""),
+    ("？", "帮助", ""), ("?", "帮助", ""), ("ＨＥＬＰ", "帮助", ""), ("菜单", "帮助", ""),
+    ("绑定　ABC123", "绑定", "ABC123"), ("绑定abc234", "绑定", "abc234"),
+    ("绑定 ＡＢＣ２３４", "绑定", "ABC234"), ("兑换", "兑换", ""), ("兑换 1", "兑换", "1"),
+    ("兑换１", "兑换", "1"), ("生日 1990-05-20", "生日", "1990-05-20"),
+    ("生日　1990－05－20", "生日", "1990-05-20"), ("券", "优惠券", ""), ("会员码", "会员", ""),
+    ("退订", "退订", ""), ("订阅", "订阅", ""), ("邀请", "邀请码", ""),
+])
+def test_text_commands_match_after_normalisation(text, name, arg):
+    cmd, got = router.match(text)
+    assert cmd is not None and cmd.name == name and got == arg
+
+
+@pytest.mark.parametrize("text", ["", "你好", "签到吧", "积分多少", "helpme", "绑", "？？"])
+def test_anything_else_matches_nothing(text):
+    assert router.match(text) == (None, "")
+
+
+def test_menu_keys_and_registry():
+    keys = {c.menu: c.name for c in router.commands if c.menu}
+    assert keys == {"CHECKIN": "签到", "BALANCE": "积分", "COUPONS": "优惠券", "INVITE": "邀请码",
+                    "CARD": "会员", "REDEEM": "兑换", "HELP": "帮助"}
+    assert router.menu("checkin").name == "签到" and router.menu("NOPE") is None
+    assert {"subscribe", "scan"} <= set(router.events)
+    r = Router()
+    r.command("a")(lambda t: None)
+    with pytest.raises(ValueError):
+        r.command("b", "Ａ")(lambda t: None)  # "Ａ" normalises to "a": registered twice
+
+
+def test_normalise_and_invite_scenes():
+    assert normalise("　签到\t ") == "签到" and normalise("绑定　 x") == "绑定 x"
+    assert invite_scene("qrscene_inv_abc234") == "ABC234"
+    assert invite_scene("inv_ABC234") == "ABC234"
+    assert invite_scene("qrscene_campaign42") is None and invite_scene("inv_") is None
