@@ -171,6 +171,10 @@ class Members(WeComContacts):
                                              now)
         except Refusal:
             pass  # out of stock or already had it: registration still succeeds
+        if coupon is not None:  # a returning member hears of the coupon only while usable
+            c = coupons.find(await self.store.get(mid), coupon["code"])
+            if c is None or c.status != "issued" or c.valid_until < ts(now):
+                coupon = None
         return {**res, "member_id": mid, "member_code": m.member_code,
                 "invite_code": m.invite_code, "coupon": coupon}
 

@@ -214,3 +214,13 @@ async def test_rfm_segment_is_current_right_after_the_first_order(store):
     m = await store.get(mid)
     assert m.rfm == "重要发展客户"  # recent, one order, ¥2,000
     assert await store.tagged("rfm", "重要发展客户") == [mid]
+
+
+async def test_refollow_does_not_offer_a_used_welcome_coupon_again(store):
+    members = Members(store, RULES)
+    first = await members.register("o-back", NOW)
+    assert first["coupon"] is not None
+    await members.redeem_coupon(first["coupon"]["code"], "W1", 10_000, NOW)
+    await members.unfollow(first["member_id"], NOW)
+    again = await members.register("o-back", NOW + timedelta(days=1))
+    assert again["reactivated"] and again["coupon"] is None
