@@ -94,8 +94,10 @@ async def test_slow_reply_is_success_then_a_customer_service_message(slow_checki
     bot = slow_checkin
     await bot.wx.follow("o_slow")
     xml = text_xml("o_slow", "签到")
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
     r = await bot.wx.post(xml, "o_slow")
-    assert r.success
+    assert r.success and loop.time() - t0 < 0.25  # answered at the budget, not at the end
     [sent] = await fake_api.wait_for("/cgi-bin/message/custom/send")
     assert sent.body["touser"] == "o_slow" and sent.body["msgtype"] == "text"
     assert "签到成功" in sent.body["text"]["content"]
@@ -193,3 +195,18 @@ async def test_unsubscribe_retries_are_applied_once(bot):
     replies = await asyncio.gather(*(bot.wx.post(xml, "o_u") for _ in range(3)))
     assert all(r.success for r in replies)
     assert len(await bot.ledger("o_u", ["unfollow"])) == 1
+
+
+async def test_copies_of_a_slow_message_all_get_success_and_one_late_reply(slow_checkin,
+                                                                           fake_api):
+    bot = slow_checkin
+    await bot.wx.follow("o_copies")
+    xml = text_xml("o_copies", "签到")
+    first = asyncio.ensure_future(bot.wx.post(xml, "o_copies"))
+    await asyncio.sleep(0.1)  # the first is past its budget, still working
+    copies = await asyncio.gather(*(bot.wx.post(xml, "o_copies") for _ in range(2)))
+    assert (await first).success and all(c.success for c in copies)
+    await fake_api.wait_for("/cgi-bin/message/custom/send")
+    await asyncio.sleep(0.1)
+    assert len(fake_api.to("/cgi-bin/message/custom/send")) == 1
+    assert len(await credits(bot, "o_copies")) == 1
