@@ -14,14 +14,15 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, S
 
 
 @lru_cache(maxsize=1)
-def environment(html: bool = False) -> Environment:
+def environment() -> Environment:
     loaders = []
     extra = os.environ.get("MEMBERBOT_TEMPLATES")
     if extra:
         loaders.append(FileSystemLoader(extra))
     loaders.append(PackageLoader("bot", "templates"))
-    env = Environment(loader=ChoiceLoader(loaders), autoescape=html, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+    env = Environment(loader=ChoiceLoader(loaders), autoescape=False, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+                      auto_reload=False)  # compiled once per process: restart to pick up edits
     env.filters["yuan"] = yuan
     return env
 

@@ -80,8 +80,9 @@ if ARGV[2] ~= '' then
   if ARGV[1] == '0' then redis.call('ZADD', 'members', 0, mid) end
 end
 if ARGV[6] == '1' then redis.call('HSET', idem, ARGV[7], ARGV[8]) end
-for i = 9, #ARGV, 4 do  -- operations, four arguments each
-  local op, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+-- the operations come as one JSON array of [op, a, b, c]: one argument to pack, not dozens
+for _, o in ipairs(cjson.decode(ARGV[9])) do
+  local op, a, b, c = o[1], o[2], o[3], o[4]
   if op == 'L' then
     local id = redis.call('RPUSH', 'ledger', a)
     redis.call('RPUSH', mled, id .. ':' .. a)
@@ -314,26 +315,28 @@ class RedisStore(Store):
         new = change.member
         args: list[Any] = [version, "", "", "", member_id, 0 if key is None else 1, key or "",
                            dumps(change.result)]
+        ops: list[Any] = []  # flat: op, a, b, c, op, a, ...
         if new is not None:
             new.version = version + 1
             old_idx = loads(x) or {}
             new_idx = change.indexes if change.indexes is not None else old_idx
             args[1:4] = version + 1, self.codec.encode(new), dumps(new_idx)
-            _idx_ops(old_idx, new_idx, args)
+            _idx_ops(old_idx, new_idx, ops)
         for e in change.entries:
-            args += ("L", dumps({"member_id": member_id, "kind": e.kind, "at": e.at,
+            ops += ("L", dumps({"member_id": member_id, "kind": e.kind, "at": e.at,
                                  "points": e.points, "amount_fen": e.amount_fen, "ref": e.ref,
-                                 "data": e.data or None}), "", "")
+                                 "data": e.data or None}).decode(), "", "")
         if change.outbox:
             now = int(time.time())
             for ob in change.outbox:
                 status = ob.get("status", "pending")
-                args += ("O", outbox_id(member_id, ob["kind"], ob["period"]), status,
-                         dumps({"member_id": member_id, "kind": ob["kind"],
-                                "period": ob["period"], "status": status, "created_at": now,
-                                "updated_at": now, "data": ob.get("data", {})}))
+                ops += ("O", outbox_id(member_id, ob["kind"], ob["period"]), status,
+                        dumps({"member_id": member_id, "kind": ob["kind"],
+                               "period": ob["period"], "status": status, "created_at": now,
+                               "updated_at": now, "data": ob.get("data", {})}).decode())
         for template, skey in change.stock_returns:
-            args += ("R", template, skey, "")
+            ops += ("R", template, skey, "")
+        args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 
     async def count_members(self) -> int:

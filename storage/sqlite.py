@@ -255,14 +255,15 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _write_idx(c: sqlite3.Connection, member_id: str, old: dict, new: dict) -> None:
-        for name in set(old) | set(new):
-            if old.get(name) == new.get(name):
-                continue
-            c.execute("DELETE FROM idx WHERE name=? AND member_id=?", (name, member_id))
-            rows = _idx_rows(name, new.get(name))
-            if rows:
-                c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)",
-                              [(n, member_id, num, tag) for n, num, tag in rows])
+        changed = [n for n in set(old) | set(new) if old.get(n) != new.get(n)]
+        if not changed:
+            return
+        c.executemany("DELETE FROM idx WHERE name=? AND member_id=?",
+                      [(n, member_id) for n in changed])
+        rows = [(n, member_id, num, tag) for name in changed
+                for n, num, tag in _idx_rows(name, new.get(name))]
+        if rows:
+            c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)", rows)
 
     async def count_members(self) -> int:
         return self._r.execute("SELECT COUNT(*) FROM members").fetchone()[0]

@@ -3,6 +3,7 @@ that counts requests by route and status and times the WeChat/WeCom callbacks.""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,16 @@ def route_of(request: web.Request) -> str:
     return info.route.resource.canonical
 
 
+@functools.lru_cache(maxsize=4096)
+def _counter(route: str, method: str, status: int):  # labels() costs a lock and a dict build
+    return REQUESTS.labels(route, method, str(status))
+
+
+@functools.lru_cache(maxsize=16)
+def _latency(route: str):
+    return CALLBACK_LATENCY.labels(route)
+
+
 @web.middleware
 async def count_requests(request: web.Request, handler: Callable) -> web.StreamResponse:
     t0 = time.perf_counter()
@@ -38,9 +49,9 @@ async def count_requests(request: web.Request, handler: Callable) -> web.StreamR
         raise
     finally:
         route = route_of(request)
-        REQUESTS.labels(route, request.method, str(status)).inc()
+        _counter(route, request.method, status).inc()
         if route in CALLBACK_ROUTES:
-            CALLBACK_LATENCY.labels(route).observe(time.perf_counter() - t0)
+            _latency(route).observe(time.perf_counter() - t0)
 
 
 async def metrics(request: web.Request) -> web.Response:
