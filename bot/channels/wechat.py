@@ -7,9 +7,7 @@ holds a short kv lock; the others wait for the new token instead of fetching the
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +17,7 @@ import orjson
 from storage import Store
 
 from ..settings import Settings
+from .tokens import SharedToken
 
 log = logging.getLogger("memberbot.wechat")
 
@@ -40,9 +39,6 @@ class WeChatAPIError(Exception):
 class WeChatClient:
     """``access_token``, customer-service and template messages, user info, invite QR codes."""
 
-    lock_seconds = 10.0
-    wait_step = 0.05
-
     def __init__(self, store: Store, settings: Settings, session: aiohttp.ClientSession,
                  *, timeout: float = 5.0) -> None:
         self.store = store
@@ -51,9 +47,7 @@ class WeChatClient:
         self.base = settings.wechat_api_base.rstrip("/")
         self.appid = settings.wechat_appid
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token_key = f"wechat:token:{self.appid}"
-        self._lock_key = f"wechat:token-lock:{self.appid}"
-        self.refreshes = 0
+        self._token = SharedToken(store, f"wechat:token:{self.appid}")
 
     @property
     def configured(self) -> bool:
@@ -65,41 +59,23 @@ class WeChatClient:
         new one, unless another process has already replaced the refused one."""
         if not self.configured:
             raise WeChatAPIError(-1, "WECHAT_APPID / WECHAT_APPSECRET are not configured")
-        cached = await self.store.kv_get(self._token_key)
-        if cached and not force:
-            return cached
-        refused = stale or cached
-        if cached and cached != refused:
-            return cached
-        owner = secrets.token_hex(8)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_seconds
-        while not await self.store.kv_set(self._lock_key, owner, ttl=self.lock_seconds,
-                                          only_new=True):
-            await asyncio.sleep(self.wait_step)  # another process is refreshing: wait for it
-            cur = await self.store.kv_get(self._token_key)
-            if cur and cur != refused:
-                return cur
-            if loop.time() > deadline:  # the holder died; its lock is about to expire
-                break
-        try:
-            cur = await self.store.kv_get(self._token_key)
-            if cur and cur != refused:
-                return cur
-            data = await self._get_json("/cgi-bin/token", {
-                "grant_type": "client_credential", "appid": self.appid,
-                "secret": self.settings.wechat_appsecret})
-            if data.get("errcode"):
-                log.error("wechat token refused (%s %s): check WECHAT_APPID/WECHAT_APPSECRET",
-                          data.get("errcode"), data.get("errmsg"))
-                raise WeChatAPIError(int(data["errcode"]), str(data.get("errmsg", "")))
-            token = str(data["access_token"])
-            ttl = max(int(data.get("expires_in", 7200)) - 300, 60)
-            await self.store.kv_set(self._token_key, token, ttl=ttl)
-            self.refreshes += 1
-            return token
-        finally:
-            await self.store.kv_delete(self._lock_key, expect=owner)
+        if force and stale is None:
+            stale = await self.store.kv_get(self._token.key)
+        return await self._token.get(self._fetch_token, stale=stale)
+
+    @property
+    def refreshes(self) -> int:
+        return self._token.refreshes
+
+    async def _fetch_token(self) -> tuple[str, int]:
+        data = await self._get_json("/cgi-bin/token", {
+            "grant_type": "client_credential", "appid": self.appid,
+            "secret": self.settings.wechat_appsecret})
+        if data.get("errcode"):
+            log.error("wechat token refused (%s %s): check WECHAT_APPID/WECHAT_APPSECRET",
+                      data.get("errcode"), data.get("errmsg"))
+            raise WeChatAPIError(int(data["errcode"]), str(data.get("errmsg", "")))
+        return str(data["access_token"]), int(data.get("expires_in", 7200))
 
     # -- transport --------------------------------------------------------------------------
     async def _get_json(self, path: str, params: dict[str, str]) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import orjson
 from storage import Store
 
 from ..settings import Settings
+from .tokens import SharedToken
 
 log = logging.getLogger("memberbot.wecom")
 
@@ -80,8 +80,6 @@ class WeComClient:
     """gettoken, externalcontact/get, add_msg_template, send_welcome_msg,
     get_groupmsg_send_result."""
 
-    lock_seconds = 10.0
-    wait_step = 0.05
     config_pause = 300.0  # after 40001, no call for this long: it would only fail again
 
     def __init__(self, store: Store, settings: Settings, session: aiohttp.ClientSession, *,
@@ -98,9 +96,7 @@ class WeComClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         # one token per (corp, secret): the contact secret and an app secret differ
         tag = hashlib.sha256(settings.wecom_secret.encode()).hexdigest()[:12]
-        self._token_key = f"wecom:token:{self.corp_id}:{tag}"
-        self._lock_key = f"wecom:token-lock:{self.corp_id}:{tag}"
-        self.refreshes = 0
+        self._token = SharedToken(store, f"wecom:token:{self.corp_id}:{tag}")
         self._refused: tuple[float, WeComConfigError] | None = None
 
     @property
@@ -116,39 +112,22 @@ class WeComClient:
                                    "/cgi-bin/gettoken")
         if self._refused is not None and time.monotonic() < self._refused[0]:
             raise self._refused[1]  # a configuration error is not retried
-        cached = await self.store.kv_get(self._token_key)
-        if cached and cached != stale:
-            return cached
-        owner = secrets.token_hex(8)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_seconds
-        while not await self.store.kv_set(self._lock_key, owner, ttl=self.lock_seconds,
-                                          only_new=True):
-            await asyncio.sleep(self.wait_step)  # another process is refreshing: wait for it
-            cur = await self.store.kv_get(self._token_key)
-            if cur and cur != stale:
-                return cur
-            if loop.time() > deadline:  # the holder died; its lock has expired by now
-                break
-        try:
-            cur = await self.store.kv_get(self._token_key)
-            if cur and cur != stale:
-                return cur
-            path = "/cgi-bin/gettoken"
-            data = await self._request("GET", path, {"corpid": self.corp_id,
-                                                     "corpsecret": self.settings.wecom_secret})
-            code = int(data.get("errcode", 0) or 0)
-            if code or "access_token" not in data:
-                raise self._error(code or -1, str(data.get("errmsg", "no access_token")), path)
-            token = str(data["access_token"])
-            ttl = max(int(data.get("expires_in", 7200)) - 300, 60)
-            await self.store.kv_set(self._token_key, token, ttl=ttl)
-            self.refreshes += 1
-            self._refused = None
-            self.problems.pop("wecom", None)
-            return token
-        finally:
-            await self.store.kv_delete(self._lock_key, expect=owner)
+        return await self._token.get(self._fetch_token, stale=stale)
+
+    @property
+    def refreshes(self) -> int:
+        return self._token.refreshes
+
+    async def _fetch_token(self) -> tuple[str, int]:
+        path = "/cgi-bin/gettoken"
+        data = await self._request("GET", path, {"corpid": self.corp_id,
+                                                 "corpsecret": self.settings.wecom_secret})
+        code = int(data.get("errcode", 0) or 0)
+        if code or "access_token" not in data:
+            raise self._error(code or -1, str(data.get("errmsg", "no access_token")), path)
+        self._refused = None
+        self.problems.pop("wecom", None)
+        return str(data["access_token"]), int(data.get("expires_in", 7200))
 
     # -- transport --------------------------------------------------------------------------
     async def _request(self, method: str, path: str, params: dict[str, str],
