@@ -18,6 +18,10 @@ def checkin(member_id: str, day: str) -> str:
     return f"checkin:{member_id}:{day}"
 
 
+def activity(member_id: str, day: str) -> str:
+    return f"activity:{member_id}:{day}"
+
+
 def order(order_id: str) -> str:
     return f"order:{order_id}"
 

@@ -199,6 +199,16 @@ class Members(WeComContacts):
 
         return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
 
+    async def touch(self, member_id: str, now: datetime) -> dict:
+        """Record an interaction (any chat message) once per day: dormancy counts from it."""
+        day = local_day(now, self.rules.tz).isoformat()
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            m.last_activity = max(m.last_activity, ts(now))
+            return {"day": day}, []
+
+        return await self.run(member_id, now, body, key=keys.activity(member_id, day))
+
     async def set_birthday(self, member_id: str, birthday: str, now: datetime, *,
                            key: str | None = None) -> dict:
         return await self.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..web import CTX, Context
 log = logging.getLogger("memberbot.api")
 
 WINDOW_S = 300
+TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() also takes '²'
 
 # code -> (HTTP status, English message); the Chinese message comes from the rule itself
 ERRORS: dict[str, tuple[int, str]] = {
@@ -79,7 +81,9 @@ def signature_ok(secret: str, timestamp: str, method: str, path: str, body: byte
                  signature: str) -> bool:
     msg = b"\n".join((timestamp.encode(), method.encode(), path.encode(), body))
     want = hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, signature.strip().lower())
+    # bytes, not str: compare_digest refuses non-ASCII text, and a forged header is no 500
+    return hmac.compare_digest(want.encode(), signature.strip().lower().encode(
+        "utf-8", "replace"))
 
 
 async def authenticate(request: web.Request, ctx: Context) -> tuple[bytes, web.Response | None]:
@@ -91,7 +95,7 @@ async def authenticate(request: web.Request, ctx: Context) -> tuple[bytes, web.R
     sig = request.headers.get("X-Memberbot-Signature", "")
     if not ts or not sig:
         return b"", error("signature_missing")
-    if not ts.isdigit() or abs(int(ts) - ctx.now().timestamp()) > WINDOW_S:
+    if not TIMESTAMP.fullmatch(ts) or abs(int(ts) - ctx.now().timestamp()) > WINDOW_S:
         return b"", error("timestamp_invalid")
     try:
         body = await request.read()

@@ -234,14 +234,16 @@ async def bind(t: Turn) -> str:
 
 async def bind_reply(t: Turn, code: str) -> str:
     m = await t.member()
-    if m.inviter_id is not None and m.inviter_id == await t.ctx.store.lookup("invite_code",
-                                                                              code):
-        # the use case would answer with the first result (+50): this is another message
-        return render("replies/bind.j2", again=True)
+    again = m.inviter_id is not None and m.inviter_id == await t.ctx.store.lookup(
+        "invite_code", code)
     try:
+        # called again even when bound already: both sides are keyed by the invitee, so a
+        # bind cut off between the two sides (a crash, a store blip) is finished here
         res = await t.members.bind_invite(t.member_id, code, t.now)
     except Refusal as r:
         return render("replies/refusal.j2", message=r.message)
+    if again:  # the use case answers with the first result (+50): this is another message
+        return render("replies/bind.j2", again=True)
     return render("replies/bind.j2", **res)
 
 

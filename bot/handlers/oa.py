@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
+from datetime import datetime
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,7 @@ from storage import StoreError
 from .. import keys
 from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
 from ..rules.models import Change, Refusal
+from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
 from ..web import CTX, MAX_BODY, Context
@@ -45,6 +47,20 @@ log = logging.getLogger("memberbot.oa")
 ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click"}
 NOT_LIMITED = {"subscribe", "unsubscribe", "scan"}
 LATE_MARK_SECONDS = 3 * 86400
+CREATE_TIME_SLACK = 600  # seconds a retry may come after the message; older is not trusted
+
+
+def message_time(msg: Incoming, now: datetime) -> datetime:
+    """The message's own CreateTime when it is plausible (WeChat's retries carry the same
+    one), so a retry after midnight still counts for the day the member sent it."""
+    try:
+        sent = int(msg.create_time)
+    except (TypeError, ValueError):
+        return now
+    at = now.timestamp()
+    if at - CREATE_TIME_SLACK <= sent <= at:
+        return datetime.fromtimestamp(sent, now.tzinfo)
+    return now
 
 
 class Recomputed(str):
@@ -76,6 +92,7 @@ class OfficialAccount:
                                   self.spawn)
         self.unionids = UnionIds(ctx, self.spawn)
         self._memo: dict[str, tuple] = {}  # facts that never change once stored (check-ins)
+        self._touched: dict[str, str] = {}  # member -> day its activity was last recorded
 
     def _remember(self, openid: str, mid: str) -> None:
         # an openid, once claimed, belongs to its member for good: skip the look-up next time
@@ -205,7 +222,7 @@ class OfficialAccount:
         if msg.msg_type == "event" and kind not in ROUTED_EVENTS:
             return None
         handler, arg, same = self.resolve(msg, kind)
-        store, key, now = ctx.store, msg.dedup_key, ctx.now()
+        store, key, now = ctx.store, msg.dedup_key, message_time(msg, ctx.now())
         mid = self._openids.get(msg.from_user)
         if mid is None:
             mid = await store.lookup("openid", msg.from_user)
@@ -241,12 +258,29 @@ class OfficialAccount:
                 text = await handler(turn)
             except Refusal as e:
                 text = render("replies/refusal.j2", message=e.message)
+            if handler is not commands.checkin and registration is None:  # those record it
+                await self._touch(mid, now)
             if same:
                 # the reply is a function of the use case's keyed result and this message's
                 # key, so every copy computes the same text: nothing to store
                 return Recomputed(text) if text else None
         stored = await store.update(mid, lambda _m: Change(None, text or ""), key=key)
         return stored or None
+
+    async def _touch(self, mid: str, now: datetime) -> None:
+        """Any message is an interaction (no dormant push for a member who chats): recorded
+        once per member and day."""
+        day = local_day(now, self.ctx.rules.tz).isoformat()
+        if self._touched.get(mid) == day:
+            return
+        try:
+            await self.ctx.members.touch(mid, now)
+        except (StoreError, Refusal) as e:  # the reply matters more than the activity mark
+            log.warning("activity of %s not recorded: %s", mid, e)
+            return
+        if len(self._touched) >= 100_000:
+            self._touched.clear()
+        self._touched[mid] = day
 
     @staticmethod
     def resolve(msg: Incoming, kind: str) -> tuple[commands.Handler, str, bool]:

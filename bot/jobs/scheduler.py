@@ -38,6 +38,7 @@ LEADER_KEY = "scheduler:leader"
 LEADER_TTL = 30.0
 HEARTBEAT = 10.0
 GRACE = timedelta(hours=6)
+RUN_LEASE = 15 * 60  # seconds: longer than any job runs
 FIRED_TTL = 3 * 86400
 
 
@@ -112,10 +113,17 @@ class Scheduler:
         if not self.leader:
             return None
         claim = f"scheduler:fired:{kind}:{scheduled.astimezone(self.tz).isoformat()}"
-        if not await self.env.store.kv_set(claim, self.sid, ttl=FIRED_TTL, only_new=True):
+        # a short lease while running, "done" for days after: a run that fails or dies is
+        # made up by the next tick's catch-up (every push is keyed, so a rerun sends the rest)
+        if not await self.env.store.kv_set(claim, self.sid, ttl=RUN_LEASE, only_new=True):
             return None
-        async with self._lock:
-            summary = await run_kind(self.env, kind, self.clock())
+        try:
+            async with self._lock:
+                summary = await run_kind(self.env, kind, self.clock())
+        except BaseException:
+            await self.env.store.kv_delete(claim, expect=self.sid)
+            raise
+        await self.env.store.kv_set(claim, "done", ttl=FIRED_TTL)
         log.info("job %s for %s: %s", kind, scheduled.isoformat(), summary.as_dict())
         return summary
 

@@ -208,3 +208,14 @@ async def test_unknown_paths_and_methods_under_api_answer_json(api):
     assert_error(s, b, 404, "not_found")
     s, b = await api.call("GET", "/api/orders")
     assert_error(s, b, 405, "method_not_allowed")
+
+
+async def test_non_ascii_signature_or_timestamp_is_401_not_500(api):
+    body = b"{}"
+    h = api.headers("POST", "/api/orders", body)
+    s, b = await api.call("POST", "/api/orders", raw=body,
+                          headers={**h, "X-Memberbot-Signature": "é" * 64})
+    assert_error(s, b, 401, "bad_signature")
+    s, b = await api.call("POST", "/api/orders", raw=body,
+                          headers={**h, "X-Memberbot-Timestamp": "²"})
+    assert_error(s, b, 401, "timestamp_invalid")

@@ -210,3 +210,51 @@ async def test_copies_of_a_slow_message_all_get_success_and_one_late_reply(slow_
     await asyncio.sleep(0.1)
     assert len(fake_api.to("/cgi-bin/message/custom/send")) == 1
     assert len(await credits(bot, "o_copies")) == 1
+
+
+async def test_a_retry_after_midnight_counts_for_the_day_the_member_sent_it(bot, clock):
+    await bot.wx.follow("o_mid")
+    tz = clock.t.tzinfo
+    clock.t = clock.t.replace(hour=23, minute=59, second=58, tzinfo=tz)
+    xml = text_xml("o_mid", "签到", create_time=int(clock.t.timestamp()))
+    first = await bot.wx.post(xml, "o_mid")
+    clock.advance(seconds=5)  # WeChat's retry lands on the next day
+    again = await bot.wx.post(xml, "o_mid")
+    assert first.content == again.content and "签到成功" in first.content
+    assert len(await credits(bot, "o_mid")) == 1
+
+
+async def test_an_invite_cut_off_between_its_two_sides_is_finished_by_a_retry(bot, monkeypatch):
+    await bot.wx.follow("o_inviter")
+    await bot.wx.follow("o_invitee")
+    code = (await bot.member("o_inviter")).invite_code
+    members = bot.ctx.members
+    real = members.run
+    calls = {"n": 0}
+
+    async def flaky(member_id, now, body, *, key=None):
+        if key and key.startswith("invite:") and member_id == (await bot.member("o_inviter")).id:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StoreUnavailable("blip between the two sides")
+        return await real(member_id, now, body, key=key)
+
+    monkeypatch.setattr(members, "run", flaky)
+    xml = text_xml("o_invitee", f"绑定 {code}")
+    busy = await bot.wx.post(xml, "o_invitee")
+    assert "系统繁忙" in busy.content
+    await bot.wx.post(xml, "o_invitee")  # WeChat's retry of the same message
+    assert sum(r.points for r in await bot.ledger("o_inviter", ["credit"])) == 50
+    assert sum(r.points for r in await bot.ledger("o_invitee", ["credit"])) == 50
+    assert (await bot.member("o_inviter")).invited_total == 1
+
+
+async def test_any_message_counts_as_activity_once_a_day(bot, clock):
+    await bot.wx.follow("o_act")
+    clock.advance(days=20)
+    await bot.wx.text("o_act", "积分")
+    await bot.wx.text("o_act", "优惠券")
+    m = await bot.member("o_act")
+    assert m.last_activity == int(clock.t.timestamp())
+    assert await bot.store.seen(m.id, f"activity:{m.id}:{clock.t.date()}") == (
+        True, {"day": str(clock.t.date())})

@@ -25,7 +25,7 @@ from bot.jobs.schedule import (
 )
 from bot.jobs.scheduler import PureTrigger, Scheduler, attach, calendar_jobs
 from bot.web import CTX, create_app
-from storage import open_store
+from storage import StoreUnavailable, open_store
 
 from .conftest import KEY, wecom_settings
 from .support import member, sh
@@ -192,3 +192,27 @@ async def test_serve_attaches_the_scheduler(aiohttp_client, tmp_path, fake, rule
     db = sqlite3.connect(tmp_path / "m.db")
     assert db.execute("SELECT * FROM kv WHERE key='scheduler:leader'").fetchall() == []
     db.close()
+
+
+async def test_a_job_that_fails_is_made_up_by_the_next_tick(store, make_env, monkeypatch):
+    from bot.jobs import scheduler as sched_mod
+
+    env = await make_env(store)
+    clock = Clock(sh(2026, 11, 25, 10, 5))
+    s = Scheduler(env, clock, sid="solo")
+    assert await s.heartbeat()
+    real = sched_mod.run_kind
+    failing = {"points_expiry"}
+
+    async def flaky(env_, kind, now, **kw):
+        if kind in failing:
+            failing.discard(kind)
+            raise StoreUnavailable("the store went away mid-job")
+        return await real(env_, kind, now, **kw)
+
+    monkeypatch.setattr(sched_mod, "run_kind", flaky)
+    with pytest.raises(StoreUnavailable):
+        await s.fire("points_expiry", sh(2026, 11, 25, 10))
+    clock.t = sh(2026, 11, 25, 10, 6)
+    assert "points_expiry" in [r.kind for r in await s.tick()]  # caught up, not lost
+    assert await s.fire("points_expiry", sh(2026, 11, 25, 10)) is None  # and only once
