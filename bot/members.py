@@ -7,6 +7,7 @@ aggregate, ledger, indexes and outbox.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import local_day, ts
+
+log = logging.getLogger("memberbot.members")
 
 Body = Callable[[Member], tuple[Any, list[Entry]] | tuple[Any, list[Entry], list[dict]]]
 
@@ -127,10 +130,17 @@ class Members(WeComContacts):
             mid = await self.store.lookup("unionid", unionid)
         if mid is None:
             mid = secrets.token_hex(8)
+        union_owner = None
         if unionid:  # a WeCom contact linked concurrently may own the unionid: join it
-            mid = await self.store.claim("unionid", unionid, mid)
+            mid = union_owner = await self.store.claim("unionid", unionid, mid)
         # the openid decides last: an existing follower keeps its member
         mid = await self.store.claim("openid", openid, mid)
+        if unionid and union_owner != mid:
+            # a follower who joined before its unionid was known, and a WeCom contact that
+            # became a member meanwhile: two records of one person. Never write the unionid
+            # onto a second member; leave the pair for an operator to merge.
+            log.warning("members %s and %s share a unionid: merge them", mid, union_owner)
+            unionid = None
         existing = await self.store.get(mid)
         code = invite = ""
         if existing is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,7 @@ BATCH_TTL = 7 * 86400
 PAUSE_KEY = "outbox:wecom:paused-until"
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
+SCHEDULED = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
 
 
 def schedule(rules: Any) -> Schedule:
@@ -258,14 +259,29 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
     return await _apply_done(env, done, summary)
 
 
+def stale(row: OutboxRow, today: date) -> bool:
+    """A scheduled push held too long says something no longer true: the member-day coupon
+    is valid that day only; other kinds may wait one night (quiet hours), not longer."""
+    day = row.data.get("day")
+    if not day or row.kind not in SCHEDULED:
+        return False
+    limit = today if row.kind == "member_day" else today - timedelta(days=1)
+    return date.fromisoformat(day) < limit
+
+
 async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
-                held: dict[str, str]) -> tuple[dict[tuple[str, str, str], list], int]:
+                held: dict[str, str], now: datetime
+                ) -> tuple[dict[tuple[str, str, str], list], int]:
     """Group rows by (channel, sender, text); settle those that cannot be sent."""
     groups: dict[tuple[str, str, str], list[tuple[OutboxRow, str]]] = {}
     done = 0
+    today = now.astimezone(env.rules.tz).date()
     for row in rows:
         m = await env.store.get(row.member_id)
-        if m is None:
+        if stale(row, today):
+            done += await _final(env, row.id, "skipped", {"reason": "stale"}, summary,
+                                 ("pending",))
+        elif m is None:
             done += await _final(env, row.id, "failed", {"error": "member_gone"}, summary,
                                  ("pending",))
         elif m.opted_out:  # 退订 after the push was enqueued
@@ -296,7 +312,7 @@ async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
         stopped["wecom"] = "rate_limit"
     sem = asyncio.Semaphore(env.concurrency)
     while rows := await _pending(env, kinds, held):
-        groups, done = await _plan(env, rows, summary, stopped, held)
+        groups, done = await _plan(env, rows, summary, stopped, held, now)
         results: list[int] = []
 
         async def one(batch: tuple, results: list[int] = results) -> None:

@@ -46,6 +46,11 @@ def reward_inviter(inviter: Member, invitee_id: str, ref: str, now: datetime,
                    rules: Rules) -> tuple[dict, list[Entry]]:
     """The inviter's side: count the invite, credit it while under the daily cap."""
     day = local_day(now, rules.tz).isoformat()
+    if inviter.inviter_id == invitee_id:
+        # two members who bound each other's codes at the same moment: the cycle check ran
+        # before either bind committed. Seen here, atomically: no reward for a cycle.
+        return ({"rewarded": False, "points": 0},
+                [Entry("invite_cycle", ts(now), ref=ref, data={"invitee": invitee_id})])
     inviter.invited_total += 1
     done = inviter.invited_rewarded.get(day, 0)
     # keep only today's counter: the cap is per day

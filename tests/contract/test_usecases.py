@@ -224,3 +224,14 @@ async def test_refollow_does_not_offer_a_used_welcome_coupon_again(store):
     await members.unfollow(first["member_id"], NOW)
     again = await members.register("o-back", NOW + timedelta(days=1))
     assert again["reactivated"] and again["coupon"] is None
+
+
+async def test_a_follower_never_takes_the_unionid_of_another_member(store):
+    members = Members(store, RULES)
+    oa = await members.register("o-early", NOW)  # user/info unreachable: no unionid yet
+    other = "wecom-member"
+    assert await store.claim("unionid", "U1", other) == other  # linked from WeCom meanwhile
+    again = await members.register("o-early", NOW, unionid="U1")
+    assert again["member_id"] == oa["member_id"]
+    m = await store.get(oa["member_id"])
+    assert m.unionid is None and await store.lookup("unionid", "U1") == other

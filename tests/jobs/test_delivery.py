@@ -262,3 +262,22 @@ async def test_a_dry_run_sends_nothing_and_changes_nothing(store, make_env, fake
     assert snapshot(tmp_path / "m.db") == before
     assert fake.calls == []
     assert "dry run" in res.lines()[0]
+
+
+@pytest.mark.parametrize("deliver_at, sent, stale", [
+    (sh(2026, 11, 26, 9, 0), 3, 0),   # held one night: still delivered
+    (sh(2026, 11, 27, 10, 0), 0, 3),  # held for days: no longer true, skipped
+])
+async def test_a_push_held_too_long_is_skipped_as_stale(store, make_env, fake, deliver_at,
+                                                        sent, stale):
+    from bot.jobs.outbox import PAUSE_KEY
+
+    env = await make_env(store)
+    await due_members(env, 3)
+    await env.store.kv_set(PAUSE_KEY, str(env.wall() + 3600))  # WeCom paused: rows held
+    res = await run(env, "points_expiry", DAY)
+    assert res.sent == 0 and not fake.to(ADD)
+    await env.store.kv_delete(PAUSE_KEY)
+    res = await deliver(env, deliver_at)
+    assert (res.sent, res.skipped["stale"]) == (sent, stale)
+    assert len(fake.to(ADD)) == sent  # personal texts (points, dates): one call each

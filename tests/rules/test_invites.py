@@ -105,3 +105,12 @@ def test_the_daily_cap_resets_the_next_shanghai_day():
     result, _ = invites.reward_inviter(inviter, "y", "invite:y", next_day, RULES)
     assert result == {"rewarded": True, "points": 50}
     assert balance(inviter, next_day) == 21 * 50
+
+
+def test_a_cycle_formed_concurrently_is_not_rewarded_on_the_inviter_side():
+    now = sh(2026, 11, 25, 10)
+    a = new_member("A", now)
+    a.inviter_id = "B"  # A bound B's code while B was binding A's
+    res, entries = invites.reward_inviter(a, "B", "invite:B", now, RULES)
+    assert res == {"rewarded": False, "points": 0}
+    assert [e.kind for e in entries] == ["invite_cycle"] and a.invited_total == 0
