@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expire
 """
 
 BATCH_MAX = 512
+PURGE_EVERY = 5000  # commits
+
+
+def _single(fn: Any) -> Any:
+    """Mark a write of exactly one SQL statement: SQLite makes it atomic by itself."""
+    fn.single = True
+    return fn
 
 
 def _idx_rows(name: str, value: Any) -> list[tuple[str, int | None, str | None]]:
@@ -174,6 +181,14 @@ class SQLiteStore(Store):
         out: list[tuple[bool, Any]] = []
         try:
             for fn, _ in batch:
+                if getattr(fn, "single", False):  # one statement: atomic without a savepoint
+                    try:
+                        out.append((True, fn(c)))
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as e:
+                        out.append((False, e))
+                    continue
                 c.execute("SAVEPOINT op")
                 try:
                     out.append((True, fn(c)))
@@ -190,6 +205,10 @@ class SQLiteStore(Store):
                 c.execute("ROLLBACK")
             raise
         self.commits += 1
+        if self.commits % PURGE_EVERY == 0:  # expired counters, locks and marks
+            # after the commit: a failure here must not fail what was acknowledged
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("DELETE FROM kv WHERE expires <= ?", (time.time(),))
         return out
 
     # -- members ----------------------------------------------------------------------------
@@ -452,15 +471,11 @@ class SQLiteStore(Store):
         return await self._write(fn)
 
     async def incr_window(self, key: str, ttl: float) -> int:
-        def fn(c: sqlite3.Connection) -> int:
-            now = time.time()
-            row = c.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
-            if row is None or (row[1] is not None and row[1] <= now):
-                n, exp = 1, now + ttl
-            else:
-                n, exp = int(row[0]) + 1, row[1]
-            c.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
-                      (key, str(n), exp))
-            return n
-
-        return await self._write(fn)
+        now = time.time()
+        # one statement (a rate-limit counter is on the callback path): restart the window
+        # when it has expired, else count on
+        return await self._write(_single(lambda c: c.execute(
+            "INSERT INTO kv (key, value, expires) VALUES (?, '1', ?) ON CONFLICT(key) DO UPDATE "
+            "SET value = CASE WHEN expires <= ? THEN '1' ELSE CAST(value AS INTEGER) + 1 END, "
+            "expires = CASE WHEN expires <= ? THEN excluded.expires ELSE expires END "
+            "RETURNING CAST(value AS INTEGER)", (key, now + ttl, now, now)).fetchone()[0]))
