@@ -25,6 +25,7 @@ Durability is Redis's own: run it with ``appendonly yes``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -51,108 +52,21 @@ from .base import (
     outbox_id,
 )
 from .codec import Codec, dumps, loads
+from .redis_lua import (
+    CLAIM,
+    COMMIT,
+    INCR_WINDOW,
+    KV_CAD,
+    KV_CAS,
+    OUTBOX_CAS,
+    RELEASE,
+    STOCK_RETURN,
+    STOCK_TAKE,
+)
 
 MAX_TRIES = 50
 LEDGER_CHUNK = 2000
 
-# Scripts are atomic, but Redis does not roll one back: every check comes before the first
-# write, and no write can fail on types we control.
-GIVE_BACK = """
-local function give_back(t, k)  -- a coupon unit, once per key, and only if it was taken
-  if redis.call('SISMEMBER', 'stock:take:' .. t, k) == 1
-      and redis.call('SADD', 'stock:ret:' .. t, k) == 1 then
-    redis.call('HINCRBY', 'stock', t, 1)
-  end
-end
-"""
-
-# Expecting version -1 makes it a pure read: the stored result for the key, or the state.
-COMMIT = GIVE_BACK + """
-local agg, idem, mled, mid = KEYS[1], KEYS[2], KEYS[3], ARGV[5]
-if ARGV[6] == '1' then
-  local r = redis.call('HGET', idem, ARGV[7])
-  if r then return {1, r} end
-end
-local cur = redis.call('HMGET', agg, 'v', 'd', 'x')
-if (cur[1] or '0') ~= ARGV[1] then return {2, cur[1], cur[2], cur[3]} end
-if ARGV[2] ~= '' then
-  redis.call('HSET', agg, 'v', ARGV[2], 'd', ARGV[3], 'x', ARGV[4])
-  if ARGV[1] == '0' then redis.call('ZADD', 'members', 0, mid) end
-end
-if ARGV[6] == '1' then redis.call('HSET', idem, ARGV[7], ARGV[8]) end
--- the operations come as one JSON array of [op, a, b, c]: one argument to pack, not dozens
-for _, o in ipairs(cjson.decode(ARGV[9])) do
-  local op, a, b, c = o[1], o[2], o[3], o[4]
-  if op == 'L' then
-    local id = redis.call('RPUSH', 'ledger', a)
-    redis.call('RPUSH', mled, id .. ':' .. a)
-  elseif op == 'O' then
-    if redis.call('HSETNX', 'outbox', a, c) == 1 then redis.call('SADD', 'outbox:' .. b, a) end
-  elseif op == 'Z' then
-    redis.call('ZADD', 'idx:' .. a, b, mid)
-  elseif op == 'z' then
-    redis.call('ZREM', 'idx:' .. a, mid)
-  elseif op == 'S' then
-    if redis.call('SADD', 'idx:' .. a .. ':' .. b, mid) == 1 then
-      redis.call('HINCRBY', 'idxv:' .. a, b, 1)
-    end
-  elseif op == 's' then
-    if redis.call('SREM', 'idx:' .. a .. ':' .. b, mid) == 1
-        and redis.call('HINCRBY', 'idxv:' .. a, b, -1) <= 0 then
-      redis.call('HDEL', 'idxv:' .. a, b)
-    end
-  else
-    give_back(a, b)
-  end
-end
-return {0}
-"""
-
-CLAIM = """
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('HGET', KEYS[1], ARGV[1])
-"""
-
-RELEASE = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
-"""
-
-STOCK_TAKE = """
-local t, k = ARGV[1], ARGV[2]
-if redis.call('SISMEMBER', 'stock:take:' .. t, k) == 1 then return 1 end
-if tonumber(redis.call('HGET', 'stock', t) or '0') <= 0 then return 0 end
-redis.call('HINCRBY', 'stock', t, -1)
-redis.call('SADD', 'stock:take:' .. t, k)
-return 1
-"""
-
-STOCK_RETURN = GIVE_BACK + "give_back(ARGV[1], ARGV[2]) return 0"
-
-OUTBOX_CAS = """
-if redis.call('HGET', 'outbox', ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', 'outbox', ARGV[1], ARGV[3])
-redis.call('SMOVE', 'outbox:' .. ARGV[4], 'outbox:' .. ARGV[5], ARGV[1])
-return 1
-"""
-
-KV_CAS = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
-else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-return 1
-"""
-
-KV_CAD = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
-"""
-
-INCR_WINDOW = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
 
 TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.OutOfMemoryError, rx.ReadOnlyError)
 
@@ -236,6 +150,8 @@ class RedisStore(Store):
                       if "@" in p.netloc else url)
         self.client: aioredis.Redis | None = None
         self._turns: dict[str, list[Any]] = {}  # member id -> [lock, callers]
+        self._pending: list[tuple[Any, Any, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
         self.commits = 0
         self.conflicts = 0
 
@@ -266,6 +182,9 @@ class RedisStore(Store):
                              "fix MEMBERBOT_STORE") from e
 
     async def close(self) -> None:
+        if self._flusher is not None:  # let commits already sent come back
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._flusher
         if self.client is not None:
             client, self.client = self.client, None
             await client.aclose()
@@ -308,7 +227,7 @@ class RedisStore(Store):
 
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
         keys = self._keys(member_id)
-        res = await self._commit(keys, (-1, "", "", "", member_id, int(key is not None),
+        res = await self._batched(keys, (-1, "", "", "", member_id, int(key is not None),
                                         key or "", ""))
         for attempt in range(MAX_TRIES):
             if res[0] == 1:  # the key was committed (maybe meanwhile): its result is the answer
@@ -319,7 +238,8 @@ class RedisStore(Store):
             v, d, x = res[1:]  # a conflict hands back the fresh state: no extra read
             version = int(v) if v else 0
             change = step(None if d is None else self.codec.decode(d, version))
-            res = await self._commit(keys, self._commit_args(member_id, key, version, x, change))
+            res = await self._batched(keys, self._commit_args(member_id, key, version, x,
+                                                               change))
             if res[0] == 0:
                 self.commits += 1
                 return change.result
@@ -327,6 +247,47 @@ class RedisStore(Store):
             return loads(res[1])
         raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
                             "update not committed")
+
+    async def _batched(self, keys: tuple[str, ...], args: Any) -> Any:
+        """Run the commit script; calls waiting at the same moment share one pipeline (one
+        round trip, like SQLite's group commit). Each script call stays atomic by itself."""
+        fut = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, fut))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    if len(batch) == 1:
+                        results = [await self._commit(batch[0][0], batch[0][1])]
+                    else:
+                        pipe = self.client.pipeline(transaction=False)
+                        for keys, args, _ in batch:
+                            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+                        results = await pipe.execute(raise_on_error=False)
+                except BaseException as e:  # the connection failed: every caller hears it
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for (keys, args, fut), r in zip(batch, results, strict=True):
+                    if isinstance(r, rx.NoScriptError):  # Redis restarted: load and redo
+                        try:
+                            r = await self._commit(keys, args)
+                        except Exception as e:
+                            r = e
+                    if fut.done():
+                        continue
+                    if isinstance(r, Exception):
+                        fut.set_exception(r)
+                    else:
+                        fut.set_result(r)
+        finally:
+            self._flusher = None
 
     def _commit_args(self, member_id: str, key: str | None, version: int, x: bytes | None,
                      change: Change) -> list[Any]:
