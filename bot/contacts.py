@@ -7,7 +7,6 @@ import secrets
 from datetime import datetime
 
 from . import keys
-from .rules import invites
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import ts
 
@@ -32,13 +31,7 @@ class WeComContacts:
                 unionid = None  # another member's: never merge two members silently
         mid = await self.store.claim("external_userid", external_userid, mid)
         existing = await self.store.get(mid)
-        code = invite = ""
-        if existing is None:
-            from .members import _code, new_member_code
-
-            code = await self._claim_new("member_code", new_member_code, mid)
-            invite = await self._claim_new(
-                "invite_code", lambda: _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH), mid)
+        code, invite = ("", "") if existing is not None else await self._fresh_codes(mid)
 
         def step(m: Member | None) -> Change:
             entries, returns = [], []

@@ -121,6 +121,14 @@ class Members(WeComContacts):
                 return value
         raise RuntimeError(f"could not find a free {kind}")
 
+    async def _fresh_codes(self, member_id: str) -> tuple[str, str]:
+        """A new member's member code and invite code, each claimed unique in the store."""
+        code = await self._claim_new("member_code", new_member_code, member_id)
+        invite = await self._claim_new(
+            "invite_code", lambda: _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH),
+            member_id)
+        return code, invite
+
     async def register(self, openid: str, now: datetime, *, unionid: str | None = None,
                        nickname: str | None = None) -> dict:
         """Follow: create the member (or re-activate, or link by unionid) and give the
@@ -142,11 +150,7 @@ class Members(WeComContacts):
             log.warning("members %s and %s share a unionid: merge them", mid, union_owner)
             unionid = None
         existing = await self.store.get(mid)
-        code = invite = ""
-        if existing is None:
-            code = await self._claim_new("member_code", new_member_code, mid)
-            invite = await self._claim_new(
-                "invite_code", lambda: _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH), mid)
+        code, invite = ("", "") if existing is not None else await self._fresh_codes(mid)
 
         def step(m: Member | None) -> Change:
             if m is None:
