@@ -12,12 +12,8 @@ import click
 
 from storage import StoreError
 
-from .optional import optional_modules
 from .rules.config import RulesError
 from .settings import Settings, SettingsError
-
-# Modules that add commands to the group: each has ``register(main)``.
-COMMAND_MODULES = ("bot.chat", "bot.jobs.cli", "bot.report", "bot.importer")
 
 
 def fail(message: str) -> None:
@@ -58,8 +54,9 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            for mod in optional_modules(("bot.jobs.scheduler",)):
-                mod.attach(app)
+            from .jobs import scheduler as jobs_scheduler
+
+            jobs_scheduler.attach(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
@@ -119,5 +116,9 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
             p.terminate()
 
 
-for _mod in optional_modules(COMMAND_MODULES):
+# The operator commands live with their features; each module adds itself to the group.
+from . import chat, importer, report  # noqa: E402
+from .jobs import cli as jobs_cli  # noqa: E402
+
+for _mod in (chat, jobs_cli, report, importer):
     _mod.register(main)

@@ -14,18 +14,12 @@ from aiohttp import web
 from storage import Store, StoreError, StoreUnavailable, open_store
 
 from .members import Members
-from .optional import optional_modules
 from .rules.config import Rules
 from .settings import Settings, rules_for
 
 log = logging.getLogger("memberbot")
 
 MAX_BODY = 64 * 1024
-
-# Each handler module has ``setup(app)`` that adds its routes.
-HANDLER_MODULES = ("bot.handlers.oa", "bot.handlers.wecom", "bot.handlers.api",
-                   "bot.handlers.admin", "bot.handlers.sidebar", "bot.handlers.metrics")
-
 
 @dataclass
 class Context:
@@ -98,7 +92,9 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(store_ctx)
     app.router.add_get("/healthz", healthz)
-    for mod in optional_modules(HANDLER_MODULES):
+    from .handlers import admin, api, metrics, oa, wecom  # they import this module
+
+    for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
     return app
 
