@@ -1,0 +1,46 @@
+"""The SQLite backend's tables: members, idempotency results, uniques, job indexes, ledger,
+outbox, coupon stock and small shared state (kv)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS members (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    data BLOB NOT NULL, idx BLOB);
+CREATE TABLE IF NOT EXISTS idem (member_id TEXT NOT NULL, key TEXT NOT NULL, result BLOB,
+    at INTEGER NOT NULL, PRIMARY KEY (member_id, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uniques (kind TEXT NOT NULL, value TEXT NOT NULL,
+    member_id TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx (name TEXT NOT NULL, member_id TEXT NOT NULL, num INTEGER,
+    tag TEXT);
+CREATE INDEX IF NOT EXISTS idx_num ON idx (name, num, member_id);
+CREATE INDEX IF NOT EXISTS idx_tag ON idx (name, tag, member_id);
+CREATE INDEX IF NOT EXISTS idx_member ON idx (member_id, name);
+CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, member_id TEXT NOT NULL,
+    kind TEXT NOT NULL, at INTEGER NOT NULL, points INTEGER NOT NULL, amount_fen INTEGER NOT NULL,
+    ref TEXT NOT NULL, data BLOB);
+CREATE INDEX IF NOT EXISTS ledger_member ON ledger (member_id, id);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger (at);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, member_id TEXT NOT NULL,
+    kind TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL, data BLOB) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_status ON outbox (status, kind);
+CREATE TABLE IF NOT EXISTS stock (template TEXT PRIMARY KEY, remaining INTEGER NOT NULL,
+    total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS stock_log (template TEXT NOT NULL, key TEXT NOT NULL,
+    dir TEXT NOT NULL, PRIMARY KEY (template, key, dir)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
+"""
+
+
+def _idx_rows(name: str, value: Any) -> list[tuple[str, int | None, str | None]]:
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return [(name, value, None)]
+    if isinstance(value, str):
+        return [(name, None, value)]
+    return [(name, None, str(v)) for v in value]
