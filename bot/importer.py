@@ -23,6 +23,7 @@ import click
 
 from . import keys, schema
 from .members import Members
+from .offline import OperatorError
 from .rules.models import Refusal
 
 MEMBER_COLUMNS = schema.MEMBER_FIELDS
@@ -38,7 +39,7 @@ FIELD_REASONS = {"amount_fen": "bad_amount", "paid_at": "bad_date", "points_used
                  "coupon_code": "bad_coupon", **{c: "bad_member" for c in MEMBER_COLUMNS}}
 
 
-class ImportFailed(click.ClickException):
+class ImportFailed(OperatorError):
     """The file as a whole cannot be imported (unreadable, wrong columns)."""
 
 

@@ -19,6 +19,13 @@ from .settings import Settings, rules_for
 T = TypeVar("T")
 
 
+class OperatorError(click.ClickException):
+    """One line for the operator, ``error: ...`` like every memberbot command, exit 1."""
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
 def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Awaitable[T]],
                      now: datetime | None = None) -> T:
     """Open the store, run ``fn(members, now)``, close the store. ``now`` defaults to the
@@ -26,7 +33,7 @@ def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Await
     try:
         rules = rules_for(settings)
     except RulesError as e:
-        raise click.ClickException(str(e)) from e
+        raise OperatorError(str(e)) from e
 
     async def go() -> T:
         store = open_store(settings.store_url, settings.data_key)
@@ -40,4 +47,4 @@ def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Await
     try:
         return asyncio.run(go())
     except StoreError as e:
-        raise click.ClickException(str(e)) from e
+        raise OperatorError(str(e)) from e

@@ -61,3 +61,15 @@ def test_busy_port_is_one_line_without_a_serving_claim(tmp_path):
     assert p.returncode != 0
     assert "Traceback" not in p.stderr and "serving on" not in p.stderr, p.stderr
     assert "error: cannot listen on" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["report"], ["jobs", "list"]])
+def test_operator_commands_say_error_in_one_line_when_the_store_is_down(tmp_path, args):
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERBOT_", "WECHAT_"))}
+    e.update(MEMBERBOT_DATA_DIR=str(tmp_path / "data"), MEMBERBOT_STORE="redis://127.0.0.1:1/0")
+    p = subprocess.run([sys.executable, "-m", "bot", *args], cwd=tmp_path, env=e,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert [x for x in p.stderr.splitlines() if "rror" in x] == [
+        "error: cannot reach Redis at redis://127.0.0.1:1/0 (Connection refused): start Redis "
+        "or fix MEMBERBOT_STORE"], p.stderr
