@@ -334,6 +334,10 @@ class Members(WeComContacts):
                            coupon_code: str | None = None, points_used: int = 0,
                            body_hash: str = "") -> dict:
         """Record an order once per ``order_id``; the same id with another body is a conflict."""
+        if coupon_code:  # another member's coupon: say so, as POST /api/coupons/redeem does
+            holder = await self.store.lookup("coupon_code", coupon_code.strip().upper())
+            if holder is not None and holder != member_id:
+                raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
         owner = await self.store.claim("order", order_id, member_id)
         if owner != member_id:
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)

@@ -319,7 +319,7 @@ async def subscribe(t: Turn) -> str:
         invite = await bind_reply(t, code)
     m = await t.member()
     return render("replies/welcome.j2", member_code=m.member_code,
-                  tier_name=t.rules.tier(m.tier).name,
+                  tier_name=t.rules.tier(m.tier).name, back=not reg.get("new", True),
                   coupon=coupon and {**coupon, "until": t.day(coupon["valid_until"])},
                   invite=invite, invite_points=t.rules.invite["inviter_points"])
 

@@ -172,3 +172,15 @@ async def test_a_refused_order_changes_nothing_and_may_be_sent_again(api, ctx, r
     assert await ledger(ctx, m["member_id"]) == before
     s, b = await api.order(**order_body("I1", m["member_code"], 4000, clock.now))
     assert (s, b["points_earned"]) == (200, 40)
+
+
+async def test_another_members_coupon_is_coupon_owner_on_both_endpoints(api, register, clock):
+    alice, bob = await register("o-alice2"), await register("o-bob2")
+    code = bob["coupon"]["code"]
+    status, body = await api.order(**order_body("X1", alice["member_code"], 10000, clock.now,
+                                                coupon_code=code))
+    assert (status, body["code"]) == (422, "coupon_owner"), body
+    status, body = await api.post("/api/coupons/redeem", {
+        "code": code, "order_id": "X2", "amount_fen": 10000,
+        "member_code": alice["member_code"]})
+    assert (status, body["code"]) == (422, "coupon_owner"), body

@@ -72,7 +72,7 @@ def test_chat_checks_in_through_the_signed_http_path(server):
     assert "CHECKIN" in out and "今天已签到" in out
     assert out.count("签到成功") == 1  # nothing after /quit
     again = chat(port, env, cwd, "/scan ZZZZZZ\n/unfollow\n/follow\n")
-    assert "欢迎加入会员" in again and again.count("欢迎") == 1  # known user: no auto-follow
+    assert "欢迎回来" in again and again.count("欢迎") == 1  # known user: no auto-follow
     assert "邀请码不存在" in again
 
 

@@ -207,6 +207,7 @@ async def test_unsubscribe_keeps_data_and_refollow_reactivates(bot):
     m = await bot.member("o_h")
     assert m.followed and m.id == before.id and before.member_code in back.content
     assert len(m.coupons) == 1 and m.coupons[0].code in back.content  # no second welcome
+    assert back.content.startswith("欢迎回来") and "欢迎加入" not in back.content
 
 
 async def test_rate_limit_answers_politely_and_applies_nothing(make_bot):
