@@ -56,6 +56,7 @@ class Members(WeComContacts):
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
+        self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
 
     # -- the one way to change a member ---------------------------------------------------
     def normalise(self, m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:
@@ -69,13 +70,14 @@ class Members(WeComContacts):
     def _finish(self, m: Member, now: datetime, result: Any, entries: list[Entry],
                 returns: list[tuple[str, str]], outbox: list[dict] | None = None) -> Change:
         outbox = list(outbox or ())
-        day = local_day(now, self.rules.tz).isoformat()
+        today = local_day(now, self.rules.tz)
+        day = today.isoformat()
         for e in entries:
             if e.kind == "tier_change" and e.data.get("up"):
                 outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
                                "data": {"from": e.data["from"], "to": e.data["to"]}})
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
-        idx = indexes.derive(m, local_day(now, self.rules.tz), self.rules)
+        idx = indexes.derive(m, today, self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 
     async def run(self, member_id: str, now: datetime, body: Body, *,
@@ -97,7 +99,7 @@ class Members(WeComContacts):
         try:
             return await self.store.update(member_id, step, key=key)
         finally:
-            STORE_UPDATE_LATENCY.labels(self.store.kind).observe(time.perf_counter() - t0)
+            self._latency.observe(time.perf_counter() - t0)
 
     async def get(self, member_id: str) -> Member | None:
         return await self.store.get(member_id)
