@@ -52,11 +52,7 @@ class WeComContacts:
             return self._finish(m, now, {"new": existing is None}, entries, returns)
 
         res = await self._update(mid, step, None)
-        m = await self.store.get(mid)
-        if existing is not None or m.member_code != code:
-            for kind, value in (("member_code", code), ("invite_code", invite)):
-                if value and value not in (m.member_code, m.invite_code):
-                    await self.store.release(kind, value, mid)
+        m = await self._release_unused(mid, code, invite)
         coupon = None
         if res["new"]:
             try:

@@ -131,6 +131,15 @@ class Members(WeComContacts):
             member_id)
         return code, invite
 
+    async def _release_unused(self, member_id: str, code: str, invite: str) -> Member:
+        """The committed member; codes claimed for it that a concurrent creation made
+        unnecessary are given back."""
+        m = await self.store.get(member_id)
+        for kind, value in (("member_code", code), ("invite_code", invite)):
+            if value and value not in (m.member_code, m.invite_code):
+                await self.store.release(kind, value, member_id)
+        return m
+
     async def register(self, openid: str, now: datetime, *, unionid: str | None = None,
                        nickname: str | None = None) -> dict:
         """Follow: create the member (or re-activate, or link by unionid) and give the
@@ -176,11 +185,7 @@ class Members(WeComContacts):
                                 returns)
 
         res = await self._update(mid, step, None)
-        m = await self.store.get(mid)
-        if existing is not None or m.member_code != code:
-            for kind, value in (("member_code", code), ("invite_code", invite)):
-                if value and value not in (m.member_code, m.invite_code):
-                    await self.store.release(kind, value, mid)
+        m = await self._release_unused(mid, code, invite)
         coupon = None
         try:
             coupon = await self.issue_coupon(mid, "welcome", keys.coupon(mid, "welcome", "join"),

@@ -6,14 +6,14 @@ import asyncio
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import local_day
+from ..rules.timeutil import day_num, local_day
 from ..templating import render
 from .env import Env
 
@@ -141,6 +141,18 @@ async def tagged(store: Store, index: str, value: str) -> list[str]:
         if len(rows) < PAGE:
             return out
         after = rows[-1]
+
+
+async def on_days(store: Store, index: str, now: datetime, rules: Rules,
+                  offsets: Iterable[int]) -> list[str]:
+    """Members whose day ``index`` is exactly ``offset`` days from today, for each offset
+    (30 and 7 days ahead; 30 days ago): a job reads only the members due that day."""
+    today = local_day(now, rules.tz)
+    ids: list[str] = []
+    for days in offsets:
+        n = day_num(today + timedelta(days=days))
+        ids += await ranged(store, index, n, n)
+    return unique(ids)
 
 
 def unique(ids: list[str]) -> list[str]:

@@ -3,15 +3,15 @@ gap in yuan to keep the tier, from the ``grace_until`` index."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from storage import Store
 
 from ..rules import tiers
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import day_num, from_ts, local_day
-from .base import Due, ranged, unique
+from ..rules.timeutil import from_ts, local_day
+from .base import Due, on_days
 from .schedule import Daily, Schedule
 
 KIND = "demotion_warning"
@@ -23,12 +23,7 @@ def schedule(rules: Rules) -> Schedule:
 
 
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    today = local_day(now, rules.tz)
-    ids: list[str] = []
-    for days in rules.grace_warning_days:
-        n = day_num(today + timedelta(days=days))
-        ids += await ranged(store, "grace_until", n, n)
-    return unique(ids)
+    return await on_days(store, "grace_until", now, rules, rules.grace_warning_days)
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

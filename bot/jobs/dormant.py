@@ -3,14 +3,14 @@ the ``last_activity`` index (the later of the last interaction and the last purc
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import day_num, from_ts, local_day
-from .base import Due, ranged
+from ..rules.timeutil import from_ts, local_day
+from .base import Due, on_days
 from .schedule import Daily, Schedule
 
 KIND = "dormant"
@@ -22,8 +22,7 @@ def schedule(rules: Rules) -> Schedule:
 
 
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    n = day_num(local_day(now, rules.tz) - timedelta(days=rules.push["dormant_days"]))
-    return await ranged(store, "last_activity", n, n)
+    return await on_days(store, "last_activity", now, rules, [-rules.push["dormant_days"]])
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

@@ -6,15 +6,15 @@ A day the job did not run is made up with ``memberbot jobs run points_expiry --a
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from storage import Store
 
 from ..rules import points
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import day_num, local_day
-from .base import Due, ranged, unique
+from ..rules.timeutil import local_day
+from .base import Due, on_days
 from .schedule import Daily, Schedule
 
 KIND = "points_expiry"
@@ -26,12 +26,7 @@ def schedule(rules: Rules) -> Schedule:
 
 
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    today = local_day(now, rules.tz)
-    ids: list[str] = []
-    for days in rules.push["expiry_warning_days"]:
-        n = day_num(today + timedelta(days=days))
-        ids += await ranged(store, "expiry", n, n)
-    return unique(ids)
+    return await on_days(store, "expiry", now, rules, rules.push["expiry_warning_days"])
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

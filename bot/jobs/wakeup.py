@@ -4,14 +4,14 @@ issues the wake-up coupon and says so."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import day_num, from_ts, local_day
-from .base import Due, ranged, unique
+from ..rules.timeutil import from_ts, local_day
+from .base import Due, on_days, unique
 from .schedule import Daily, Schedule
 
 KIND = "wakeup"
@@ -24,8 +24,9 @@ def schedule(rules: Rules) -> Schedule:
 
 
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    n = day_num(local_day(now, rules.tz) - timedelta(days=rules.push["wakeup_days"]))
-    return unique(await ranged(store, "last_purchase", n, n) + await ranged(store, "joined", n, n))
+    ago = [-rules.push["wakeup_days"]]
+    return unique(await on_days(store, "last_purchase", now, rules, ago)
+                  + await on_days(store, "joined", now, rules, ago))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
