@@ -12,9 +12,10 @@ import click
 
 from storage import StoreError, open_store
 
+from .jobs.registry import load_rules
 from .members import Members
 from .rules.config import RulesError
-from .settings import Settings, rules_for
+from .settings import Settings
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Await
     """Open the store, run ``fn(members, now)``, close the store. ``now`` defaults to the
     current time in the configured zone."""
     try:
-        rules = rules_for(settings)
+        rules = load_rules(settings)
     except RulesError as e:
         raise OperatorError(str(e)) from e
 

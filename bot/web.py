@@ -13,9 +13,10 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from .jobs.registry import load_rules
 from .members import Members
 from .rules.config import Rules
-from .settings import Settings, rules_for
+from .settings import Settings
 
 log = logging.getLogger("memberbot")
 
@@ -73,7 +74,7 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings, store: Store | None = None, *, rules: Rules | None = None,
                clock: Callable[[], datetime] | None = None) -> web.Application:
     """The whole HTTP service. Without ``store``, it is opened from ``settings`` on start."""
-    rules = rules or rules_for(settings)
+    rules = rules or load_rules(settings)
     tz = rules.tz
     own_store = store is None
     store = store or open_store(settings.store_url, settings.data_key)

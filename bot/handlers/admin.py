@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from .. import analytics, keys
 from ..jobs.base import last_run
+from ..jobs.registry import JOBS
 from ..rules.models import Refusal
 from ..templating import render_html
 from ..web import CTX, Context
@@ -29,8 +30,6 @@ COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
 LOGIN_TRIES = 10  # per client address per 5 minutes
 STATIC = Path(__file__).resolve().parent.parent / "static"
-FALLBACK_JOBS = ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
-                 "demotion_warning", "tier_upgrade", "welcome", "housekeeping", "outbox")
 HEADERS = {
     "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -163,12 +162,8 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 
 
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
-    try:
-        from ..jobs import KINDS as kinds
-    except ImportError:
-        kinds = FALLBACK_JOBS
     out = []
-    for kind in kinds:
+    for kind in JOBS:
         when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
         out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out

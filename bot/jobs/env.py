@@ -1,7 +1,7 @@
 """What a job run needs: store, use cases, rules, API clients, a wall clock for leases.
 
 The server builds it from the app's context (:func:`from_context`); ``memberbot jobs`` opens
-its own (:func:`open_env`).
+its own (:func:`bot.jobs.cli.open_env`).
 """
 
 from __future__ import annotations
@@ -10,19 +10,18 @@ import importlib.util
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from storage import Store, open_store
+from storage import Store
 
 from ..channels.wecom import WeComClient
 from ..members import Members
 from ..rules.config import Rules
-from ..settings import Settings, rules_for
+from ..settings import Settings
 
 
 def default_lease() -> float:
@@ -75,23 +74,3 @@ def from_context(ctx: Any, session: aiohttp.ClientSession) -> Env:
     if ctx.settings.wechat_template_id:
         oa = ctx.extras.get("wechat") or make_oa(ctx.store, ctx.settings, session)
     return Env(ctx.settings, ctx.rules, ctx.store, ctx.members, wecom, oa, ctx.problems)
-
-
-@asynccontextmanager
-async def open_env(settings: Settings, *, store: Store | None = None,
-                   rules: Rules | None = None) -> AsyncIterator[Env]:
-    """Open the store and API clients of ``settings`` for one command."""
-    rules = rules or rules_for(settings)
-    own = store is None
-    store = store or open_store(settings.store_url, settings.data_key)
-    if own:
-        await store.open()
-    try:
-        async with aiohttp.ClientSession() as session:
-            problems: dict[str, str] = {}
-            yield Env(settings, rules, store, Members(store, rules),
-                      make_wecom(store, settings, session, problems),
-                      make_oa(store, settings, session), problems)
-    finally:
-        if own:
-            await store.close()

@@ -26,10 +26,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .. import keys
-from . import KINDS, job
 from .base import Summary
 from .env import Env, from_context
 from .outbox import deliver
+from .registry import JOBS
 from .runner import record_run, run_kind
 from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed, prev_run
 
@@ -64,8 +64,8 @@ class PureTrigger(BaseTrigger):
 def calendar_jobs(rules: Any) -> dict[str, Schedule]:
     """The jobs the scheduler fires at calendar times (the outbox runs on its interval)."""
     out: dict[str, Schedule] = {}
-    for kind in KINDS:
-        s = job(kind).schedule(rules)
+    for kind, j in JOBS.items():
+        s = j.schedule(rules)
         if isinstance(s, Daily | Monthly):
             out[kind] = s
     return out
@@ -179,7 +179,7 @@ class Scheduler:
                     args=[self.tick], id="leader", name="leader", coalesce=True,
                     max_instances=1,
                     next_run_time=datetime.now(self.tz))
-        every = job("outbox").schedule(self.env.rules)
+        every = JOBS["outbox"].schedule(self.env.rules)
         aps.add_job(self._safe, PureTrigger(every if isinstance(every, Every) else Every(60),
                                             self.tz), args=[self.deliver], id="outbox",
                     name="outbox", coalesce=True, max_instances=1)

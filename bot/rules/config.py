@@ -60,8 +60,7 @@ DEFAULTS: dict[str, Any] = {
         "quiet_start": "21:00",
         "quiet_end": "09:00",
         "daily_cap": 1,
-        "priority": ["demotion_warning", "points_expiry", "wakeup", "birthday",
-                     "member_day", "dormant"],
+        "priority": [],  # empty: the job registry's default order (bot.jobs.registry)
         "dormant_days": 30,
         "wakeup_days": 90,
         "expiry_warning_days": [30, 7],
@@ -290,14 +289,27 @@ def build_rules(data: dict[str, Any]) -> Rules:
         _int(push, k, "push", minimum=1)
     if push["member_day"] > 28:
         raise RulesError("push.member_day: must be a day 1..28 so that it exists every month")
-    kinds = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
     prio = push.get("priority")
-    if not isinstance(prio, list) or set(prio) != kinds:
-        raise RulesError(f"push.priority: must list each of {sorted(kinds)} once")
+    if not (isinstance(prio, list) and all(isinstance(k, str) for k in prio)
+            and len(set(prio)) == len(prio)):
+        raise RulesError("push.priority: must be a list of job kinds, each named once")
     rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
     staff = _ints(data["staff"], "staff", ["adjust_cap"], minimum=1)
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
                  rfm, push, rate, staff, raw=data)
+
+
+def push_priority(given: list[str] | tuple[str, ...], kinds: tuple[str, ...]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The daily cap's order of the push kinds ``kinds`` (their default order): the rules
+    file's ``push.priority`` first, then the kinds it does not name, in default order.
+    Returns ``(order, missing)``; a kind that does not exist is an error naming it."""
+    unknown = [k for k in given if k not in kinds]
+    if unknown:
+        raise RulesError(f"push.priority: unknown job kind {unknown[0]!r} (known: "
+                         f"{', '.join(kinds)})")
+    missing = tuple(k for k in kinds if k not in given)
+    return (*given, *missing), missing
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

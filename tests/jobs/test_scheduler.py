@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.jobs import job
+from bot.jobs.registry import job
 from bot.jobs.schedule import (
     Daily,
     Every,
