@@ -4,45 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from .context import CTX, MAX_BODY, Context, open_clients, system_clock
+from .handlers import admin, api, metrics, oa, wecom
 from .jobs.registry import load_rules
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
 
 log = logging.getLogger("memberbot")
-
-MAX_BODY = 64 * 1024
-
-@dataclass
-class Context:
-    """What handlers share: settings, rules, the store, use cases, the clock, API clients."""
-
-    settings: Settings
-    rules: Rules
-    store: Store
-    members: Members
-    clock: Callable[[], datetime]
-    extras: dict[str, Any] = field(default_factory=dict)
-    problems: dict[str, str] = field(default_factory=dict)  # shown on /healthz
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
-CTX = web.AppKey("ctx", Context)
-
-
-def system_clock(tz: ZoneInfo) -> Callable[[], datetime]:
-    return lambda: datetime.now(tz)
 
 
 @web.middleware
@@ -83,21 +58,22 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
     app[CTX] = ctx
 
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
         if own_store:
             await store.open()
-        await members.ensure_stock()
-        yield
-        if own_store:
-            await store.close()
+        try:
+            await members.ensure_stock()
+            async with open_clients(ctx):
+                yield
+        finally:
+            if own_store:
+                await store.close()
 
-    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    from .handlers import admin, api, metrics, oa, wecom  # they import this module
-
     for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
     return app
 
 
-__all__ = ["CTX", "Context", "StoreError", "create_app"]
+__all__ = ["CTX", "MAX_BODY", "Context", "StoreError", "create_app", "system_clock"]

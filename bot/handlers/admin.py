@@ -20,11 +20,11 @@ from aiohttp import web
 from markupsafe import Markup
 
 from .. import analytics, keys
+from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
 from ..rules.models import Refusal
 from ..templating import render_html
-from ..web import CTX, Context
 
 COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600

@@ -19,11 +19,12 @@ from rich.table import Table
 from storage import Store, open_store
 
 from .. import keys
+from ..context import make_wecom
 from ..members import Members
 from ..rules.config import Rules
 from ..settings import Settings
 from .base import Progress, Summary, last_run
-from .env import Env, make_oa, make_wecom
+from .env import Env, make_oa
 from .registry import JOBS, UnknownJob, job, load_rules
 from .runner import run_kind
 from .schedule import next_run, run_at

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .. import keys
+from ..context import CTX
 from .base import Summary
 from .env import Env, from_context
 from .outbox import deliver
@@ -194,19 +194,28 @@ class Scheduler:
         await self.resign()
 
 
+class Slot:
+    """Where the running scheduler of an app is found (tests, /healthz)."""
+
+    scheduler: Scheduler | None = None
+
+
+SCHEDULER = web.AppKey("scheduler", Slot)
+
+
 def attach(app: web.Application) -> None:
-    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler)."""
-    from ..web import CTX
+    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler),
+    after the context's resources are open."""
+    slot = app[SCHEDULER] = Slot()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
-        async with aiohttp.ClientSession() as session:
-            sched = Scheduler(from_context(ctx, session), ctx.now)
-            ctx.extras["scheduler"] = sched
-            sched.start()
-            try:
-                yield
-            finally:
-                await sched.stop()
+        sched = slot.scheduler = Scheduler(from_context(ctx), ctx.now)
+        sched.start()
+        try:
+            yield
+        finally:
+            await sched.stop()
+            slot.scheduler = None
 
     app.cleanup_ctx.append(scheduler_ctx)
