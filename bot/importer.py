@@ -23,7 +23,8 @@ import click
 
 from . import keys, schema
 from .members import Members
-from .offline import OperatorError
+from .offline import run_with_members
+from .operator import OperatorError, load_settings
 from .rules.models import Refusal
 
 MEMBER_COLUMNS = schema.MEMBER_FIELDS
@@ -264,8 +265,6 @@ def register(main: click.Group) -> None:
     def import_orders_cmd(file: Path, report_path: Path | None, skip: tuple[str, ...],
                           no_default_skips: bool, encoding: str, concurrency: int) -> None:
         """Import historical orders from FILE.csv (columns: docs/operators.md)."""
-        from .cli import load_settings
-        from .offline import run_with_members
 
         patterns = [*(() if no_default_skips else DEFAULT_SKIP), *skip]
         for p in patterns:

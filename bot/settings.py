@@ -8,12 +8,16 @@ missing secret stops the start instead.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .rules.config import Rules, RulesError, load_rules
 
 GENERATED = {
     "MEMBERBOT_DATA_KEY": lambda: base64.b64encode(os.urandom(32)).decode(),
@@ -154,13 +158,8 @@ def _append_secrets(path: Path, values: dict[str, str]) -> None:
                             "writable or set the secrets in the environment") from e
 
 
-def rules_for(settings: Settings):  # -> Rules (kept untyped to avoid an import cycle)
+def rules_for(settings: Settings) -> Rules:
     """The rules file of ``settings``, with ``MEMBERBOT_TZ`` as the calendar zone when set."""
-    import dataclasses
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from .rules.config import RulesError, load_rules
-
     rules = load_rules(settings.rules_path)
     env_tz = settings.tz
     if env_tz and env_tz != getattr(rules.tz, "key", None):

@@ -16,13 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from storage import Store, open_store
+from storage import Store, StoreError, open_store
 
 from .. import keys
 from ..context import make_wecom
 from ..members import Members
-from ..rules.config import Rules
-from ..settings import Settings
+from ..operator import fail, load_settings
+from ..rules.config import Rules, RulesError
+from ..settings import Settings, SettingsError
 from .base import Progress, Summary, last_run
 from .env import Env, make_oa
 from .registry import JOBS, UnknownJob, job, load_rules
@@ -124,11 +125,6 @@ def _template_error(e: TemplateError) -> str:
 
 
 def register(main: click.Group) -> None:
-    from storage import StoreError
-
-    from ..cli import fail, load_settings
-    from ..rules.config import RulesError
-    from ..settings import SettingsError
 
     @main.group()
     def jobs() -> None:

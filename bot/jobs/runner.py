@@ -17,10 +17,12 @@ from typing import Any
 from .. import keys
 from ..metrics import JOB_SECONDS
 from ..rules.config import Rules
+from ..rules.coupons import window_end
 from ..rules.models import Entry, Member, Refusal
 from ..rules.timeutil import local_day, ts
 from .base import Due, Job, Progress, Summary, all_of, coupon_facts, render_push, route
 from .env import Env
+from .outbox import deliver
 from .registry import job, priority
 from .schedule import in_quiet_hours
 
@@ -101,8 +103,6 @@ async def _coupon(env: Env, mid: str, template: str, period: str, now: datetime,
 
 
 def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
-    from ..rules.coupons import window_end
-
     tpl = rules.coupons.get(template)
     if tpl is None:
         return None
@@ -173,8 +173,6 @@ async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
         await all_of(one(mid) for mid in chunk)
         progress.advance(len(chunk))
     if not dry_run:
-        from .outbox import deliver
-
         await deliver(env, now, kinds=[mod.kind], summary=summary)
 
 
