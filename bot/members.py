@@ -331,9 +331,14 @@ class Members(WeComContacts):
         def body(m: Member) -> tuple[dict, list[Entry]]:
             c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
             return {"code": c.code, "order_id": order_id, "discount_fen": off,
-                    "member_code": m.member_code, "template": c.template}, entries
+                    "member_code": m.member_code, "template": c.template,
+                    "amount_fen": amount_fen}, entries
 
-        return await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        res = await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        if res.get("amount_fen", amount_fen) != amount_fen:  # a replay with another amount
+            raise Refusal("coupon_conflict", "该优惠券已按另一金额用于此订单", code=code,
+                          amount_fen=res["amount_fen"])
+        return res
 
     # -- orders --------------------------------------------------------------------------------
     async def record_order(self, member_id: str, order_id: str, amount_fen: int,

@@ -42,6 +42,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "order_conflict": (409, "this order_id was recorded before with a different body"),
     "refund_conflict": (409, "this refund_id was used before with a different body"),
     "coupon_used": (409, "the coupon was already used on another order"),
+    "coupon_conflict": (409, "the coupon was redeemed on this order with another amount"),
     "coupon_expired": (422, "the coupon has expired"),
     "coupon_threshold": (422, "the order amount is below the coupon's threshold"),
     "coupon_owner": (422, "the coupon belongs to another member"),
@@ -145,7 +146,8 @@ async def _member_id(ctx: Context, body: dict[str, Any]) -> str:
 async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
     body = schema.ORDER.parse(raw, ctx.rules.tz)
     now = ctx.now()
-    schema.check_paid_at(body["paid_at"], now)
+    schema.check_paid_at(body["paid_at"], now, ctx.rules.orders["earliest_paid_at"],
+                         ctx.rules.tz)
     mid = await _member_id(ctx, body)
     res = await ctx.members.record_order(
         mid, body["order_id"], body["amount_fen"], body["paid_at"], now,
