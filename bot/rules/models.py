@@ -151,6 +151,9 @@ class Change:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     indexes: dict[str, Any] | None = None  # filled by the use-case layer (rules.indexes)
     stock_returns: list[tuple[str, str]] = field(default_factory=list)  # (template, code)
+    # preconditions of the commit, applied with it or not at all:
+    claims: list[tuple[str, str]] = field(default_factory=list)  # (kind, value) bound to it
+    stock_takes: list[tuple[str, str]] = field(default_factory=list)  # (template, key)
 
 
 class Refusal(Exception):

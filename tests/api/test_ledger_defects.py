@@ -59,3 +59,21 @@ async def test_a_coupon_redeemed_first_cannot_skip_its_threshold(api, ctx, regis
     status, body = await api.order(**order_body("CT1", m["member_code"], 6000, clock.now,
                                                 coupon_code=code))
     assert (status, body["paid_fen"]) == (200, 5000)
+
+
+async def test_a_refused_order_or_refund_does_not_reserve_its_id(api, ctx, register, clock):
+    # issue 9 defect 6
+    wrong, right = await register("o-wrong6"), await register("o-right6")
+    status, body = await api.order(**order_body("ID6", wrong["member_code"], 1000, clock.now,
+                                                coupon_code=wrong["coupon"]["code"]))
+    assert (status, body["code"]) == (422, "coupon_threshold")
+    status, body = await api.order(**order_body("ID6", right["member_code"], 1000, clock.now))
+    assert status == 200, body
+    await api.order(**order_body("ID6-W", wrong["member_code"], 1000, clock.now))
+    status, body = await api.post("/api/orders/ID6-W/refund", {"refund_id": "RID6",
+                                                               "amount_fen": 5000})
+    assert (status, body["code"]) == (422, "refund_amount")
+    status, body = await api.post("/api/orders/ID6/refund", {"refund_id": "RID6"})
+    assert status == 200, body
+    status, body = await api.post("/api/orders/ID6-W/refund", {"refund_id": "RID6"})
+    assert (status, body["code"]) == (409, "refund_conflict")
