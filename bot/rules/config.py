@@ -5,8 +5,10 @@ A wrong file is refused with :class:`RulesError`, whose message names the field 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +21,12 @@ DEFAULTS: dict[str, Any] = {
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
         "profile_bonus": 50,
+        "refund_min_days": 30,
+    },
+    "orders": {"earliest_paid_at": "2000-01-01"},
+    "importer": {
+        "test_accounts": ["(?i)(test|tester|demo)[ _-]?[0-9]*", "测试[0-9]*",
+                          "测试(账号|用户|员)[0-9]*"],
     },
     "checkin": {"base": 5, "step": 1, "cap": 10, "cycle_days": 7, "cycle_bonus": 20},
     "invite": {
@@ -132,6 +140,8 @@ class Rules:
     push: dict[str, Any]
     rate_limit: dict[str, int]
     staff: dict[str, int]
+    orders: dict[str, Any] = field(default_factory=dict)
+    test_accounts: tuple[str, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def tier(self, key: str) -> Tier:
@@ -238,6 +248,44 @@ def _coupons(items: Any, tier_keys: set[str]) -> dict[str, CouponTemplate]:
     return out
 
 
+def _orders(section: Any) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise RulesError("orders: must be a table")
+    unknown = set(section) - set(DEFAULTS["orders"])
+    if unknown:
+        raise RulesError(f"orders.{sorted(unknown)[0]}: unknown setting")
+    v = section.get("earliest_paid_at")
+    if isinstance(v, datetime):
+        v = v.date()
+    if isinstance(v, str):
+        try:
+            v = date.fromisoformat(v)
+        except ValueError:
+            pass
+    if not isinstance(v, date) or v.year < 1900:
+        raise RulesError("orders.earliest_paid_at: must be a date YYYY-MM-DD from 1900 on, "
+                         f"got {section.get('earliest_paid_at')!r}")
+    return {"earliest_paid_at": v}
+
+
+def _test_accounts(section: Any) -> tuple[str, ...]:
+    if not isinstance(section, dict):
+        raise RulesError("importer: must be a table")
+    unknown = set(section) - set(DEFAULTS["importer"])
+    if unknown:
+        raise RulesError(f"importer.{sorted(unknown)[0]}: unknown setting")
+    pats = section.get("test_accounts")
+    if not isinstance(pats, list) or not all(isinstance(p, str) and p for p in pats):
+        raise RulesError("importer.test_accounts: must be a list of regular expressions")
+    for i, p in enumerate(pats):
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise RulesError(f"importer.test_accounts[{i}]: not a regular expression "
+                             f"({e})") from e
+    return tuple(pats)
+
+
 def build_rules(data: dict[str, Any]) -> Rules:
     """Validate a merged rules mapping into :class:`Rules`."""
     known = set(DEFAULTS)
@@ -296,7 +344,8 @@ def build_rules(data: dict[str, Any]) -> Rules:
     rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
     staff = _ints(data["staff"], "staff", ["adjust_cap"], minimum=1)
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
-                 rfm, push, rate, staff, raw=data)
+                 rfm, push, rate, staff, orders=_orders(data["orders"]),
+                 test_accounts=_test_accounts(data["importer"]), raw=data)
 
 
 def push_priority(given: list[str] | tuple[str, ...], kinds: tuple[str, ...]
