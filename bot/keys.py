@@ -69,3 +69,17 @@ def wecom_welcome(welcome_code: str) -> str:
 def push_batch(batch_id: str) -> str:
     """The record of one delivery batch (its rows, state, msgid) in the store's kv."""
     return f"outbox:batch:{batch_id}"
+
+
+SCHEDULER_LEADER = "scheduler:leader"  # kv: the leading scheduler's id, "<pid>@<host>:<token>"
+
+
+def scheduler_id(pid: int, host: str, token: str) -> str:
+    """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
+    return f"{pid}@{host}:{token}"
+
+
+def parse_scheduler_id(sid: str) -> dict[str, object] | None:
+    pid, _, rest = sid.partition("@")
+    host = rest.rpartition(":")[0]
+    return {"pid": int(pid), "host": host} if pid.isdigit() and host else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from . import keys
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings, rules_for
@@ -63,10 +65,20 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
+    and which process leads the scheduler (``scheduler_leader``: its pid and host, or null)."""
     ctx = request.app[CTX]
     store = await ctx.store.ping()
+    leader = None
+    if store.get("ok"):
+        try:
+            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
+            leader = keys.parse_scheduler_id(sid) if sid else None
+        except StoreError as e:
+            store = {**store, "ok": False, "error": str(e)}
     ok = bool(store.get("ok")) and not ctx.problems
-    return web.json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
+    return web.json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
+                              "store": ctx.store.kind, "store_status": store,
                               "problems": ctx.problems}, status=200 if ok else 503)
 
 
