@@ -78,7 +78,7 @@ def job_last(kind: str) -> str:
     return f"jobs:last:{kind}"
 
 
-SCHEDULER_LEADER = "scheduler:leader"
+SCHEDULER_LEADER = "scheduler:leader"  # the leading scheduler's id: see scheduler_id
 OUTBOX_PAUSED = "outbox:wecom:paused-until"
 
 
@@ -126,3 +126,14 @@ def token_lock(token_key: str) -> str:
 def exchange(message_key: str) -> str:
     """A coupon bought with points (兑换), once per message."""
     return f"exchange:{message_key}"
+
+
+def scheduler_id(pid: int, host: str, token: str) -> str:
+    """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
+    return f"{pid}@{host}:{token}"
+
+
+def parse_scheduler_id(sid: str) -> dict[str, object] | None:
+    pid, _, rest = sid.partition("@")
+    host = rest.rpartition(":")[0]
+    return {"pid": int(pid), "host": host} if pid.isdigit() and host else None
