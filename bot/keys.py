@@ -69,3 +69,24 @@ def wecom_welcome(welcome_code: str) -> str:
 def push_batch(batch_id: str) -> str:
     """The record of one delivery batch (its rows, state, msgid) in the store's kv."""
     return f"outbox:batch:{batch_id}"
+
+
+def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
+    """A JS-SDK ticket (``jsapi`` for wx.config, ``agent_config`` for wx.agentConfig), shared
+    by every process like the access token."""
+    return f"wecom:ticket:{corp_id}:{agent_id}:{kind}"
+
+
+def sidebar_state(nonce: str) -> str:
+    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    return f"sidebar:state:{nonce}"
+
+
+def sidebar_quota(staff: str, day: str) -> str:
+    """What one staff member adjusted on one day: the daily cap's reservations."""
+    return f"sidebar:quota:{staff}:{day}"
+
+
+def sidebar_coupon(request_id: str) -> str:
+    """A coupon a staff member issued from the sidebar: once per request_id."""
+    return f"staffcoupon:{request_id}"
