@@ -158,3 +158,8 @@ def sidebar_quota(staff: str, day: str) -> str:
 def sidebar_coupon(request_id: str) -> str:
     """A coupon a staff member issued from the sidebar: once per request_id."""
     return f"staffcoupon:{request_id}"
+
+
+def groupmsg_reminders(msgid: str) -> str:
+    """When the staff of a WeCom task were reminded (JSON list of times): ≤ 3 in 24 h."""
+    return f"wecom:groupmsg:remind:{msgid}"

@@ -68,12 +68,18 @@ def tables(r: dict[str, Any]) -> list[Table]:
                 str(pu["failed"]), str(pu["unreachable"]), str(un["opted_out"]),
                 str(un["unfollowed"]))
 
+    conf = Table(title="企业微信群发确认（按类型）", title_justify="left")
+    for col in ("类型", "已创建", "已确认", "未确认", "非好友", "已收到其他群发", "等待确认"):
+        conf.add_column(col)
+    for kind, d in r["pushes"]["delivery"].items():
+        conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
+
     seg = Table(title="RFM 分群（截至期末）", title_justify="left")
     seg.add_column("分群")
     seg.add_column("会员数")
     for s in r["rfm"]:
         seg.add_row(s["segment"], f"{s['members']:,}")
-    return [head, points, coupons, tiers, ops, seg]
+    return [head, points, coupons, tiers, ops, conf, seg]
 
 
 def register(main: click.Group) -> None:

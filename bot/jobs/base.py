@@ -90,6 +90,14 @@ class Summary:
     failed: Counter = field(default_factory=Counter)
     would_send: Counter = field(default_factory=Counter)
     coupon_refused: Counter = field(default_factory=Counter)
+    # WeCom in depth: confirmation by status, reminders, reconciliation, tags, handover
+    delivery: Counter = field(default_factory=Counter)
+    reminded: int = 0
+    adopted: int = 0
+    resent: int = 0
+    tagged: int = 0
+    moved: int = 0
+    waiting: int = 0
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -119,6 +127,13 @@ class Summary:
             rows += [(f"  coupon refused: {k}", v) for k, v in sorted(self.coupon_refused.items())]
         if self.refreshed:
             rows.append(("members refreshed", self.refreshed))
+        rows += [(f"delivery: {k}", v) for k, v in sorted(self.delivery.items()) if v]
+        rows += [(label, v) for label, v in (
+            ("staff reminded", self.reminded),
+            ("uncertain: adopted (found in WeCom, not resent)", self.adopted),
+            ("uncertain: resent once (not found in WeCom)", self.resent),
+            ("tags marked", self.tagged), ("customers moved to their new owner", self.moved),
+            ("waiting for a new owner", self.waiting)) if v]
         width = max(len(k) for k, _ in rows)
         return [head] + [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
@@ -130,7 +145,10 @@ class Summary:
                "sent": self.sent, "skipped": sum(self.skipped.values()),
                "held": sum(self.held.values()), "unreachable": self.unreachable,
                "failed": sum(self.failed.values()), "uncertain": self.uncertain,
-               "coupons": self.coupons, "refreshed": self.refreshed}
+               "coupons": self.coupons, "refreshed": self.refreshed,
+               **{f"delivery_{k}": v for k, v in self.delivery.items()},
+               "reminded": self.reminded, "adopted": self.adopted, "resent": self.resent,
+               "tagged": self.tagged, "moved": self.moved, "waiting": self.waiting}
         return {k: v for k, v in out.items() if v or k == "due"}
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +158,9 @@ class Summary:
                 "skipped": dict(self.skipped), "held": dict(self.held),
                 "failed": {str(k): v for k, v in self.failed.items()},
                 "would_send": dict(self.would_send), "refreshed": self.refreshed,
+                "delivery": dict(self.delivery), "reminded": self.reminded,
+                "adopted": self.adopted, "resent": self.resent, "tagged": self.tagged,
+                "moved": self.moved, "waiting": self.waiting,
                 "seconds": round(self.seconds, 3)}
 
 

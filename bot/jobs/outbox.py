@@ -70,7 +70,7 @@ async def _final(env: Env, row_id: str, status: str, data: dict, summary: Summar
             break
     else:
         return 0
-    if status == "sent":
+    if status in ("sent", "created"):
         summary.sent += 1
     elif status == "failed":
         summary.failed[data.get("error", "?")] += 1
@@ -121,13 +121,27 @@ async def _confirm(env: Env, rec: dict) -> dict:
     return {**rec, "fail_list": sorted(fail)}
 
 
+def task_data(rec: dict, to: str, created_at: float) -> dict:
+    """What a row created in a WeCom task keeps for its confirmation (bot.jobs.confirm)."""
+    return {"msgid": rec.get("msgid", ""), "channel": "wecom", "sender": rec["sender"],
+            "to": to, "created_at": int(created_at)}
+
+
 async def _apply_done(env: Env, rec: dict, summary: Summary) -> int:
+    """A batch WeCom (or the OA) answered: its rows are ``created`` (a WeCom task, confirmed
+    later by the staff member) or ``sent`` (an OA template message), or failed."""
     fail = set(rec["fail_list"])
-    ok = {"msgid": rec.get("msgid", ""), "channel": rec["channel"]}
     bad = {"error": "fail_list", "msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+    at = rec.get("called_at") or env.wall()
+
+    def ok(t: str) -> tuple[str, dict]:
+        if rec["channel"] == "wecom":
+            return "created", task_data(rec, t, at)
+        return "sent", {"msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+
     done = await asyncio.gather(*(
-        _final(env, rid, "failed" if t in fail else "sent", bad if t in fail else ok, summary,
-               FINAL_FROM) for rid, t in rec["rows"].items()))
+        _final(env, rid, *(("failed", bad) if t in fail else ok(t)), summary, FINAL_FROM)
+        for rid, t in rec["rows"].items()))
     return sum(done)
 
 
@@ -215,7 +229,8 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
     key = keys.push_batch(secrets.token_hex(8))
     bid = key.rsplit(":", 1)[1]
     rec = {"sid": env.sid, "channel": channel, "sender": sender, "state": "claimed",
-           "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items}}
+           "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items},
+           "text": text}
     raw = _dumps(rec)
     await env.store.kv_set(key, raw, ttl=BATCH_TTL)
     oks = await asyncio.gather(*(env.store.outbox_set(row.id, "sending", {"batch": bid},
@@ -224,7 +239,7 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
     if not mine:
         await env.store.kv_delete(key, expect=raw)
         return 0
-    rec = {**rec, "rows": mine, "state": "calling"}
+    rec = {**rec, "rows": mine, "state": "calling", "called_at": int(env.wall())}
     if not await env.store.kv_set(key, _dumps(rec), ttl=BATCH_TTL, expect=raw):
         return 0  # a resolver took the batch over (we outlived the lease): it was never called
     raw = _dumps(rec)

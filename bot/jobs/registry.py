@@ -14,12 +14,14 @@ from ..rules.config import Rules, push_priority
 from ..settings import Settings, rules_for
 from . import (
     birthday,
+    confirm,
     demotion_warning,
     dormant,
     housekeeping,
     member_day,
     outbox,
     points_expiry,
+    reconcile,
     tier_upgrade,
     wakeup,
     welcome,
@@ -31,6 +33,7 @@ log = logging.getLogger("memberbot.jobs")
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
     demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
+    confirm.JOB, reconcile.JOB,
 )}
 
 
