@@ -163,3 +163,9 @@ def sidebar_coupon(request_id: str) -> str:
 def groupmsg_reminders(msgid: str) -> str:
     """When the staff of a WeCom task were reminded (JSON list of times): ≤ 3 in 24 h."""
     return f"wecom:groupmsg:remind:{msgid}"
+
+
+def wecom_sends(external_userid: str, period: str) -> str:
+    """How many group messages memberbot had WeCom create for a customer in a period of
+    WeCom's per-customer limit (a month, an ISO week or a day)."""
+    return f"wecom:sends:{external_userid}:{period}"

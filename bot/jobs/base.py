@@ -20,6 +20,8 @@ from .env import Env
 from .schedule import Schedule
 
 PAGE = 5000
+HELD = {"send_limit": "held: WeCom's per-customer limit (sent next period)",
+        "no_owner": "waiting for a new owner (staff left)"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ class Summary:
                  ("held: quiet hours (until 09:00)", self.held["quiet"])]
         rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
                  if k not in ("cap", "opt_out") and v]
-        rows += [(f"held: {k}", v) for k, v in sorted(self.held.items()) if k != "quiet" and v]
+        rows += [(HELD.get(k, f"held: {k}"), v) for k, v in sorted(self.held.items())
+                 if k != "quiet" and v]
         rows.append(("unreachable (no WeCom contact, no OA template)", self.unreachable))
         rows.append(("failed", sum(self.failed.values())))
         rows += [(f"  errcode {k}", v) for k, v in sorted(self.failed.items(), key=str)]

@@ -36,6 +36,7 @@ from ..channels.wecom import (
     WeComRateLimited,
 )
 from ..metrics import PUSHES
+from ..rules.config import send_limit
 from .base import Job, Progress, Summary, all_of, render_push, route
 from .env import Env
 from .schedule import Every, Schedule, in_quiet_hours
@@ -46,6 +47,7 @@ KIND = "outbox"
 TITLE = "投递（含 tier_upgrade 与被暂缓的消息）"
 PAGE = 10_000
 BATCH_TTL = 7 * 86400
+SEND_COUNT_TTL = 32 * 86400  # longer than any period of WeCom's per-customer limit
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
 
@@ -284,6 +286,26 @@ def stale(row: OutboxRow, today: date) -> bool:
     return bool(day) and date.fromisoformat(day) < today - timedelta(days=1)
 
 
+async def _within_limit(env: Env, external_userid: str, today: date) -> bool:
+    """Reserve one of the customer's group messages in WeCom's limit for the period (rules
+    ``wecom.send_limit``), or say it is used up. A reservation whose batch is not sent stays
+    counted: the limit may hold a push too many, never send one WeCom would refuse."""
+    period, limit = send_limit(env.rules, today)
+    key = keys.wecom_sends(external_userid, period)
+    for _ in range(20):
+        raw = await env.store.kv_get(key)
+        n = int(raw or 0)
+        if n >= limit:
+            return False
+        if raw is None:
+            ok = await env.store.kv_set(key, "1", ttl=SEND_COUNT_TTL, only_new=True)
+        else:
+            ok = await env.store.kv_set(key, str(n + 1), ttl=SEND_COUNT_TTL, expect=raw)
+        if ok:
+            return True
+    return False
+
+
 async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
                 held: dict[str, str], now: datetime
                 ) -> tuple[dict[tuple[str, str, str], list], int]:
@@ -306,6 +328,8 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
             done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
         elif r[0] in stopped:
             held[row.id] = stopped[r[0]]
+        elif r[0] == "wecom" and not await _within_limit(env, r[2], today):
+            held[row.id] = "send_limit"  # kept pending: WeCom would refuse it this period
         else:
             groups.setdefault((r[0], r[1], _text(row, m, env)), []).append((row, r[2]))
     return groups, done

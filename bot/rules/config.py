@@ -5,6 +5,7 @@ A wrong file is refused with :class:`RulesError`, whose message names the field 
 
 from __future__ import annotations
 
+import calendar
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -447,6 +448,18 @@ def build_rules(data: dict[str, Any]) -> Rules:
 
 
 SEND_LIMITS = ("month", "week", "day")
+
+
+def send_limit(rules: Rules, day: date) -> tuple[str, int]:
+    """WeCom's per-customer limit of group messages as of ``day``: the period it counts in
+    and how many it allows (a month: as many as the month has days; a week: 7; a day: 1)."""
+    kind = rules.wecom["send_limit"]
+    if kind == "day":
+        return day.isoformat(), 1
+    if kind == "week":
+        y, w, _ = day.isocalendar()
+        return f"{y}-W{w:02d}", 7
+    return f"{day:%Y-%m}", calendar.monthrange(day.year, day.month)[1]
 
 
 def _wecom(section: Any) -> dict[str, Any]:

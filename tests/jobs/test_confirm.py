@@ -150,3 +150,32 @@ async def test_a_resent_batch_lost_again_is_failed_not_resent_twice(store, make_
     res = await run_kind(env, "reconcile", NOW)
     assert res.resent == 0 and res.failed["lost"] == 2
     assert await statuses(store) == {"failed": 2} and len(fake.to(ADD)) == 2
+
+
+async def test_wecoms_per_customer_limit_holds_a_push_for_the_next_period(
+        store, make_env, fake):
+    from bot.rules.config import send_limit
+
+    from .support import member
+
+    env = await make_env(store)
+    with_wecom(env, send_limit="day")  # the admin set 1 group message a day per customer
+    mid = await member(env, "a", sh(2026, 11, 1))
+    await env.members.record_order(mid, "o1", 300_000, sh(2026, 11, 25, 10),
+                                   sh(2026, 11, 25, 10))
+    assert (await run_kind(env, "tier_upgrade", sh(2026, 11, 25, 10, 1))).sent == 1
+    await env.members.record_order(mid, "o2", 1_300_000, sh(2026, 11, 25, 11),
+                                   sh(2026, 11, 25, 11))
+    res = await run_kind(env, "tier_upgrade", sh(2026, 11, 25, 11, 1))
+    assert res.sent == 0 and res.held["send_limit"] == 1
+    assert "held: WeCom's per-customer limit" in "\n".join(res.lines())
+    assert len(fake.to(ADD)) == 1 and (await statuses(store))["pending"] == 1
+    res = await run_kind(env, "tier_upgrade", sh(2026, 11, 26, 9, 5))  # the next day
+    assert res.sent == 1 and len(fake.to(ADD)) == 2
+    assert fake.delivered() == {"ext-a": 2}
+
+    day = sh(2026, 2, 10).date()
+    with_wecom(env, send_limit="month")
+    assert send_limit(env.rules, day) == ("2026-02", 28)
+    with_wecom(env, send_limit="week")
+    assert send_limit(env.rules, day) == ("2026-W07", 7)
