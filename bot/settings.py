@@ -74,6 +74,10 @@ class Settings:
     wecom_aes_key: str = ""
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     admin_password: str = ""
+    wecom_agent_secret: str = ""
+    public_url: str = ""
+    join_url: str = ""
+    sidebar_admins: tuple[str, ...] = ()
     sidebar_preview: bool = False
     generated: list[str] = field(default_factory=list)
 
@@ -98,6 +102,9 @@ class Settings:
         if missing and production:
             raise SettingsError(f"{missing[0]} is not set: MEMBERBOT_ENV=production needs every "
                                 f"secret configured ({', '.join(missing)} missing)")
+        if production and merged.get("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1":
+            raise SettingsError("MEMBERBOT_SIDEBAR_PREVIEW=1 is refused with "
+                                "MEMBERBOT_ENV=production: preview mode skips the WeCom login")
         generated: list[str] = []
         if missing and generate:
             new = {k: GENERATED[k]() for k in missing}
@@ -126,6 +133,11 @@ class Settings:
             wecom_aes_key=g("WECOM_AES_KEY", ""),
             wecom_api_base=(g("WECOM_API_BASE") or "https://qyapi.weixin.qq.com").rstrip("/"),
             admin_password=g("MEMBERBOT_ADMIN_PASSWORD", ""),
+            wecom_agent_secret=g("WECOM_AGENT_SECRET", ""),
+            public_url=(g("MEMBERBOT_PUBLIC_URL") or "").rstrip("/"),
+            join_url=g("MEMBERBOT_JOIN_URL", ""),
+            sidebar_admins=tuple(u.strip() for u in g("MEMBERBOT_SIDEBAR_ADMINS", "")
+                                 .replace("，", ",").split(",") if u.strip()),
             sidebar_preview=(g("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1" and not production),
             generated=generated,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -10,8 +11,9 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from . import keys
 from .context import CTX, MAX_BODY, Context, open_clients, system_clock
-from .handlers import admin, api, metrics, oa, wecom
+from .handlers import admin, api, metrics, oa, sidebar, wecom
 from .jobs.registry import load_rules
 from .members import Members
 from .rules.config import Rules
@@ -39,10 +41,20 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
+    and which process leads the scheduler (``scheduler_leader``: its pid and host, or null)."""
     ctx = request.app[CTX]
     store = await ctx.store.ping()
+    leader = None
+    if store.get("ok"):
+        try:
+            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
+            leader = keys.parse_scheduler_id(sid) if sid else None
+        except StoreError as e:
+            store = {**store, "ok": False, "error": str(e)}
     ok = bool(store.get("ok")) and not ctx.problems
-    return web.json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
+    return web.json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
+                              "store": ctx.store.kind, "store_status": store,
                               "problems": ctx.problems}, status=200 if ok else 503)
 
 
@@ -71,7 +83,7 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
+    for mod in (oa, wecom, api, admin, sidebar, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
     return app
 

@@ -24,6 +24,7 @@ from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
 from ..rules.models import Refusal
+from ..staff import StaffDesk
 from ..templating import render_html
 
 COOKIE = "memberbot_admin"
@@ -251,11 +252,25 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
 
 
+@guarded
+async def audit(request: web.Request, sid: str) -> web.Response:
+    """Staff actions from the sidebar (points adjustments, coupons), newest first."""
+    ctx = request.app[CTX]
+    try:
+        days = max(1, min(int(request.query.get("days") or 30), 3660))
+    except ValueError:
+        days = 30
+    staff = request.query.get("staff", "").strip()
+    rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
+    return page("audit.html", rows=rows, days=days, staff=staff)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
+    app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_static("/admin/static", STATIC, append_version=False)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
@@ -35,8 +37,10 @@ from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed
 
 log = logging.getLogger("memberbot.scheduler")
 
-LEADER_TTL = 30.0
-HEARTBEAT = 10.0
+# A killed leader's lock expires after LEADER_TTL and another process takes it at its next
+# heartbeat: the lead moves within LEADER_TTL + HEARTBEAT = 25 s.
+LEADER_TTL = 20.0
+HEARTBEAT = 5.0
 GRACE = timedelta(hours=6)
 RUN_LEASE = 15 * 60  # seconds: longer than any job runs
 FIRED_TTL = 3 * 86400
@@ -78,7 +82,8 @@ class Scheduler:
                  ttl: float = LEADER_TTL) -> None:
         self.env = env
         self.clock = clock
-        self.sid = sid or secrets.token_hex(6)
+        self.sid = sid or keys.scheduler_id(os.getpid(), socket.gethostname(),
+                                            secrets.token_hex(4))
         self.ttl = ttl
         self.leader = False
         self.jobs = calendar_jobs(env.rules)
