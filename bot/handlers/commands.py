@@ -179,6 +179,11 @@ async def balance(t: Turn) -> str:
                   grace_day=t.day(m.grace_until) if m.grace_until else None)
 
 
+@router.command("积分明细", "明细", menu="HISTORY", help="最近 10 笔积分变动和当前积分")
+async def history(t: Turn) -> str:
+    return render("replies/history.j2", **await t.members.statement(t.member_id, t.now))
+
+
 @router.command("优惠券", "我的优惠券", "券", menu="COUPONS", help="可用的优惠券")
 async def my_coupons(t: Turn) -> str:
     m = await t.member()
