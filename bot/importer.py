@@ -25,7 +25,8 @@ import click
 
 from . import keys, schema
 from .members import Members
-from .offline import OperatorError
+from .offline import run_with_members
+from .operator import OperatorError, load_settings
 from .rules.config import Rules
 from .rules.models import Refusal
 
@@ -271,9 +272,6 @@ def register(main: click.Group) -> None:
     def import_orders_cmd(file: Path, report_path: Path | None, skip: tuple[str, ...],
                           no_default_skips: bool, encoding: str, concurrency: int) -> None:
         """Import historical orders from FILE.csv (columns: docs/operators.md)."""
-        from .cli import load_settings
-        from .offline import run_with_members
-
         for p in skip:
             try:
                 re.compile(p)

@@ -335,9 +335,11 @@ class Members(WeComContacts):
             await self.store.stock_init(tpl.key, tpl.stock)
 
     async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
-                           *, spend_points: int = 0) -> dict:
+                           *, spend_points: int = 0, audit: dict | None = None) -> dict:
         """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
-        optionally paid with points (兑换). Stock is given back if the member is refused."""
+        optionally paid with points (兑换). Stock is given back if the member is refused.
+        ``audit`` (who issued it, from where) is written to the ledger in the same commit as
+        a ``staff_coupon`` entry."""
         tpl = self.rules.coupons.get(template)
         if tpl is None:
             raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
@@ -356,6 +358,9 @@ class Members(WeComContacts):
         def body(m: Member) -> tuple[dict, list[Entry]]:
             entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
             c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            if audit is not None:
+                more = [*more, Entry("staff_coupon", ts(now), ref=ref,
+                                     data={**audit, "template": tpl.key, "code": c.code})]
             return {"code": c.code, "template": tpl.key, "name": tpl.name,
                     "label": tpl.label(), "valid_until": c.valid_until,
                     "points_spent": spend_points}, entries + more
@@ -449,9 +454,9 @@ class Members(WeComContacts):
 
     # -- staff and housekeeping -------------------------------------------------------------------
     async def adjust_points(self, member_id: str, delta: int, reason: str, staff: str,
-                            now: datetime, *, key: str) -> dict:
+                            now: datetime, *, key: str, via: str = "") -> dict:
         """A staff adjustment with a reason, capped by the rules, written to the ledger."""
-        cap = self.rules.staff["adjust_cap"]
+        cap = self.rules.staff.adjust_cap
         if not reason.strip():
             raise Refusal("adjust_reason", "调整积分必须填写原因")
         if delta == 0 or abs(delta) > cap:
@@ -459,7 +464,8 @@ class Members(WeComContacts):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             audit = Entry("adjust", ts(now), points=0, ref=key,
-                          data={"staff": staff, "reason": reason, "delta": delta})
+                          data={"staff": staff, "reason": reason, "delta": delta,
+                                **({"via": via} if via else {})})
             if delta > 0:
                 more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
             else:

@@ -75,7 +75,8 @@ UNIQUE_KINDS = ("member_code", "openid", "unionid", "external_userid", "invite_c
 class Store(abc.ABC):
     """A member store. Backends: ``sqlite:///path`` and ``redis://host:port/db``."""
 
-    kind: str = "?"
+    kind: str = "?"  # the backend's name: the label of its metrics, shown on /healthz
+    conflicts: int = 0  # version conflicts retried so far (memberbot_store_conflicts_total)
 
     # -- life cycle ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -18,8 +18,8 @@ from aiohttp import web
 from storage import ConflictError
 
 from .. import schema
+from ..context import CTX, Context
 from ..rules.models import Refusal
-from ..web import CTX, Context
 
 log = logging.getLogger("memberbot.api")
 
