@@ -10,23 +10,13 @@ import click
 
 from storage import StoreError
 
+from . import chat, dbcli, importer, report, staff
+from .jobs import cli as jobs_cli
+from .jobs import scheduler as jobs_scheduler
+from .operator import fail, load_settings
 from .rules.config import RulesError
-from .settings import Settings, SettingsError
-
-
-def fail(message: str) -> None:
-    """One line for the operator, non-zero exit, no traceback."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def load_settings() -> Settings:
-    try:
-        settings = Settings.load()
-    except SettingsError as e:
-        fail(str(e))
-    settings.warn_generated()
-    return settings
+from .settings import SettingsError
+from .web import create_app
 
 
 @click.group()
@@ -40,8 +30,6 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
 
     from aiohttp import web
 
-    from .web import create_app
-
     try:
         import uvloop
 
@@ -52,8 +40,6 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            from .jobs import scheduler as jobs_scheduler
-
             jobs_scheduler.attach(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
@@ -107,8 +93,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # The operator commands live with their features; each module adds itself to the group.
-from . import chat, dbcli, importer, report  # noqa: E402
-from .jobs import cli as jobs_cli  # noqa: E402
-
-for _mod in (chat, jobs_cli, report, importer, dbcli):
+for _mod in (chat, jobs_cli, report, importer, dbcli, staff):
     _mod.register(main)

@@ -137,3 +137,24 @@ def parse_scheduler_id(sid: str) -> dict[str, object] | None:
     pid, _, rest = sid.partition("@")
     host = rest.rpartition(":")[0]
     return {"pid": int(pid), "host": host} if pid.isdigit() and host else None
+
+
+def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
+    """A JS-SDK ticket (``jsapi`` for wx.config, ``agent_config`` for wx.agentConfig), shared
+    by every process like the access token."""
+    return f"wecom:ticket:{corp_id}:{agent_id}:{kind}"
+
+
+def sidebar_state(nonce: str) -> str:
+    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    return f"sidebar:state:{nonce}"
+
+
+def sidebar_quota(staff: str, day: str) -> str:
+    """What one staff member adjusted on one day: the daily cap's reservations."""
+    return f"sidebar:quota:{staff}:{day}"
+
+
+def sidebar_coupon(request_id: str) -> str:
+    """A coupon a staff member issued from the sidebar: once per request_id."""
+    return f"staffcoupon:{request_id}"
