@@ -363,8 +363,8 @@ def register(main: Any) -> None:
     @click.option("--external-userid", default="wm_demo_customer", show_default=True)
     def sidebar_seed(staff: str, external_userid: str) -> None:
         """A demo customer for the sales-staff sidebar's preview mode (docs/sidebar.md)."""
-        from .cli import load_settings
         from .offline import run_with_members
+        from .operator import load_settings
 
         async def go(members: Members, now: datetime) -> dict:
             return await seed_demo(members, now, staff=staff, external_userid=external_userid)

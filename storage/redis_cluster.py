@@ -41,10 +41,21 @@ from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
 from bot.rules.models import Change
 
-from .base import ConflictError, LedgerRow, OutboxRow, Step, Store, StoreError, StoreUnavailable
+from .base import (
+    ConflictError,
+    LedgerRow,
+    OutboxRow,
+    OutOfStock,
+    Step,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UniqueTaken,
+)
 from .codec import Codec, dumps, loads
 from .redis import RedisStore, _idx_ops, _terms, _why, outbox_id
 from .redis_cluster_lua import (
+    CLAIM_NEW,
     COMMIT,
     INTENT,
     OUTBOX_CAS,
@@ -143,10 +154,11 @@ class RedisClusterStore(RedisStore):
                         f"{info.get('cluster_slots_ok')} of 16384 slots ok): fix it "
                         "(redis-cli --cluster fix) before starting memberbot")
             scripts = (COMMIT, INTENT, PUBLISH, SETTLE, OUTBOX_CAS, STOCK_TAKE, STOCK_RETURN,
-                       CLAIM, RELEASE, KV_CAS, KV_CAD, INCR_WINDOW)
+                       CLAIM, RELEASE, KV_CAS, KV_CAD, INCR_WINDOW, CLAIM_NEW)
             (self._commit, self._intent, self._publish, self._settle, self._ob_cas,
              self._take, self._return, self._claim, self._release, self._kv_cas,
-             self._kv_cad, self._incr) = (self.client.register_script(s) for s in scripts)
+             self._kv_cad, self._incr, self._claim_new) = (
+                self.client.register_script(s) for s in scripts)
             for s in scripts:  # on every primary, so updates run EVALSHA straight away
                 await self.client.script_load(s)
         except StoreError:
@@ -180,6 +192,38 @@ class RedisClusterStore(RedisStore):
                 ).decode()
 
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
+        # Claims and stock takes live in other slots: they are taken before the commit and
+        # given back if no commit of this update follows (a crash in between leaves them held
+        # by the event's key, so its retry finds them; see docs).
+        held: list[tuple[str, str, str]] = []  # ("C", kind, value) | ("T", template, key)
+        try:
+            return await self._update_once(member_id, step, key, held)
+        except BaseException:
+            for what, a, b in held:
+                if what == "C":
+                    await self._release((f"uq:{a}",), (b, member_id))
+                else:
+                    await self._give_back(a, b)
+            raise
+
+    async def _preconditions(self, member_id: str, change: Change,
+                             held: list[tuple[str, str, str]]) -> None:
+        for kind, value in change.claims:
+            v = self._uval(kind, value)
+            new, owner = await self._claim_new((f"uq:{kind}",), (v, member_id))
+            if owner.decode() != member_id:
+                raise UniqueTaken(kind, value, owner.decode())
+            if new:
+                held.append(("C", kind, v))
+        for template, skey in change.stock_takes:
+            got = await self._take(self._stock_keys(template), (skey,))
+            if not got:
+                raise OutOfStock(template)
+            if got == 2:
+                held.append(("T", template, skey))
+
+    async def _update_once(self, member_id: str, step: Step, key: str | None,
+                           held: list[tuple[str, str, str]]) -> Any:
         keys = self._mkeys(member_id)
         slot = crc_hqx(f"m:{member_id}".encode(), 0) % 16384
         res = await self._commit(keys, (-1, "", "", "", int(key is not None), key or "", "",
@@ -187,6 +231,7 @@ class RedisClusterStore(RedisStore):
         intent = None
         for attempt in range(MAX_TRIES):
             if res[0] == 1:
+                held.clear()  # the key's own commit holds what was taken for it
                 if intent is not None:  # ours stays for a repairer; publish now instead
                     await self._repair(member_id, intent)
                 return loads(res[1])
@@ -200,18 +245,24 @@ class RedisClusterStore(RedisStore):
             if intent is None and (terms is not None or change.entries or change.outbox
                                    or change.stock_returns):
                 intent = await self._raise_intent(member_id)  # before the commit
+            await self._preconditions(member_id, change, held)
             res = await self._commit(keys, args)
             if res[0] == 0:
                 self.commits += 1
+                held.clear()
                 if intent is not None:
                     for template, skey in change.stock_returns:
                         await self._give_back(template, skey)
+                    if change.stock_returns:
+                        await self.client.hdel(keys[4], *(f"{t}|{k}" for t, k in
+                                                          change.stock_returns))
                     obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
                             o.get("status", "pending")] for o in change.outbox]
                     await self._publish_one(member_id, version + 1 if terms else 0, terms,
                                             [r.decode() for r in res[1:]], obs, intent)
                 return change.result
         if res[0] == 1:
+            held.clear()
             return loads(res[1])
         raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
                             "update not committed")
@@ -266,6 +317,8 @@ class RedisClusterStore(RedisStore):
         for r in rets:
             template, _, skey = r.decode().partition("|")
             await self._give_back(template, skey)
+        if rets:
+            await self.client.hdel(sret, *rets)
         ob = [[rid.decode(), (d := loads(raw)).get("n", 0), d["status"]]
               for rid, raw in obs.items()]
         terms = _terms_json(loads(x) or {}) if v is not None else None
@@ -349,7 +402,7 @@ class RedisClusterStore(RedisStore):
         await self.client.set(self._stock_keys(template)[0], remaining)
 
     async def stock_take(self, template: str, key: str) -> bool:
-        return bool(await self._take(self._stock_keys(template), (key,)))
+        return await self._take(self._stock_keys(template), (key,)) > 0
 
     async def stock_return(self, template: str, key: str) -> None:
         await self._give_back(template, key)

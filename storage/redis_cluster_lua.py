@@ -129,13 +129,16 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
-# KEYS: {st:<t>}:n, {st:<t>}:take, {st:<t>}:ret
+# KEYS: {st:<t>}:n, {st:<t>}:take, {st:<t>}:ret. A key holds a unit between its take and its
+# return; a key whose unit went back takes a new one. Returns 2 newly taken, 1 held, 0 none.
 STOCK_TAKE = """
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1
+    and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 0 then return 1 end
 if tonumber(redis.call('GET', KEYS[1]) or '0') <= 0 then return 0 end
 redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-return 1
+redis.call('SREM', KEYS[3], ARGV[1])
+return 2
 """
 
 STOCK_RETURN = """
@@ -144,4 +147,10 @@ then
   redis.call('INCR', KEYS[1])
 end
 return 0
+"""
+
+# KEYS[1]: uq:<kind>. ARGV: value, member id. Returns {1 if newly bound, owner}.
+CLAIM_NEW = """
+local n = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return {n, redis.call('HGET', KEYS[1], ARGV[1])}
 """
