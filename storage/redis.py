@@ -161,14 +161,7 @@ class RedisStore(Store):
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
         try:
-            # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung
-            # one fails fast with StoreUnavailable instead of holding callers.
-            extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
-                "redis") and FastConnection is not None else {}
-            self.client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
-                **extra,
-                retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+            self.client = self._connect()
             await self.client.ping()
             scripts = (COMMIT, CLAIM, RELEASE, STOCK_TAKE, STOCK_RETURN, OUTBOX_CAS,
                        KV_CAS, KV_CAD, INCR_WINDOW)
@@ -183,6 +176,18 @@ class RedisStore(Store):
             await self.close()
             raise StoreError(f"cannot reach Redis at {self.where} ({_why(e)}): start Redis or "
                              "fix MEMBERBOT_STORE") from e
+
+    # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung one
+    # fails fast with StoreUnavailable instead of holding callers.
+    @staticmethod
+    def client_options() -> dict[str, Any]:
+        return dict(socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
+                    retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+
+    def _connect(self) -> aioredis.Redis:
+        extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
+            "redis") and FastConnection is not None else {}
+        return aioredis.Redis.from_url(self.url, **self.client_options(), **extra)
 
     async def close(self) -> None:
         if self._flusher is not None:  # let commits already sent come back
