@@ -10,6 +10,10 @@ from . import keys
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import ts
 
+INVITE_STATE = "inv_"
+CHANNEL_STATES = ("store_", "cmp_")
+MAX_STATE = 30  # WeCom: a contact way's state is at most 30 characters
+
 
 class WeComContacts:
     """Needs the Members internals: store, rules, normalise, _finish, _update, _claim_new."""
@@ -62,6 +66,28 @@ class WeComContacts:
                 pass
         return {**res, "member_id": mid, "linked": existing is not None,
                 "member_code": m.member_code, "coupon": coupon}
+
+    async def attribute_contact(self, member_id: str, state: str, now: datetime) -> dict:
+        """The ``State`` of the contact QR a WeCom contact came by: ``inv_<code>`` binds the
+        invite exactly as the OA's invite QR does (same use case: rewards, caps, refusals);
+        ``store_<id>`` / ``cmp_<campaign>`` are kept as the member's channel (the first one
+        wins). Anything else is ignored."""
+        if state.startswith(INVITE_STATE):
+            try:
+                return {"invite": await self.bind_invite(member_id, state[len(INVITE_STATE):],
+                                                         now)}
+            except Refusal as r:
+                return {"refused": r.code}
+        if not state.startswith(CHANNEL_STATES) or len(state) > MAX_STATE:
+            return {}
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if m.channel:
+                return {"channel": m.channel}, []
+            m.channel = state
+            return {"channel": state}, [Entry("channel", ts(now), data={"channel": state})]
+
+        return await self.run(member_id, now, body, key=keys.channel(member_id))
 
     async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
         """Staff and contact no longer connected (either side deleted the other)."""

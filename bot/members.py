@@ -23,7 +23,7 @@ from . import keys
 from .contacts import WeComContacts
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
-from .rules import coupons, indexes, invites, orders, points, rfm, tiers
+from .rules import coupons, indexes, invites, orders, points, rfm, tiers, wecom_tags
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
@@ -86,6 +86,10 @@ class Members(WeComContacts, ReadModels):
                 outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
                                "data": {"from": e.data["from"], "to": e.data["to"]}})
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
+        # a linked member's new tier or segment becomes one corp-tag mark, in this commit
+        tag = wecom_tags.mark(m, self.rules.tier(m.tier).name)
+        if tag is not None:
+            outbox.append(tag)
         idx = indexes.derive(m, today, self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 

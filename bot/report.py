@@ -74,12 +74,18 @@ def tables(r: dict[str, Any]) -> list[Table]:
     for kind, d in r["pushes"]["delivery"].items():
         conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
 
+    chan = Table(title="渠道（渠道活码添加的会员）", title_justify="left")
+    chan.add_column("渠道")
+    chan.add_column("会员数")
+    for state, n in r["channels"]["by_state"].items():
+        chan.add_row(state, f"{n:,}")
+
     seg = Table(title="RFM 分群（截至期末）", title_justify="left")
     seg.add_column("分群")
     seg.add_column("会员数")
     for s in r["rfm"]:
         seg.add_row(s["segment"], f"{s['members']:,}")
-    return [head, points, coupons, tiers, ops, conf, seg]
+    return [head, points, coupons, tiers, ops, conf, chan, seg]
 
 
 def register(main: click.Group) -> None:

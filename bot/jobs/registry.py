@@ -22,6 +22,7 @@ from . import (
     outbox,
     points_expiry,
     reconcile,
+    tags,
     tier_upgrade,
     wakeup,
     welcome,
@@ -33,7 +34,7 @@ log = logging.getLogger("memberbot.jobs")
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
     demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
-    confirm.JOB, reconcile.JOB,
+    confirm.JOB, reconcile.JOB, tags.JOB,
 )}
 
 

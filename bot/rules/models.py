@@ -98,6 +98,10 @@ class Member:
     rfm: str | None = None
     pushes: dict[str, int] = field(default_factory=dict)  # "kind:period" -> when enqueued
     push_days: dict[str, str] = field(default_factory=dict)  # day -> kind sent that day
+    # channel (渠道) of a WeCom contact: the State of its contact QR (store_<id>, cmp_<name>)
+    channel: str | None = None
+    wecom_tags: dict[str, str] = field(default_factory=dict)  # tags WeCom was asked to mark
+    tag_seq: int = 0  # wecom_tag outbox entries so far
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +117,7 @@ class Member:
         d["invited_rewarded"] = dict(self.invited_rewarded)
         d["pushes"] = dict(self.pushes)
         d["push_days"] = dict(self.push_days)
+        d["wecom_tags"] = dict(self.wecom_tags)
         return d
 
     @classmethod

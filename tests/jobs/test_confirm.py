@@ -111,7 +111,7 @@ async def test_an_uncertain_batch_found_in_wecom_is_adopted_and_not_resent(
     assert listing["creator"] == "staff0" and listing["limit"] <= 100
     assert listing["end_time"] - listing["start_time"] <= 31 * 86400
     assert await statuses(store) == {"created": 3}
-    assert {r.data["msgid"] for r in await store.outbox()} == {msgid}
+    assert {r.data["msgid"] for r in await store.outbox(kind="points_expiry")} == {msgid}
     await deliver(env, NOW)
     assert (await run_kind(env, "reconcile", NOW)).due == 0
     assert len(fake.to(ADD)) == 1  # nothing resent

@@ -32,7 +32,7 @@ EXTRA = Job("extra_kind", "额外", lambda rules: Daily(8, 15), "day", nobody, n
 def test_kinds_come_from_the_job_modules():
     assert registry.kinds() == ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
                                 "demotion_warning", "tier_upgrade", "welcome", "housekeeping",
-                                "outbox", "confirm", "reconcile")
+                                "outbox", "confirm", "reconcile", "tags")
     assert registry.default_priority() == ("demotion_warning", "points_expiry", "wakeup",
                                            "birthday", "member_day", "dormant")
     assert all(registry.job(k).kind == k for k in registry.kinds())
