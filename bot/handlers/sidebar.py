@@ -22,11 +22,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from aiohttp import web
 from markupsafe import Markup
 from yarl import URL
@@ -72,24 +70,13 @@ class Sidebar:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.desk = StaffDesk(ctx.members, ctx.settings)
-        self.wecom: WeComClient | None = None
         self.wall = time.time  # the session clock (tests move it)
         self.key = hashlib.sha256(f"memberbot sidebar v1|{ctx.settings.data_key}"
                                   .encode()).digest()
 
-    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        s = self.ctx.settings
-        session = None
-        secret = s.wecom_agent_secret or s.wecom_secret
-        if s.wecom_corp_id and secret:
-            session = aiohttp.ClientSession()
-            # the sidebar app's own secret (WECOM_AGENT_SECRET) when set: its token signs
-            # getuserinfo and the tickets; a token per secret, shared through the store
-            self.wecom = WeComClient(self.ctx.store, dataclasses.replace(
-                s, wecom_secret=secret), session, problems=self.ctx.problems)
-        yield
-        if session is not None:
-            await session.close()
+    @property
+    def wecom(self) -> WeComClient | None:
+        return self.ctx.sidebar_wecom
 
     # -- signing ---------------------------------------------------------------------------------
     def _mac(self, text: str) -> str:
@@ -324,7 +311,6 @@ SIDEBAR = web.AppKey("sidebar", Sidebar)
 def setup(app: web.Application) -> None:
     sb = Sidebar(app[CTX])
     app[SIDEBAR] = sb
-    app.cleanup_ctx.append(sb.lifespan)
     app.router.add_get("/sidebar", sb.page)
     app.router.add_get("/sidebar/jsapi", sb.jsapi)
     app.router.add_get("/sidebar/api/customer", sb.customer)
