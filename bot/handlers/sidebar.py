@@ -32,7 +32,7 @@ from yarl import URL
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, Context
 from ..rules.models import Refusal
-from ..staff import StaffDesk
+from ..staff import STATE_TTL, StaffDesk
 from ..templating import render_html
 from .admin import STATIC
 
@@ -127,14 +127,21 @@ class Sidebar:
                 f"&response_type=code&scope=snsapi_base&state={quote(state, safe='')}"
                 f"&agentid={quote(s.wecom_agent_id, safe='')}#wechat_redirect")
 
-    def sign_state(self, nonce: str) -> str:
-        return f"{nonce}.{self._mac('state|' + nonce)[:32]}"
+    def new_state(self) -> str:
+        """A signed nonce with its expiry: nothing is stored until it comes back."""
+        body = f"{self.desk.new_nonce()}.{int(self.wall()) + STATE_TTL}"
+        return f"{body}.{self._mac('state|' + body)[:32]}"
 
     async def take_state(self, state: str) -> bool:
-        nonce, _, mac = state.partition(".")
-        if not nonce or not hmac.compare_digest(self._mac("state|" + nonce)[:32], mac):
+        """True once for a state this service signed that has not expired."""
+        parts = state.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
             return False
-        return await self.desk.take_state(nonce)
+        body = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(self._mac("state|" + body)[:32], parts[2]):
+            return False
+        left = int(parts[1]) - self.wall()
+        return left > 0 and await self.desk.use_nonce(parts[0], left)
 
     # -- the page --------------------------------------------------------------------------------
     def _page(self, status: int = 200, **kw: Any) -> web.Response:
@@ -178,7 +185,7 @@ class Sidebar:
         if not (settings.wecom_corp_id and settings.wecom_agent_id):
             return self._page(503, problem="侧边栏未配置：需要 WECOM_CORP_ID 和 WECOM_AGENT_ID / "
                               "set WECOM_CORP_ID and WECOM_AGENT_ID")
-        state = self.sign_state(await self.desk.new_state())
+        state = self.new_state()
         # as built: the redirect_uri stays percent-encoded, as WeCom requires
         raise web.HTTPFound(URL(self.authorize_url(request, state), encoded=True))
 
