@@ -156,7 +156,7 @@ def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
 
 
 def sidebar_state(nonce: str) -> str:
-    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    """An OAuth ``state`` nonce of the sidebar login, marked when it is used (once)."""
     return f"sidebar:state:{nonce}"
 
 
