@@ -92,9 +92,9 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(store_ctx)
     app.router.add_get("/healthz", healthz)
-    from .handlers import admin, api, metrics, oa, wecom  # they import this module
+    from .handlers import admin, api, card, metrics, oa, wecom  # they import this module
 
-    for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
+    for mod in (oa, card, wecom, api, admin, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from datetime import date, datetime
@@ -19,10 +20,13 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics
+from .. import analytics, card_sync, cards
+from ..channels.wechat_card import CardAPI
 from ..rules.models import Refusal
 from ..templating import render_html
 from ..web import CTX, Context
+
+log = logging.getLogger("memberbot.admin")
 
 COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
@@ -193,13 +197,35 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+async def _card(ctx: Context) -> dict[str, Any] | None:
+    """The member card: its QR code, holders, sync backlog and failures."""
+    if ctx.rules.card is None:
+        return None
+    known = await cards.definition(ctx.store)
+    qr, client = None, ctx.extras.get("wechat")
+    if known is not None and client is not None and client.configured:
+        try:
+            qr = await cards.card_qr(ctx.store, CardAPI(client), "admin")
+        except Exception as e:  # the page still shows the rest
+            log.warning("card QR code not created: %s", e)
+    counts = await card_sync.backlog(ctx.store)
+    failures = await ctx.store.outbox(status=card_sync.FAILED, limit=10**6)
+    return {"card_id": known and known["card_id"], "qr": qr,
+            "figures": await analytics.card_figures(ctx.store, ctx.rules),
+            "backlog": counts[card_sync.PENDING] + counts[card_sync.SENDING],
+            "failed": len(failures),
+            "recent": [{"member": r.member_id, "error": r.data.get("error"),
+                        "errmsg": r.data.get("errmsg", "")} for r in failures[-5:]]}
+
+
 @guarded
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
     report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
-                stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
+                stock=await _stock(ctx), jobs=await _jobs(ctx), card=await _card(ctx),
+                csrf=csrf_token(request, sid))
 
 
 def mask_phone(phone: str | None) -> str:

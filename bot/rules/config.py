@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .card import CardDef, CardRulesError
+from .card import parse as parse_card
+
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "points": {
@@ -69,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "rate_limit": {"commands_per_minute": 20},
     "staff": {"adjust_cap": 1000},
+    "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
 }
 
 
@@ -134,6 +138,7 @@ class Rules:
     rate_limit: dict[str, int]
     staff: dict[str, int]
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    card: CardDef | None = None
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -296,8 +301,12 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError(f"push.priority: must list each of {sorted(kinds)} once")
     rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
     staff = _ints(data["staff"], "staff", ["adjust_cap"], minimum=1)
+    try:
+        card = parse_card(data.get("card"), [t.key for t in tiers])
+    except CardRulesError as e:
+        raise RulesError(str(e)) from e
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
-                 rfm, push, rate, staff, raw=data)
+                 rfm, push, rate, staff, raw=data, card=card)
 
 
 def load_rules(path: str | Path | None = None) -> Rules:
