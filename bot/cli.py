@@ -117,8 +117,8 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # The operator commands live with their features; each module adds itself to the group.
-from . import card_cli, chat, importer, report  # noqa: E402
+from . import card_cli, chat, dbcli, importer, report  # noqa: E402
 from .jobs import cli as jobs_cli  # noqa: E402
 
-for _mod in (chat, jobs_cli, report, importer, card_cli):
+for _mod in (chat, jobs_cli, report, importer, dbcli, card_cli):
     _mod.register(main)

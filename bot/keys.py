@@ -1,4 +1,5 @@
-"""Every idempotency key is built here, so one event always maps to one key."""
+"""Every storage key the application builds: idempotency keys (one event always maps to
+one key) and the kv keys of small shared state. Backends lay out their own keys."""
 
 from __future__ import annotations
 
@@ -69,6 +70,62 @@ def wecom_welcome(welcome_code: str) -> str:
 def push_batch(batch_id: str) -> str:
     """The record of one delivery batch (its rows, state, msgid) in the store's kv."""
     return f"outbox:batch:{batch_id}"
+
+
+# -- kv keys: small shared state in the store's kv (locks, caches, marks, counters) ----------
+def job_last(kind: str) -> str:
+    """The last run of job ``kind`` and what it did (JSON), shown by /admin and ``jobs list``."""
+    return f"jobs:last:{kind}"
+
+
+SCHEDULER_LEADER = "scheduler:leader"
+OUTBOX_PAUSED = "outbox:wecom:paused-until"
+
+
+def scheduler_fired(kind: str, instant: str) -> str:
+    """One scheduled instant of a job, claimed once by the leader that runs it."""
+    return f"scheduler:fired:{kind}:{instant}"
+
+
+def admin_revoked(session_id: str) -> str:
+    return f"admin:revoked:{session_id}"
+
+
+def admin_login_tries(remote: str) -> str:
+    return f"admin:login:{remote}"
+
+
+def chat_rate(member_id: str) -> str:
+    """The per-member command counter of the Official Account."""
+    return f"ratelimit:wechat:{member_id}"
+
+
+def invite_qr(scene: str) -> str:
+    """A member's invite QR link, cached for most of its 30-day life."""
+    return f"wechat:qr:{scene}"
+
+
+def unionid_try(member_id: str) -> str:
+    """A unionid look-up tried today for a member (one try a day)."""
+    return f"wechat:unionid-try:{member_id}"
+
+
+def wechat_token(appid: str) -> str:
+    return f"wechat:token:{appid}"
+
+
+def wecom_token(corp_id: str, tag: str) -> str:
+    return f"wecom:token:{corp_id}:{tag}"
+
+
+def token_lock(token_key: str) -> str:
+    """The refresh lock of a shared access token: one process refreshes at a time."""
+    return f"{token_key}:lock"
+
+
+def exchange(message_key: str) -> str:
+    """A coupon bought with points (兑换), once per message."""
+    return f"exchange:{message_key}"
 
 
 # -- the member card (WeChat card wallet) ------------------------------------------------

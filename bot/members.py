@@ -350,7 +350,7 @@ class Members(WeComContacts, CardHolders):
         if not 1 <= item <= len(cat):
             raise Refusal("exchange_unknown_item", f"没有第 {item} 项，发送「兑换」查看可兑换项目")
         it = cat[item - 1]
-        return await self.issue_coupon(member_id, it.coupon, f"exchange:{key}", now,
+        return await self.issue_coupon(member_id, it.coupon, keys.exchange(key), now,
                                        spend_points=it.points)
 
     async def redeem_coupon(self, code: str, order_id: str, amount_fen: int,

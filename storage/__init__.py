@@ -1,4 +1,4 @@
-"""Storage: one contract (:class:`storage.base.Store`), SQLite and Redis backends."""
+"""Storage: one contract (:class:`storage.base.Store`); SQLite, Redis and PostgreSQL backends."""
 
 from __future__ import annotations
 
@@ -35,8 +35,13 @@ def open_store(url: str, data_key: bytes | str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url, codec)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, codec)
     raise StoreError(f"unknown store URL scheme {scheme or url!r} in MEMBERBOT_STORE: use "
-                     "sqlite:///path/to/file.db or redis://host:port/db")
+                     "sqlite:///path/to/file.db, redis://host:port/db or "
+                     "postgresql://user@host:port/db")
 
 
 __all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutboxRow", "Store",

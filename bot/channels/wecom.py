@@ -25,6 +25,7 @@ import orjson
 
 from storage import Store
 
+from .. import keys
 from ..settings import Settings
 from .tokens import SharedToken
 
@@ -96,7 +97,7 @@ class WeComClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         # one token per (corp, secret): the contact secret and an app secret differ
         tag = hashlib.sha256(settings.wecom_secret.encode()).hexdigest()[:12]
-        self._token = SharedToken(store, f"wecom:token:{self.corp_id}:{tag}")
+        self._token = SharedToken(store, keys.wecom_token(self.corp_id, tag))
         self._refused: tuple[float, WeComConfigError] | None = None
 
     @property

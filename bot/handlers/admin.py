@@ -20,8 +20,9 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics, card_sync, cards
+from .. import analytics, card_sync, cards, keys
 from ..channels.wechat_card import CardAPI
+from ..jobs.base import last_run
 from ..rules.models import Refusal
 from ..templating import render_html
 from ..web import CTX, Context
@@ -90,7 +91,7 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
-        if sid is not None and await request.app[CTX].store.kv_get(f"admin:revoked:{sid}"):
+        if sid is not None and await request.app[CTX].store.kv_get(keys.admin_revoked(sid)):
             sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
@@ -121,7 +122,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.store.incr_window(f"admin:login:{request.remote}", 300)
+    tries = await ctx.store.incr_window(keys.admin_login_tries(str(request.remote)), 300)
     if tries > LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
@@ -138,7 +139,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = session(request)
     if sid is not None:  # revoke it on the server too, until it would have expired anyway
-        await request.app[CTX].store.kv_set(f"admin:revoked:{sid}", "1", ttl=SESSION_S)
+        await request.app[CTX].store.kv_set(keys.admin_revoked(sid), "1", ttl=SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
@@ -172,18 +173,8 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
         kinds = FALLBACK_JOBS
     out = []
     for kind in kinds:
-        raw = await ctx.store.kv_get(f"job:last:{kind}") or \
-            await ctx.store.kv_get(f"jobs:last:{kind}")
-        info: dict[str, Any] = {}
-        if raw:
-            try:
-                parsed = json.loads(raw)
-                info = parsed if isinstance(parsed, dict) else {"at": str(parsed)}
-            except ValueError:
-                info = {"at": raw}
-        when = info.get("at") or info.get("finished_at") or info.get("now") or ""
-        rest = {k: v for k, v in info.items() if k not in ("at", "finished_at", "now")}
-        out.append({"kind": kind, "when": when or "never", "ran": bool(raw), "info": rest})
+        when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
+        out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
 
 

@@ -211,7 +211,7 @@ async def _invite_qr(t: Turn, m: Member) -> str | None:
     if client is None or not m.invite_code:
         return None
     scene = INVITE_SCENE + m.invite_code
-    cache = f"wechat:qr:{scene}"
+    cache = keys.invite_qr(scene)
     url = await t.ctx.store.kv_get(cache)
     if url:
         return url

@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine
 
 from storage import Store
 
+from .. import keys
+
 log = logging.getLogger("memberbot.oa")
 
 WINDOW = 60.0
@@ -42,7 +44,7 @@ class CommandLimit:
         w[0] += 1
         if w[0] <= self.quiet:
             return False
-        key = f"ratelimit:wechat:{member_id}"
+        key = keys.chat_rate(member_id)
         own = w[0] - self.quiet  # what this process adds to the store's count, this included
         if max(w[2] + 1, own) + self.quiet < self.limit:
             self.spawn(self._count(key, w))

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .. import keys
+
 log = logging.getLogger("memberbot.oa")
 
 
@@ -63,7 +65,7 @@ class UnionIds:
             m = await self.ctx.members.get(member_id)
             if m is None or m.unionid:
                 return
-            mark = f"wechat:unionid-try:{member_id}"
+            mark = keys.unionid_try(member_id)
             if await store.kv_get(mark) or not await store.kv_set(mark, "1", ttl=86400,
                                                                   only_new=True):
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -86,6 +87,16 @@ class Summary:
         return [head] + [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
 
+    def result(self) -> dict[str, int]:
+        """The figures of the run that are not zero, in the order of :meth:`lines`: what
+        the admin job table shows as the last result."""
+        out = {"due": self.due, "already": self.already, "enqueued": self.enqueued,
+               "sent": self.sent, "skipped": sum(self.skipped.values()),
+               "held": sum(self.held.values()), "unreachable": self.unreachable,
+               "failed": sum(self.failed.values()), "uncertain": self.uncertain,
+               "coupons": self.coupons, "refreshed": self.refreshed}
+        return {k: v for k, v in out.items() if v or k == "due"}
+
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "now": self.now.isoformat(), "dry_run": self.dry_run,
                 "due": self.due, "already": self.already, "enqueued": self.enqueued,
@@ -94,6 +105,21 @@ class Summary:
                 "failed": {str(k): v for k, v in self.failed.items()},
                 "would_send": dict(self.would_send), "refreshed": self.refreshed,
                 "seconds": round(self.seconds, 3)}
+
+
+def last_run(raw: str | None) -> tuple[str, dict[str, Any]]:
+    """When a job last ran and what it did, from its ``keys.job_last`` record (JSON
+    ``{"at": ..., <figure>: n}``; a bare string is the time alone)."""
+    if not raw:
+        return "", {}
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return raw, {}
+    if not isinstance(info, dict):
+        return str(info), {}
+    info = dict(info)
+    return str(info.pop("at", "")), info
 
 
 class Progress:

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from .. import keys
 from . import KINDS, UnknownJob, job
-from .base import Progress, Summary
+from .base import Progress, Summary, last_run
 from .env import Env, open_env
 from .schedule import next_run, run_at
 from .welcome import NothingToRun
@@ -83,9 +84,10 @@ async def listing(settings) -> Table:
             if kind != "welcome":
                 summary = await run_kind(env, kind, now, dry_run=True)
                 due = str(summary.due - summary.already)
-            last = await env.store.kv_get(f"jobs:last:{kind}")
+            at, info = last_run(await env.store.kv_get(keys.job_last(kind)))
+            result = ", ".join(f"{k}={v}" for k, v in info.items())
             table.add_row(kind, s.describe(), nxt.strftime("%Y-%m-%d %H:%M") if nxt else "—",
-                          due, last or "never")
+                          due, f"{at} {result}".strip() if at else "never")
     return table
 
 

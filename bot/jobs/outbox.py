@@ -46,7 +46,6 @@ KIND = "outbox"
 TITLE = "投递（含 tier_upgrade 与被暂缓的消息）"
 PAGE = 10_000
 BATCH_TTL = 7 * 86400
-PAUSE_KEY = "outbox:wecom:paused-until"
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
 SCHEDULED = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
@@ -242,7 +241,7 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
             log.warning("%s batch not sent (%s): kept pending", channel, detail)
             stopped[channel] = detail
             if detail == "rate_limit" and env.wecom is not None:
-                await env.store.kv_set(PAUSE_KEY, str(env.wall() + env.wecom.backoff.cap),
+                await env.store.kv_set(keys.OUTBOX_PAUSED, str(env.wall() + env.wecom.backoff.cap),
                                        ttl=env.wecom.backoff.cap)
             await _revert(env, mine)
             held.update((rid, detail) for rid in mine)
@@ -307,7 +306,7 @@ async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
         summary.held["quiet"] += len(await _pending(env, kinds, held))
         return summary
     stopped: dict[str, str] = {}
-    paused = await env.store.kv_get(PAUSE_KEY)
+    paused = await env.store.kv_get(keys.OUTBOX_PAUSED)
     if paused and float(paused) > env.wall():
         stopped["wecom"] = "rate_limit"
     sem = asyncio.Semaphore(env.concurrency)

@@ -9,6 +9,7 @@ crash never loses or doubles a push: a rerun finds the mark (or the key) and mov
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timedelta
 from types import ModuleType
@@ -188,13 +189,18 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
         await mod.run(env, now, dry_run=dry_run, summary=summary, progress=progress)
     summary.seconds = time.perf_counter() - t0
     if not dry_run:
-        await record_run(env, kind, now, summary.seconds)
+        await record_run(env, summary)
     return summary
 
 
-async def record_run(env: Env, kind: str, now: datetime, seconds: float) -> None:
-    """The job's duration metric and its last run (shown by ``jobs list`` and /admin)."""
-    JOB_SECONDS.labels(kind).observe(seconds)
+async def record_run(env: Env, summary: Summary) -> None:
+    """The job's duration metric and its last run with what it did (``keys.job_last``, shown
+    by ``jobs list`` and the admin job table)."""
+    JOB_SECONDS.labels(summary.kind).observe(summary.seconds)
     ran = datetime.fromtimestamp(env.wall(), env.rules.tz)
-    await env.store.kv_set(f"jobs:last:{kind}", f"{ran:%Y-%m-%d %H:%M}" + (
-        f" (as of {now:%Y-%m-%d})" if ran.date() != now.date() else ""), ttl=400 * 86400)
+    now = summary.now
+    at = f"{ran:%Y-%m-%d %H:%M}" + (f" (as of {now:%Y-%m-%d})" if ran.date() != now.date()
+                                     else "")
+    await env.store.kv_set(keys.job_last(summary.kind),
+                           json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
+                           ttl=400 * 86400)

@@ -25,6 +25,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from .. import keys
 from . import KINDS, job
 from .base import Summary
 from .env import Env, from_context
@@ -34,7 +35,6 @@ from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed
 
 log = logging.getLogger("memberbot.scheduler")
 
-LEADER_KEY = "scheduler:leader"
 LEADER_TTL = 30.0
 HEARTBEAT = 10.0
 GRACE = timedelta(hours=6)
@@ -93,10 +93,10 @@ class Scheduler:
         """Take or keep the leader lock; returns whether this process leads."""
         store = self.env.store
         if self.leader:
-            self.leader = await store.kv_set(LEADER_KEY, self.sid, ttl=self.ttl,
+            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
                                              expect=self.sid)
         if not self.leader:
-            self.leader = await store.kv_set(LEADER_KEY, self.sid, ttl=self.ttl,
+            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
                                              only_new=True)
             if self.leader:
                 log.info("scheduler %s is the leader", self.sid)
@@ -104,7 +104,7 @@ class Scheduler:
 
     async def resign(self) -> None:
         if self.leader:
-            await self.env.store.kv_delete(LEADER_KEY, expect=self.sid)
+            await self.env.store.kv_delete(keys.SCHEDULER_LEADER, expect=self.sid)
             self.leader = False
 
     async def fire(self, kind: str, scheduled: datetime) -> Summary | None:
@@ -112,7 +112,7 @@ class Scheduler:
         run that instant yet."""
         if not self.leader:
             return None
-        claim = f"scheduler:fired:{kind}:{scheduled.astimezone(self.tz).isoformat()}"
+        claim = keys.scheduler_fired(kind, scheduled.astimezone(self.tz).isoformat())
         # a short lease while running, "done" for days after: a run that fails or dies is
         # made up by the next tick's catch-up (every push is keyed, so a rerun sends the rest)
         if not await self.env.store.kv_set(claim, self.sid, ttl=RUN_LEASE, only_new=True):
@@ -147,7 +147,8 @@ class Scheduler:
             now = self.clock()
             t0 = time.perf_counter()
             summary = await deliver(self.env, now)
-            await record_run(self.env, "outbox", now, time.perf_counter() - t0)
+            summary.seconds = time.perf_counter() - t0
+            await record_run(self.env, summary)
             return summary
 
     async def _fire_now(self, kind: str) -> None:

@@ -398,3 +398,28 @@ async def test_report_counts_holders_and_activation(carded):
     await carded.take("o_other", "C-9")
     fig = await analytics.card_figures(carded.bot.store, carded.bot.ctx.rules)
     assert (fig["holders"], fig["activated"], fig["activation_rate"]) == (2, 1, 0.5)
+
+
+async def test_admin_shows_the_qr_holders_backlog_and_failures(make_bot, fake_api, card_rules,
+                                                               clock):
+    bot = await make_bot(rules=card_rules, admin_password="pw-for-the-card-test")
+    page = await bot.client.post("/admin/login", data={"password": "pw-for-the-card-test",
+                                                       "next": "/admin"})
+    text = await page.text()
+    assert "微信会员卡" in text and "memberbot card create" in text  # not created yet
+    await cards.create_card(bot.store, CardAPI(bot.ctx.extras["wechat"]), card_rules, clock())
+    c = Card(bot, fake_api, clock)
+    m = await activated(c)
+    await c.take("o_2", "C-2")
+    await c.sync.stop()
+    await bot.ctx.members.adjust_points(m.id, 5, "x", "alice", clock(), key="adm1")
+    text = await (await bot.client.get("/admin")).text()
+    assert 'data-card-qr' in text and "showqrcode?ticket=CARDTICKETadmin" in text
+    assert re.search(r'data-card="holders">2<', text)
+    assert re.search(r'data-card="activated">1<', text)
+    assert re.search(r'data-card="backlog">1<', text)
+    fake_api.fail_next(40099)
+    await c.sync.drain()
+    text = await (await bot.client.get("/admin")).text()
+    assert re.search(r'data-card="failed">1<', text) and "40099" in text
+    assert re.search(r'data-card="backlog">0<', text)
