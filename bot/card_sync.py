@@ -123,13 +123,25 @@ class CardSync:
                 if await self.store.outbox_set(r.id, status, data, expect=exp):
                     break
 
+    async def _claim(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Take the rows (compare-and-set): one a sender that held the lock before us has
+        settled meanwhile is not taken again."""
+        out = []
+        for r in rows:
+            if r.status == PENDING:
+                ok = await self.store.outbox_set(r.id, SENDING, {"by": self.sid},
+                                                 expect=PENDING)
+            else:  # left in flight by a sender that died: WeChat may have shown its delta
+                ok = await self.store.outbox_set(r.id, SENDING, {"by": self.sid,
+                                                                 "uncertain": True},
+                                                 expect=SENDING)
+                r.data["uncertain"] = True
+            if ok:
+                out.append(r)
+        return out
+
     async def _send_member(self, mid: str, rows: list[OutboxRow]) -> str:
-        # re-read under the lock: a sender that held it may have settled these rows
-        fresh = {r.id: r for r in await self.store.outbox(status=PENDING, limit=PAGE)
-                 if r.member_id == mid}
-        fresh.update({r.id: r for r in await self.store.outbox(status=SENDING, limit=PAGE)
-                      if r.member_id == mid})
-        rows = sorted(fresh.values(), key=lambda r: r.data["seq"])
+        rows = await self._claim(sorted(rows, key=lambda r: r.data["seq"]))
         if not rows:
             return "none"
         sent = int(await self.store.kv_get(keys.card_sync_sent(mid)) or 0)
@@ -144,12 +156,6 @@ class CardSync:
         if m is None or m.card_code != last.data["code"]:
             await self._settle(rows, SKIPPED, {"reason": "unbound"})
             return "unbound"
-        for r in rows:
-            if r.status == PENDING:
-                await self.store.outbox_set(r.id, SENDING, {"by": self.sid}, expect=PENDING)
-            else:  # left in flight by a sender that died: WeChat may have shown its delta
-                r.data["uncertain"] = True
-                await self.store.outbox_set(r.id, SENDING, {"uncertain": True})
         activate = any(r.data.get("activate") for r in rows)
         try:
             if activate:

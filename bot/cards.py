@@ -42,17 +42,23 @@ class CardHolders:
         return self.rules.tier(m.tier).name
 
     async def bind_card(self, member_id: str, card_id: str, code: str, now: datetime, *,
-                        channel: str = "", key: str) -> dict:
-        """``user_get_card``: the card code belongs to the member from now on."""
+                        channel: str = "", restored: bool = False, key: str) -> dict:
+        """``user_get_card``: the card code belongs to the member from now on. A restored
+        card (taken back from the wallet's history) is active as it was."""
 
-        def body(m: Member) -> tuple[dict, list[Entry]]:
+        def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
             again = m.card_code == code and m.card_id == card_id
+            outbox = []
             if not again:
+                was_active = m.card_active
                 m.card_id, m.card_code, m.card_channel = card_id, code, channel or None
                 m.card_got_at, m.card_active = ts(now), False
-            return ({"card_code": code, "again": again},
-                    [] if again else [Entry("card_get", ts(now), ref=code,
-                                            data={"card_id": card_id, "channel": channel})])
+                if restored and (was_active or m.profile_rewarded):
+                    bal = points.balance(m, local_day(now, self.rules.tz))
+                    outbox.append(card.restore(m, bal, self._tier_name(m)))
+            entries = [] if again else [Entry("card_get", ts(now), ref=code, data={
+                "card_id": card_id, "channel": channel, "restored": restored})]
+            return {"card_code": code, "again": again}, entries, outbox
 
         return await self.run(member_id, now, body, key=keys.card_event(key))
 

@@ -53,7 +53,9 @@ async def user_get_card(t: Turn) -> None:
     code, card_id = f.get("UserCardCode", ""), f.get("CardId", "")
     if code and card_id:
         await t.members.bind_card(t.member_id, card_id, code, t.now,
-                                  channel=f.get("OuterStr", "")[:64], key=t.msg.dedup_key)
+                                  channel=f.get("OuterStr", "")[:64],
+                                  restored=f.get("IsRestoreMemberCard") == "1",
+                                  key=t.msg.dedup_key)
     return None
 
 

@@ -239,3 +239,15 @@ def activate(m: Member, balance: int, tier_name: str) -> dict:
                      "activate": True, "membership_number": m.member_code, "bonus": balance,
                      "add_bonus": 0, "record": "", "tier": m.tier, "tier_name": tier_name,
                      "tier_changed": True}}
+
+
+def restore(m: Member, balance: int, tier_name: str) -> dict:
+    """A card taken back from the wallet's history (``IsRestoreMemberCard``): it is active as
+    before; send the whole state again, without a delta (nothing changed for the member)."""
+    m.card_active = True
+    m.card_seq += 1
+    m.card_bonus, m.card_tier = balance, m.tier
+    return {"kind": OUTBOX_KIND, "period": f"{m.card_seq:010d}", "status": OUTBOX_STATUS,
+            "data": {"seq": m.card_seq, "code": m.card_code, "card_id": m.card_id,
+                     "bonus": balance, "add_bonus": 0, "record": RECORD_DEFAULT,
+                     "tier": m.tier, "tier_name": tier_name, "tier_changed": True}}

@@ -228,6 +228,12 @@ async def test_delete_unbinds_keeps_data_and_update_member_card_is_recorded(card
     ghost = await carded.event("o_ghost", "user_del_card", CardId=carded.card_id,
                                UserCardCode="X")
     assert ghost.success and await carded.bot.member("o_ghost") is None
+    # taken back from the wallet's history: active again, the whole state sent, no delta
+    await carded.event("o_card", "user_get_card", CardId=carded.card_id, UserCardCode=CODE,
+                       OuterStr="", IsRestoreMemberCard="1")
+    (body,) = await carded.updates(1)
+    assert (body["bonus"], body["add_bonus"], body["custom_field_value1"]) == (60, 0, "普通会员")
+    assert (await carded.bot.member("o_card")).card_active
 
 
 # -- 4. sync ---------------------------------------------------------------------------------
