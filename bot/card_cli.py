@@ -14,6 +14,7 @@ from .channels.wechat import WeChatAPIError, WeChatClient
 from .channels.wechat_card import CardAPI
 from .members import Members
 from .offline import OperatorError, run_with_members
+from .operator import load_settings
 from .rules.models import Refusal
 from .settings import Settings
 
@@ -49,8 +50,6 @@ def register(main: click.Group) -> None:
     @card_group.command("create")
     def create() -> None:
         """Create the card from the rules file's [card] (once) and set its activation form."""
-        from .cli import load_settings
-
         async def go(members: Members, api: CardAPI, now: datetime) -> dict:
             res = await cards.create_card(members.store, api, members.rules, now)
             res["qr"] = await cards.card_qr(members.store, api, "admin")
@@ -68,8 +67,6 @@ def register(main: click.Group) -> None:
     @card_group.command("show")
     def show() -> None:
         """The card id kept in the store and its status at WeChat."""
-        from .cli import load_settings
-
         async def go(members: Members, api: CardAPI, now: datetime) -> dict | None:
             known = await cards.definition(members.store)
             if known is None:
@@ -86,8 +83,6 @@ def register(main: click.Group) -> None:
     @card_group.command("update")
     def update() -> None:
         """Push the rules file's changed [card] to WeChat (card/update)."""
-        from .cli import load_settings
-
         async def go(members: Members, api: CardAPI, now: datetime) -> dict:
             return await cards.update_card(members.store, api, members.rules)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from storage.base import Store
+from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
 from .cards import CardHolders
@@ -90,16 +90,22 @@ class Members(WeComContacts, CardHolders):
         return Change(m, result, entries, outbox, idx, returns)
 
     async def run(self, member_id: str, now: datetime, body: Body, *,
-                  key: str | None = None) -> Any:
-        """Apply ``body`` to an existing member in one atomic, idempotent step."""
+                  key: str | None = None, claims: tuple[tuple[str, str], ...] = (),
+                  takes: tuple[tuple[str, str], ...] = ()) -> Any:
+        """Apply ``body`` to an existing member in one atomic, idempotent step.
+
+        ``claims`` (kind, value) are bound to the member and ``takes`` (template, key) take
+        their unit of stock by the same commit, or the store refuses it whole."""
 
         def step(m: Member | None) -> Change:
             if m is None:
                 raise Refusal("member_not_found", "未找到会员", member_id=member_id)
             entries, returns = self.normalise(m, now)
             out = body(m)  # (result, entries) or (result, entries, outbox entries)
-            return self._finish(m, now, out[0], entries + out[1], returns,
-                                out[2] if len(out) > 2 else None)
+            change = self._finish(m, now, out[0], entries + out[1], returns,
+                                  out[2] if len(out) > 2 else None)
+            change.claims, change.stock_takes = list(claims), list(takes)
+            return change
 
         return await self._update(member_id, step, key)
 
@@ -311,9 +317,11 @@ class Members(WeComContacts, CardHolders):
             await self.store.stock_init(tpl.key, tpl.stock)
 
     async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
-                           *, spend_points: int = 0) -> dict:
+                           *, spend_points: int = 0, audit: dict | None = None) -> dict:
         """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
-        optionally paid with points (兑换). Stock is given back if the member is refused."""
+        optionally paid with points (兑换). Stock is given back if the member is refused.
+        ``audit`` (who issued it, from where) is written to the ledger in the same commit as
+        a ``staff_coupon`` entry."""
         tpl = self.rules.coupons.get(template)
         if tpl is None:
             raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
@@ -326,23 +334,34 @@ class Members(WeComContacts, CardHolders):
         coupons.check_issue(m, tpl)
         if await self.store.stock(template) is None:
             await self.store.stock_init(template, tpl.stock)
-        if not await self.store.stock_take(template, ref):
-            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
         code = await self._claim_new(
             "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
             c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            if audit is not None:
+                more = [*more, Entry("staff_coupon", ts(now), ref=ref,
+                                     data={**audit, "template": tpl.key, "code": c.code})]
             return {"code": c.code, "template": tpl.key, "name": tpl.name,
                     "label": tpl.label(), "valid_until": c.valid_until,
                     "points_spent": spend_points}, entries + more
 
         try:
-            return await self.run(member_id, now, body, key=ref)
+            # the coupon and its unit of stock are one commit: a refused or retried issue
+            # never takes a unit it does not keep
+            res = await self.run(member_id, now, body, key=ref, takes=((template, ref),))
+        except OutOfStock:
+            res = None
         except Refusal:
-            await self.store.stock_return(template, ref)
+            await self.store.release("coupon_code", code, member_id)
             raise
+        if res is None:
+            await self.store.release("coupon_code", code, member_id)
+            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
+        if res["code"] != code:  # a concurrent retry of the same ref issued it
+            await self.store.release("coupon_code", code, member_id)
+        return res
 
     async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
         """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
@@ -365,9 +384,14 @@ class Members(WeComContacts, CardHolders):
         def body(m: Member) -> tuple[dict, list[Entry]]:
             c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
             return {"code": c.code, "order_id": order_id, "discount_fen": off,
-                    "member_code": m.member_code, "template": c.template}, entries
+                    "member_code": m.member_code, "template": c.template,
+                    "amount_fen": amount_fen}, entries
 
-        return await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        res = await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        if res.get("amount_fen", amount_fen) != amount_fen:  # a replay with another amount
+            raise Refusal("coupon_conflict", "该优惠券已按另一金额用于此订单", code=code,
+                          amount_fen=res["amount_fen"])
+        return res
 
     # -- orders --------------------------------------------------------------------------------
     async def record_order(self, member_id: str, order_id: str, amount_fen: int,
@@ -379,30 +403,42 @@ class Members(WeComContacts, CardHolders):
             holder = await self.store.lookup("coupon_code", coupon_code.strip().upper())
             if holder is not None and holder != member_id:
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
-        owner = await self.store.claim("order", order_id, member_id)
-        if owner != member_id:
+        if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
-        res = await self.run(member_id, now, lambda m: orders.record(
-            m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-            coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
-            key=keys.order(order_id))
+        try:
+            # only the commit that records the order binds its id: a refused one leaves it free
+            res = await self.run(member_id, now, lambda m: orders.record(
+                m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
+                key=keys.order(order_id), claims=(("order", order_id),))
+        except UniqueTaken as e:
+            raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:
+        """Refund once per ``refund_id``; refund ids are unique across members, and only a
+        recorded refund binds its id."""
         mid = await self.store.lookup("order", order_id)
         if mid is None:
             raise Refusal("order_not_found", "未找到该订单", order_id=order_id)
-        return await self.run(mid, now, lambda m: orders.refund(
-            m, order_id, refund_id, amount_fen, now, self.rules), key=keys.refund(refund_id))
+        conflict = Refusal("refund_conflict", "退款单号已存在且内容不同", refund_id=refund_id)
+        if await self.store.lookup("refund", refund_id) not in (None, mid):
+            raise conflict
+        try:
+            return await self.run(mid, now, lambda m: orders.refund(
+                m, order_id, refund_id, amount_fen, now, self.rules), key=keys.refund(refund_id),
+                claims=(("refund", refund_id),))
+        except UniqueTaken as e:
+            raise conflict from e
 
     # -- staff and housekeeping -------------------------------------------------------------------
     async def adjust_points(self, member_id: str, delta: int, reason: str, staff: str,
-                            now: datetime, *, key: str) -> dict:
+                            now: datetime, *, key: str, via: str = "") -> dict:
         """A staff adjustment with a reason, capped by the rules, written to the ledger."""
-        cap = self.rules.staff["adjust_cap"]
+        cap = self.rules.staff.adjust_cap
         if not reason.strip():
             raise Refusal("adjust_reason", "调整积分必须填写原因")
         if delta == 0 or abs(delta) > cap:
@@ -410,7 +446,8 @@ class Members(WeComContacts, CardHolders):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             audit = Entry("adjust", ts(now), points=0, ref=key,
-                          data={"staff": staff, "reason": reason, "delta": delta})
+                          data={"staff": staff, "reason": reason, "delta": delta,
+                                **({"via": via} if via else {})})
             if delta > 0:
                 more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
             else:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .base import ConflictError, LedgerRow, OutboxRow, Store, StoreError, StoreUnavailable
+from .base import (
+    ConflictError,
+    LedgerRow,
+    OutboxRow,
+    OutOfStock,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UniqueTaken,
+)
 from .codec import Codec
 
 DEFAULT_URL = "sqlite:///./data/memberbot.db"
@@ -44,5 +53,5 @@ def open_store(url: str, data_key: bytes | str) -> Store:
                      "postgresql://user@host:port/db")
 
 
-__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutboxRow", "Store",
-           "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",
+           "Store", "StoreError", "StoreUnavailable", "UniqueTaken", "open_store"]

@@ -25,10 +25,12 @@ from .base import (
     ConflictError,
     LedgerRow,
     OutboxRow,
+    OutOfStock,
     Step,
     Store,
     StoreError,
     StoreUnavailable,
+    UniqueTaken,
     outbox_id,
 )
 from .codec import Codec, dumps, loads
@@ -211,6 +213,13 @@ class PostgresStore(Store):
                     res = await c.fetchval(COMMIT_SQL, *args)
                 except asyncpg.SerializationError:
                     continue  # the same key committed by another writer: read its result
+                except asyncpg.PostgresError as e:  # a precondition: nothing was written
+                    if e.sqlstate == "MBU01":
+                        raise UniqueTaken(e.hint, self._claimed(change, e.hint),
+                                          e.detail) from None
+                    if e.sqlstate == "MBS01":
+                        raise OutOfStock(e.detail) from None
+                    raise
                 if res == 0:
                     self.commits += 1
                     return change.result
@@ -248,7 +257,13 @@ class PostgresStore(Store):
             [o.get("status", "pending") for o in obs],
             [dumps(o.get("data", {})).decode() for o in obs],
             [t for t, _ in change.stock_returns], [k for _, k in change.stock_returns],
+            [k for k, _ in change.claims], [self._uval(k, v) for k, v in change.claims],
+            [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
         ]
+
+    @staticmethod
+    def _claimed(change: Change, kind: str) -> str:
+        return next((v for k, v in change.claims if k == kind), "")
 
     async def count_members(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM members")
@@ -318,20 +333,7 @@ class PostgresStore(Store):
             template, remaining)
 
     async def stock_take(self, template: str, key: str) -> bool:
-        try:
-            async with self.pool.acquire() as c, c.transaction():
-                # the log row first: a concurrent take of the same key waits on it, then
-                # sees it
-                if await c.fetchval("INSERT INTO stock_log (template, key, dir) VALUES "
-                                    "($1,$2,'take') ON CONFLICT DO NOTHING RETURNING 1",
-                                    template, key) is None:
-                    return True
-                if await c.fetchval("UPDATE stock SET remaining=remaining-1 WHERE "
-                                    "template=$1 AND remaining>0 RETURNING 1", template) is None:
-                    raise _NoStockError  # rolls the log row back with it
-                return True
-        except _NoStockError:
-            return False
+        return await self.pool.fetchval("SELECT memberbot_stock_take($1, $2)", template, key)
 
     async def stock_return(self, template: str, key: str) -> None:
         await self.pool.execute("SELECT memberbot_stock_return($1, $2)", template, key)
@@ -423,12 +425,8 @@ class PostgresStore(Store):
         await self.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
 
 
-class _NoStockError(Exception):
-    pass
-
-
 COMMIT_SQL = ("SELECT memberbot_commit($1,$2,$3,$4,$5::jsonb,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
-              "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)")
+              "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)")
 
 # Every contract call answers an outage with one StoreUnavailable line ("busy, retry").
 for _name in Store.__abstractmethods__ - {"open", "close", "ping"}:

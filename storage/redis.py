@@ -45,10 +45,12 @@ from .base import (
     ConflictError,
     LedgerRow,
     OutboxRow,
+    OutOfStock,
     Step,
     Store,
     StoreError,
     StoreUnavailable,
+    UniqueTaken,
     outbox_id,
 )
 from .codec import Codec, dumps, loads
@@ -243,6 +245,10 @@ class RedisStore(Store):
             if res[0] == 0:
                 self.commits += 1
                 return change.result
+            if res[0] == 3:  # a precondition failed: nothing was written
+                raise UniqueTaken(res[1].decode(), res[2].decode(), res[3].decode())
+            if res[0] == 4:
+                raise OutOfStock(res[1].decode())
         if res[0] == 1:
             return loads(res[1])
         raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
@@ -315,6 +321,10 @@ class RedisStore(Store):
                                "updated_at": now, "data": ob.get("data", {})}).decode())
         for template, skey in change.stock_returns:
             ops += ("R", template, skey, "")
+        for kind, value in change.claims:
+            ops += ("C", kind, self._uval(kind, value), "")
+        for template, skey in change.stock_takes:
+            ops += ("T", template, skey, "")
         args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 

@@ -22,10 +22,12 @@ from markupsafe import Markup
 
 from .. import analytics, card_sync, cards, keys
 from ..channels.wechat_card import CardAPI
+from ..context import CTX, Context
 from ..jobs.base import last_run
+from ..jobs.registry import JOBS
 from ..rules.models import Refusal
+from ..staff import StaffDesk
 from ..templating import render_html
-from ..web import CTX, Context
 
 log = logging.getLogger("memberbot.admin")
 
@@ -33,8 +35,6 @@ COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
 LOGIN_TRIES = 10  # per client address per 5 minutes
 STATIC = Path(__file__).resolve().parent.parent / "static"
-FALLBACK_JOBS = ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
-                 "demotion_warning", "tier_upgrade", "welcome", "housekeeping", "outbox")
 HEADERS = {
     "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -167,12 +167,8 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 
 
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
-    try:
-        from ..jobs import KINDS as kinds
-    except ImportError:
-        kinds = FALLBACK_JOBS
     out = []
-    for kind in kinds:
+    for kind in JOBS:
         when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
         out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
@@ -193,8 +189,8 @@ async def _card(ctx: Context) -> dict[str, Any] | None:
     if ctx.rules.card is None:
         return None
     known = await cards.definition(ctx.store)
-    qr, client = None, ctx.extras.get("wechat")
-    if known is not None and client is not None and client.configured:
+    qr, client = None, ctx.oa
+    if known is not None and client is not None:
         try:
             qr = await cards.card_qr(ctx.store, CardAPI(client), "admin")
         except Exception as e:  # the page still shows the rest
@@ -282,11 +278,25 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
 
 
+@guarded
+async def audit(request: web.Request, sid: str) -> web.Response:
+    """Staff actions from the sidebar (points adjustments, coupons), newest first."""
+    ctx = request.app[CTX]
+    try:
+        days = max(1, min(int(request.query.get("days") or 30), 3660))
+    except ValueError:
+        days = 30
+    staff = request.query.get("staff", "").strip()
+    rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
+    return page("audit.html", rows=rows, days=days, staff=staff)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
+    app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_static("/admin/static", STATIC, append_version=False)

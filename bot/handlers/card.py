@@ -15,9 +15,9 @@ from aiohttp import web
 from .. import cards
 from ..card_sync import CardSync
 from ..channels.wechat_card import CardAPI
+from ..context import CTX, Context
 from ..rules import tiers
 from ..templating import render
-from ..web import CTX, Context
 from .commands import Turn, router
 
 log = logging.getLogger("memberbot.card")
@@ -94,15 +94,14 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
     """The card sender of this process: started after the OA client exists, and draining
     what a crashed process left as soon as it starts."""
     ctx: Context = app[CTX]
-    client = ctx.extras.get("wechat")
+    client = ctx.oa
     sync = None
-    if ctx.rules.card is not None and client is not None and client.configured:
+    if ctx.rules.card is not None and client is not None:
         sync = CardSync(ctx.store, ctx.members, CardAPI(client),
-                        notify_points=ctx.rules.card.notify_points, clock=ctx.now,
-                        **ctx.extras.get("card_sync_options", {}))
+                        notify_points=ctx.rules.card.notify_points, clock=ctx.now)
         ctx.members.on_card = sync.wake
         sync.start()
-        ctx.extras["card_sync"] = sync
+        ctx.card_sync = sync
     elif ctx.rules.card is not None:
         ctx.problems["card_sync"] = ("[card] is configured but WECHAT_APPID/WECHAT_APPSECRET "
                                      "are not: the card is not kept in sync")
@@ -110,7 +109,7 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
     if sync is not None:
         ctx.members.on_card = None
         await sync.stop()
-        ctx.extras.pop("card_sync", None)
+        ctx.card_sync = None
 
 
 def setup(app: web.Application) -> None:

@@ -13,9 +13,10 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from .. import keys
+from ..channels.wechat import WeChatClient
+from ..context import Context
 from ..rules import points, tiers
 from ..rules.models import Member, Refusal
 from ..rules.timeutil import from_ts, local_day
@@ -31,7 +32,7 @@ INVITE_SCENE = "inv_"
 class Turn:
     """One member's message being answered."""
 
-    ctx: Any  # bot.web.Context
+    ctx: Context
     msg: Incoming
     member_id: str
     now: datetime
@@ -48,9 +49,8 @@ class Turn:
         return self.ctx.rules
 
     @property
-    def wechat(self):
-        client = self.ctx.extras.get("wechat")
-        return client if client is not None and client.configured else None
+    def wechat(self) -> WeChatClient | None:
+        return self.ctx.oa
 
     def day(self, t: int) -> str:
         return from_ts(t, self.rules.tz).date().isoformat()

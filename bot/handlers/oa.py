@@ -21,11 +21,11 @@ from storage import StoreError
 
 from .. import keys
 from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
+from ..context import CTX, MAX_BODY, Context
 from ..rules.models import Change, Refusal
 from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
-from ..web import CTX, MAX_BODY, Context
 from . import card, commands
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
@@ -102,22 +102,14 @@ class OfficialAccount:
 
     @property
     def wechat(self) -> WeChatClient | None:
-        return self.ctx.extras.get("wechat")
+        return self.ctx.wechat
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        own = "wechat" not in self.ctx.extras
-        session = None
-        if own:
-            session = aiohttp.ClientSession()
-            self.ctx.extras["wechat"] = WeChatClient(self.ctx.store, self.ctx.settings, session)
         yield
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=5)
             for t in pending:
                 t.cancel()
-        if session is not None:
-            await session.close()
-            self.ctx.extras.pop("wechat", None)
 
     def spawn(self, coro: Coroutine) -> asyncio.Task:
         task = asyncio.create_task(coro)

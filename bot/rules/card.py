@@ -32,7 +32,7 @@ RECORDS = {
     "exchange": "积分兑换",
     "expire": "积分过期",
     "reverse": "退款扣回积分",
-    "refund": "退款退回积分",
+    "restore": "退款退回积分",
     "invitee": "邀请奖励",
     "inviter": "邀请奖励",
     "profile": "完善资料奖励",
@@ -200,6 +200,10 @@ def prerogative(card: CardDef, tiers: Any) -> str:
 # -- sync -----------------------------------------------------------------------------------
 def record(entries: list[Entry]) -> str:
     """Why the points changed, in at most 14 characters."""
+    if any(e.kind == "refund" for e in entries):  # points taken back and paid-with returned
+        return "退款退回积分" if sum(e.points for e in entries) > 0 else "退款扣回积分"
+    if any(e.kind == "order" for e in entries):  # points earned, and maybe some paid with
+        return RECORDS["purchase"]
     texts = []
     for e in entries:
         if not e.points:

@@ -66,13 +66,13 @@ class Card:
 
     @property
     def sync(self) -> card_sync.CardSync:
-        return self.bot.ctx.extras["card_sync"]
+        return self.bot.ctx.card_sync
 
 
 @pytest.fixture
 async def carded(make_bot, fake_api, card_rules, clock):
     bot = await make_bot(rules=card_rules)
-    api = CardAPI(bot.ctx.extras["wechat"])
+    api = CardAPI(bot.ctx.wechat)
     res = await cards.create_card(bot.store, api, card_rules, clock())
     assert res["created"]
     return Card(bot, fake_api, clock)
@@ -141,7 +141,7 @@ async def test_create_makes_a_member_card_sets_the_form_and_keeps_the_id(carded,
     known = await cards.definition(carded.bot.store)
     assert known["card_id"] == carded.card_id
     # a second create keeps the card; update pushes the definition
-    client = CardAPI(carded.bot.ctx.extras["wechat"])
+    client = CardAPI(carded.bot.ctx.wechat)
     again = await cards.create_card(carded.bot.store, client, card_rules, clock())
     assert not again["created"] and len(api.to("/card/create")) == 1
     await cards.update_card(carded.bot.store, client, card_rules)
@@ -176,7 +176,7 @@ async def test_without_a_card_section_nothing_changes(bot, fake_api):
     card = await bot.wx.text("o_n", "会员卡")
     assert "会员码" in card.content and "http" not in card.content
     assert not [c for c in fake_api.calls if c.path.startswith("/card/")]
-    assert "card_sync" not in bot.ctx.extras
+    assert bot.ctx.card_sync is None
 
 
 # -- 3. events -------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ async def test_a_crash_between_commit_and_call_is_sent_once_after_restart(make_b
                                                                         card_rules, clock,
                                                                         tmp_path):
     first = await make_bot(rules=card_rules)
-    await cards.create_card(first.store, CardAPI(first.ctx.extras["wechat"]), card_rules,
+    await cards.create_card(first.store, CardAPI(first.ctx.wechat), card_rules,
                             clock())
     c = Card(first, fake_api, clock)
     m = await activated(c)
@@ -335,7 +335,7 @@ async def test_a_crash_between_commit_and_call_is_sent_once_after_restart(make_b
     await asyncio.sleep(0.3)
     assert len(fake_api.to("/card/membercard/updateuser")) == 1
     assert (body["bonus"], body["add_bonus"]) == (60, 10)
-    assert second.ctx.extras["card_sync"] is not None
+    assert second.ctx.card_sync is not None
     rows = await second.store.outbox(status=card_sync.SENT, limit=100)
     assert len([r for r in rows if r.kind == "card"]) == 3  # activation + two coalesced
 
@@ -413,7 +413,7 @@ async def test_admin_shows_the_qr_holders_backlog_and_failures(make_bot, fake_ap
                                                        "next": "/admin"})
     text = await page.text()
     assert "微信会员卡" in text and "memberbot card create" in text  # not created yet
-    await cards.create_card(bot.store, CardAPI(bot.ctx.extras["wechat"]), card_rules, clock())
+    await cards.create_card(bot.store, CardAPI(bot.ctx.wechat), card_rules, clock())
     c = Card(bot, fake_api, clock)
     m = await activated(c)
     await c.take("o_2", "C-2")
