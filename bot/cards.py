@@ -7,15 +7,18 @@ sync sends); deleting the card unbinds it and keeps the member's data.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from . import keys
+from . import analytics, card_sync, keys
 from .rules import card, points, profile
 from .rules.models import Entry, Member, Refusal
 from .rules.timeutil import local_day, ts
+
+log = logging.getLogger("memberbot.card")
 
 FORM_FLAGS = {"USER_FORM_INFO_FLAG_MOBILE": "phone", "USER_FORM_INFO_FLAG_BIRTHDAY": "birthday",
               "USER_FORM_INFO_FLAG_SEX": "gender"}
@@ -109,6 +112,37 @@ class CardHolders:
                                              data={"reason": reason})]
 
         return await self.run(member_id, now, body, key=keys.card_event(key))
+
+    # -- the card itself (module functions below), for handlers and commands -----------------
+    async def card_definition(self) -> dict | None:
+        return await definition(self.store)
+
+    async def create_card(self, api: Any, now: datetime) -> dict:
+        return await create_card(self.store, api, self.rules, now)
+
+    async def update_card(self, api: Any) -> dict:
+        return await update_card(self.store, api, self.rules)
+
+    async def card_qr(self, api: Any, outer_str: str, code: str | None = None) -> str | None:
+        return await card_qr(self.store, api, outer_str, code)
+
+    async def card_overview(self, api: Any | None) -> dict:
+        """What /admin shows: the card, its QR code, holders, sync backlog and failures."""
+        known = await definition(self.store)
+        qr = None
+        if known is not None and api is not None:
+            try:
+                qr = await card_qr(self.store, api, "admin")
+            except Exception as e:  # the page still shows the rest
+                log.warning("card QR code not created: %s", e)
+        counts = await card_sync.backlog(self.store)
+        failures = await self.store.outbox(status=card_sync.FAILED, limit=10**6)
+        return {"card_id": known and known["card_id"], "qr": qr,
+                "figures": await analytics.card_figures(self.store, self.rules),
+                "backlog": counts[card_sync.PENDING] + counts[card_sync.SENDING],
+                "failed": len(failures),
+                "recent": [{"member": r.member_id, "error": r.data.get("error"),
+                            "errmsg": r.data.get("errmsg", "")} for r in failures[-5:]]}
 
     async def card_updated(self, member_id: str, code: str, data: dict, now: datetime, *,
                            key: str) -> dict:

@@ -35,6 +35,16 @@ def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
 
 
+def invite_undo(invitee_id: str) -> str:
+    """A bind that closed an invite cycle, reversed on the invitee's side."""
+    return f"invite_undo:{invitee_id}"
+
+
+def invite_graph_lease() -> str:
+    """The short lease binds hold while they read the inviter chain and commit (kv)."""
+    return "lease:invite-graph"
+
+
 def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
 

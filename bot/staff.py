@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import click
+
 from storage import ConflictError
 
 from . import keys
@@ -24,6 +26,8 @@ from .channels.wecom import WeComClient, WeComError, jsapi_signature
 from .jobs.base import coupon_facts, message_context
 from .jobs.registry import JOBS
 from .members import Members
+from .offline import run_with_members
+from .operator import load_settings
 from .rules import points, tiers
 from .rules.config import StaffRole
 from .rules.models import Member, Refusal
@@ -355,17 +359,12 @@ async def seed_demo(members: Members, now: datetime, *, staff: str,
             "preview": f"/sidebar?preview_member={m.member_code}&preview_staff={staff}"}
 
 
-def register(main: Any) -> None:
-    import click
-
+def register(main: click.Group) -> None:
     @main.command("sidebar-seed")
     @click.option("--staff", required=True, help="the WeCom userid who follows the customer")
     @click.option("--external-userid", default="wm_demo_customer", show_default=True)
     def sidebar_seed(staff: str, external_userid: str) -> None:
         """A demo customer for the sales-staff sidebar's preview mode (docs/sidebar.md)."""
-        from .offline import run_with_members
-        from .operator import load_settings
-
         async def go(members: Members, now: datetime) -> dict:
             return await seed_demo(members, now, staff=staff, external_userid=external_userid)
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics, card_sync, cards, keys
+from .. import keys
 from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..jobs.base import last_run
@@ -91,7 +91,7 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
-        if sid is not None and await request.app[CTX].store.kv_get(keys.admin_revoked(sid)):
+        if sid is not None and await request.app[CTX].members.cached(keys.admin_revoked(sid)):
             sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
@@ -122,7 +122,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.store.incr_window(keys.admin_login_tries(str(request.remote)), 300)
+    tries = await ctx.members.count(keys.admin_login_tries(str(request.remote)), 300)
     if tries > LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
@@ -139,7 +139,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = session(request)
     if sid is not None:  # revoke it on the server too, until it would have expired anyway
-        await request.app[CTX].store.kv_set(keys.admin_revoked(sid), "1", ttl=SESSION_S)
+        await request.app[CTX].members.cache(keys.admin_revoked(sid), "1", SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
@@ -169,7 +169,7 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
     out = []
     for kind in JOBS:
-        when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
+        when, info = last_run(await ctx.members.cached(keys.job_last(kind)))
         out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
 
@@ -177,7 +177,7 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
-        remaining = await ctx.store.stock(tpl.key)
+        remaining = await ctx.members.stock_left(tpl.key)
         rows.append({"key": tpl.key, "name": tpl.name, "label": tpl.label(), "total": tpl.stock,
                      "remaining": remaining,
                      "taken": None if remaining is None else tpl.stock - remaining})
@@ -188,28 +188,14 @@ async def _card(ctx: Context) -> dict[str, Any] | None:
     """The member card: its QR code, holders, sync backlog and failures."""
     if ctx.rules.card is None:
         return None
-    known = await cards.definition(ctx.store)
-    qr, client = None, ctx.oa
-    if known is not None and client is not None:
-        try:
-            qr = await cards.card_qr(ctx.store, CardAPI(client), "admin")
-        except Exception as e:  # the page still shows the rest
-            log.warning("card QR code not created: %s", e)
-    counts = await card_sync.backlog(ctx.store)
-    failures = await ctx.store.outbox(status=card_sync.FAILED, limit=10**6)
-    return {"card_id": known and known["card_id"], "qr": qr,
-            "figures": await analytics.card_figures(ctx.store, ctx.rules),
-            "backlog": counts[card_sync.PENDING] + counts[card_sync.SENDING],
-            "failed": len(failures),
-            "recent": [{"member": r.member_id, "error": r.data.get("error"),
-                        "errmsg": r.data.get("errmsg", "")} for r in failures[-5:]]}
+    return await ctx.members.card_overview(CardAPI(ctx.oa) if ctx.oa is not None else None)
 
 
 @guarded
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
-    report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
+    report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), card=await _card(ctx),
                 csrf=csrf_token(request, sid))

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import cards
 from ..card_sync import CardSync
 from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
@@ -39,7 +38,7 @@ async def member_card(t: Turn) -> str:
     api = card_api(t)
     if t.rules.card is not None and api is not None:
         try:  # a QR code that gives this member's card: card code = member code
-            qr = await cards.card_qr(t.ctx.store, api, "chat", m.member_code)
+            qr = await t.members.card_qr(api, "chat", m.member_code)
         except Exception as e:  # the member code alone still works at the counter
             log.warning("card QR for member %s not created: %s", m.id, e)
     return render("replies/card.j2", member_code=m.member_code,
