@@ -414,7 +414,8 @@ class RedisClusterStore(RedisStore):
     # -- ledger and outbox --------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         def wanted(r: LedgerRow) -> bool:
             return (r.id > after_id and (since is None or r.at >= since)
                     and (until is None or r.at < until) and (not kinds or r.kind in kinds))
@@ -422,7 +423,12 @@ class RedisClusterStore(RedisStore):
         limit = max(limit, 0)
         if member_id is not None:
             rows = await self.client.lrange(self._mkeys(member_id)[2], 0, -1)
-            return [r for r in map(_ledger_row, rows) if wanted(r)][:limit]
+            found = [r for r in map(_ledger_row, rows) if wanted(r)]
+            return (found[::-1] if newest_first else found)[:limit]
+        if newest_first:  # the shards merged in id order, then read from the end
+            every = await self.ledger(since=since, until=until, kinds=kinds,
+                                      after_id=after_id, limit=2**62)
+            return every[::-1][:limit]
         await self._repair_all()
         # a k-way merge of the shards' rows in id order, each shard read in chunks
         chunk = limit if since is None and until is None and not kinds else LEDGER_CHUNK
