@@ -10,7 +10,7 @@ import click
 
 from storage import StoreError
 
-from . import chat, dbcli, importer, report, staff
+from . import card_cli, chat, dbcli, importer, report, staff
 from .jobs import cli as jobs_cli
 from .jobs import scheduler as jobs_scheduler
 from .operator import fail, load_settings
@@ -93,5 +93,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # The operator commands live with their features; each module adds itself to the group.
-for _mod in (chat, jobs_cli, report, importer, dbcli, staff):
+for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli):
     _mod.register(main)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from storage import Store
 
+from .card_sync import CardSync
 from .channels.wechat import WeChatClient
 from .channels.wecom import WeComClient
 from .members import Members
@@ -39,6 +40,7 @@ class Context:
     wechat: WeChatClient | None = None
     wecom: WeComClient | None = None
     wecom_agent: WeComClient | None = None  # the sidebar app's (WECOM_AGENT_SECRET)
+    card_sync: CardSync | None = None  # the member card's sender, when [card] is configured
     problems: dict[str, str] = field(default_factory=dict)
 
     def now(self) -> datetime:
