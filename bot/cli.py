@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import sys
 from multiprocessing import Process
@@ -60,15 +59,14 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
-    logging.basicConfig(level=os.environ.get("MEMBERBOT_LOG", "INFO"),
+    logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} (store: "
-                        f"{settings.store_url.split('@')[-1]}); "
+                        f"memberbot serving on http://{host}:{port} ({settings.loaded()}); "
                         f"health: http://{host}:{port}/healthz", err=True))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))

@@ -246,12 +246,19 @@ _RESULTS: dict[str, dict[str, Any]] = {
     "RefundResult": {"order_id": "string", "refund_id": "string", "refunded_fen": "integer",
                      "order_refunded_fen": "integer", "points_reversed": "integer",
                      "balance": "integer", "debt": "integer", "tier": "string",
-                     "grace_until": ["integer", "null"]},
+                     "grace_until": {"type": ["string", "null"], "format": "date-time",
+                                     "description": "end of the tier's grace period, ISO 8601"}},
     "RedeemResult": {"code": "string", "order_id": "string", "discount_fen": "integer",
                      "member_code": "string", "template": "string"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
-                   "expiring_on": ["string", "null"], "coupons": "array",
+                   "expiring_on": {"type": ["string", "null"], "format": "date",
+                                   "description": "the day the soonest points expire"},
+                   "coupons": {"type": "array", "items": {"type": "object", "properties": {
+                       "code": {"type": "string"}, "template": {"type": "string"},
+                       "name": {"type": "string"},
+                       "valid_until": {"type": "string", "format": "date-time",
+                                       "description": "last valid instant, ISO 8601"}}}},
                    "segment": ["string", "null"], "tags": "array", "opted_out": "boolean",
                    "followed": "boolean", "progress": "object"},
     "Error": {"code": "string", "message": "string", "field": ["string", "null"],
@@ -263,7 +270,9 @@ SIGNING = (
     "off) and `X-Memberbot-Signature`: hex HMAC-SHA256 with the shared secret "
     "(MEMBERBOT_API_SECRET) over `timestamp + \"\\n\" + METHOD + \"\\n\" + path + \"\\n\" + "
     "body`, where path is the request path as sent, without the query string, and body the "
-    "raw request body (empty for GET). Without a configured secret every call is refused.")
+    "raw request body (empty for GET). Without a configured secret every call is refused. "
+    "Every time in a request or a response is ISO 8601 (`2026-11-25T10:00:00+08:00`; a day "
+    "is `2026-11-25`); JSON is UTF-8 with Chinese as itself.")
 
 # (method, path, operation id, summary, body, path parameter, result schema)
 OPERATIONS: tuple[tuple[str, str, str, str, Body | None, Field | None, str], ...] = (
@@ -283,8 +292,8 @@ def openapi(version: str = "0.1.0") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the store API, built from the declarations above."""
     schemas: dict[str, Any] = {b.name: b.schema() for b in (ORDER, REFUND, REDEEM)}
     for name, props in _RESULTS.items():
-        schemas[name] = {"type": "object",
-                         "properties": {k: {"type": v} for k, v in props.items()}}
+        schemas[name] = {"type": "object", "properties": {
+            k: v if isinstance(v, dict) else {"type": v} for k, v in props.items()}}
     schemas["Error"]["required"] = ["code", "message"]
     paths: dict[str, Any] = {}
     for method, path, op_id, summary, body, param, result in OPERATIONS:

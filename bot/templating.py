@@ -1,22 +1,38 @@
 """The one template loader: compiled, cached jinja2 templates from ``bot/templates``.
 
 Operators may override any template by putting a file of the same relative name under
-``MEMBERBOT_TEMPLATES`` (a folder); it is searched first.
+``MEMBERBOT_TEMPLATES`` (a folder); it is searched first. The folder comes from the settings
+(environment or ``.env``): :func:`use` is called once by whatever opens the settings.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 
+_overrides: str | None = None
+
+
+def use(folder: str | None) -> None:
+    """Search ``folder`` (the settings' ``templates``) before the built-in templates."""
+    global _overrides
+    if folder != _overrides:
+        _overrides = folder
+        environment.cache_clear()
+        html_environment.cache_clear()
+
+
+def overrides() -> str | None:
+    return _overrides
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     loaders = []
-    extra = os.environ.get("MEMBERBOT_TEMPLATES")
+    extra = _overrides
     if extra:
         loaders.append(FileSystemLoader(extra))
     loaders.append(PackageLoader("bot", "templates"))

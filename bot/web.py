@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from . import templating
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings, rules_for
@@ -44,6 +46,20 @@ def system_clock(tz: ZoneInfo) -> Callable[[], datetime]:
     return lambda: datetime.now(tz)
 
 
+def dumps(data: Any) -> str:
+    """JSON as people and store systems read it: Chinese as itself, not ``\\uXXXX``."""
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+def iso(t: int | None, tz: ZoneInfo) -> str | None:
+    """A unix instant as ISO 8601 in the calendar zone: the API's only way to say a time."""
+    return None if t is None else datetime.fromtimestamp(t, tz).isoformat()
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
     """Nobody sees a stack trace: store outages are 503, anything else a plain 500."""
@@ -53,12 +69,12 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
         raise
     except StoreUnavailable as e:
         log.warning("store unavailable on %s: %s", request.path, e)
-        return web.json_response({"code": "store_unavailable",
+        return json_response({"code": "store_unavailable",
                                   "message": "系统繁忙，请稍后再试 / service busy, retry later"},
                                  status=503)
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        return web.json_response({"code": "internal_error",
+        return json_response({"code": "internal_error",
                                   "message": "系统繁忙，请稍后再试 / internal error"}, status=500)
 
 
@@ -66,7 +82,7 @@ async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     store = await ctx.store.ping()
     ok = bool(store.get("ok")) and not ctx.problems
-    return web.json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
+    return json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
                               "problems": ctx.problems}, status=200 if ok else 503)
 
 
@@ -74,6 +90,7 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
                clock: Callable[[], datetime] | None = None) -> web.Application:
     """The whole HTTP service. Without ``store``, it is opened from ``settings`` on start."""
     rules = rules or rules_for(settings)
+    templating.use(settings.templates)
     tz = rules.tz
     own_store = store is None
     store = store or open_store(settings.store_url, settings.data_key)

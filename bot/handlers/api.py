@@ -19,7 +19,7 @@ from storage import ConflictError
 
 from .. import schema
 from ..rules.models import Refusal
-from ..web import CTX, Context
+from ..web import CTX, Context, iso, json_response
 
 log = logging.getLogger("memberbot.api")
 
@@ -69,11 +69,11 @@ def error(code: str, zh: str | None = None, *, field: str | None = None,
         body["field"] = field
     if detail:
         body["detail"] = detail
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)
 
 
 def bad(e: schema.BadField) -> web.Response:
-    return web.json_response({"code": "bad_request", "message": f"{e.zh} / {e.en}",
+    return json_response({"code": "bad_request", "message": f"{e.zh} / {e.en}",
                               "field": e.field}, status=400)
 
 
@@ -152,7 +152,7 @@ async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Re
         store_id=body["store_id"], coupon_code=(body.get("coupon_code") or "").upper() or None,
         points_used=body.get("points_used", 0), body_hash=schema.order_hash(body))
     res = {k: v for k, v in res.items() if k != "body_hash"}
-    return web.json_response(res)
+    return json_response(res)
 
 
 @signed
@@ -171,7 +171,7 @@ async def refund_order(request: web.Request, ctx: Context, raw: bytes) -> web.Re
     if res["order_id"] != order_id or (
             "amount_fen" in body and res["refunded_fen"] != body["amount_fen"]):
         return error("refund_conflict", detail={"refund_id": body["refund_id"]})
-    return web.json_response(res)
+    return json_response({**res, "grace_until": iso(res.get("grace_until"), ctx.rules.tz)})
 
 
 @signed
@@ -184,7 +184,7 @@ async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.R
             return error("coupon_owner")
     res = await ctx.members.redeem_coupon(code, body["order_id"], body["amount_fen"],
                                           ctx.now())
-    return web.json_response(res)
+    return json_response(res)
 
 
 @signed
@@ -194,7 +194,7 @@ async def get_member(request: web.Request, ctx: Context, raw: bytes) -> web.Resp
     m = await ctx.members.get(mid) if mid else None
     if m is None:
         return error("member_not_found", detail={"member_code": code})
-    return web.json_response(member_view(ctx, m))
+    return json_response(member_view(ctx, m))
 
 
 def member_view(ctx: Context, m: Any) -> dict[str, Any]:
@@ -205,7 +205,9 @@ def member_view(ctx: Context, m: Any) -> dict[str, Any]:
         "member_code": card["member_code"], "tier": prog["tier"], "tier_name": prog["tier_name"],
         "balance": card["balance"], "debt": card["debt"],
         "expiring_points": card["expiring_points"], "expiring_on": card["expiring_on"],
-        "coupons": card["coupons"], "segment": card["rfm"], "tags": card["tags"],
+        "coupons": [{**c, "valid_until": iso(c["valid_until"], ctx.rules.tz)}
+                    for c in card["coupons"]],
+        "segment": card["rfm"], "tags": card["tags"],
         "opted_out": card["opted_out"], "followed": card["followed"],
         "progress": {k: v for k, v in prog.items() if k != "benefits"},
     }
@@ -215,7 +217,7 @@ OPENAPI = web.AppKey("openapi", dict)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 @web.middleware

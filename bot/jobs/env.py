@@ -7,7 +7,6 @@ its own (:func:`open_env`).
 from __future__ import annotations
 
 import importlib.util
-import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,15 +18,11 @@ import aiohttp
 
 from storage import Store, open_store
 
+from .. import templating
 from ..channels.wecom import WeComClient
 from ..members import Members
 from ..rules.config import Rules
 from ..settings import Settings, rules_for
-
-
-def default_lease() -> float:
-    """Seconds a batch in flight is presumed alive before another sender resolves it."""
-    return float(os.environ.get("MEMBERBOT_OUTBOX_LEASE", "60"))
 
 
 @dataclass
@@ -40,7 +35,7 @@ class Env:
     oa: Any = None  # bot.channels.wechat.WeChatClient (send_template) when configured
     problems: dict[str, str] = field(default_factory=dict)
     wall: Callable[[], float] = time.time  # leases compare real time, never a job's as-of
-    lease: float = field(default_factory=default_lease)
+    lease: float = 60.0  # seconds a batch in flight is presumed alive (MEMBERBOT_OUTBOX_LEASE)
     concurrency: int = 8  # batches in flight at once; member steps are 32 at a time
     sid: str = field(default_factory=lambda: secrets.token_hex(6))
 
@@ -74,7 +69,8 @@ def from_context(ctx: Any, session: aiohttp.ClientSession) -> Env:
     oa = None
     if ctx.settings.wechat_template_id:
         oa = ctx.extras.get("wechat") or make_oa(ctx.store, ctx.settings, session)
-    return Env(ctx.settings, ctx.rules, ctx.store, ctx.members, wecom, oa, ctx.problems)
+    return Env(ctx.settings, ctx.rules, ctx.store, ctx.members, wecom, oa, ctx.problems,
+               lease=ctx.settings.outbox_lease)
 
 
 @asynccontextmanager
@@ -82,6 +78,7 @@ async def open_env(settings: Settings, *, store: Store | None = None,
                    rules: Rules | None = None) -> AsyncIterator[Env]:
     """Open the store and API clients of ``settings`` for one command."""
     rules = rules or rules_for(settings)
+    templating.use(settings.templates)
     own = store is None
     store = store or open_store(settings.store_url, settings.data_key)
     if own:
@@ -91,7 +88,8 @@ async def open_env(settings: Settings, *, store: Store | None = None,
             problems: dict[str, str] = {}
             yield Env(settings, rules, store, Members(store, rules),
                       make_wecom(store, settings, session, problems),
-                      make_oa(store, settings, session), problems)
+                      make_oa(store, settings, session), problems,
+                      lease=settings.outbox_lease)
     finally:
         if own:
             await store.close()
