@@ -35,6 +35,11 @@ def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
 
 
+def invite_notice(invitee_id: str) -> str:
+    """Marks the customer-service message telling an inviter of the reward as sent."""
+    return f"notice:invite:{invitee_id}"
+
+
 def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
 

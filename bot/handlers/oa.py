@@ -21,7 +21,7 @@ from storage import StoreError
 
 from .. import keys
 from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
-from ..rules.models import Change, Refusal
+from ..rules.models import Refusal
 from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
@@ -253,7 +253,7 @@ class OfficialAccount:
             if kind not in NOT_LIMITED and await self.limit.exceeded(mid):
                 return render("replies/rate_limited.j2")  # not stored: a retry may pass
             turn = commands.Turn(ctx, msg, mid, now, arg=arg, registration=registration,
-                                 memo=self._memo)
+                                 memo=self._memo, spawn=self.spawn)
             try:
                 text = await handler(turn)
             except Refusal as e:
@@ -264,7 +264,8 @@ class OfficialAccount:
                 # the reply is a function of the use case's keyed result and this message's
                 # key, so every copy computes the same text: nothing to store
                 return Recomputed(text) if text else None
-        stored = await store.update(mid, lambda _m: Change(None, text or ""), key=key)
+        stored = await ctx.members.keep_reply(mid, key, now,
+                                              lambda notes: commands.with_notices(text, notes))
         return stored or None
 
     async def _touch(self, mid: str, now: datetime) -> None:
