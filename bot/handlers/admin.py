@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from .. import analytics, keys
 from ..jobs.base import last_run
+from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..templating import render_html
 from ..web import CTX, Context
@@ -191,12 +192,6 @@ async def dashboard(request: web.Request, sid: str) -> web.Response:
     report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
-
-
-def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return "—"
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 @guarded

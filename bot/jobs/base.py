@@ -56,6 +56,8 @@ class Summary:
     coupon_refused: Counter = field(default_factory=Counter)
     cleaned: Counter = field(default_factory=Counter)  # housekeeping: what it settled
     report: str = "pushes"  # or "cleaning": which figures lines() prints
+    show: int = 0  # a dry run keeps this many rendered messages (``samples``) to print
+    samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -109,6 +111,15 @@ class Summary:
         width = max(len(k) for k, _ in rows)
         return [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
+
+    def previews(self) -> list[str]:
+        """The sample messages of a dry run with whom they are for (masked)."""
+        out: list[str] = []
+        for i, s in enumerate(sorted(self.samples, key=lambda s: s["member"]), 1):
+            out.append(f"--- {i}/{len(self.samples)} member {s['member']} ({s['tier']}), "
+                       f"phone {s['phone']}: {s['via']}")
+            out += s["text"].splitlines()
+        return out
 
     def result(self) -> dict[str, int]:
         """The figures of the run that are not zero, in the order of :meth:`lines`: what

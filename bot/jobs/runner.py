@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import keys
+from ..masking import mask_code, mask_phone
 from ..metrics import JOB_SECONDS
 from ..rules.config import Rules
 from ..rules.models import Entry, Member, Refusal
@@ -131,14 +132,23 @@ async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool
     facts = {**d.facts, "coupon": coupon}
     text = render_push(mod.KIND, facts, m, env.rules)
     if dry_run:
+        via = ""
         if status != "ok":
             summary.skipped[status] += 1
+            via = f"not sent ({status})"
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
+            via = "unreachable"
         elif quiet:
             summary.held["quiet"] += 1
+            via = "held until quiet hours end"
         else:
             summary.would_send[r[0]] += 1
+            via = f"via {r[0]}"
+        if len(summary.samples) < summary.show:
+            summary.samples.append({"member": mask_code(m.member_code),
+                                    "tier": env.rules.tier(m.tier).name,
+                                    "phone": mask_phone(m.phone), "via": via, "text": text})
         return
     data = {"facts": facts, "text": text, "day": local_day(now, env.rules.tz).isoformat()}
     try:
@@ -176,11 +186,11 @@ async def run_push(env: Env, mod: ModuleType, now: datetime, *, dry_run: bool,
 
 
 async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
-                   progress: Progress | None = None) -> Summary:
+                   progress: Progress | None = None, show: int = 0) -> Summary:
     """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
-    and counts, and writes nothing)."""
+    and counts, and writes nothing; it keeps ``show`` rendered messages)."""
     mod = job(kind)
-    summary = Summary(kind, now, dry_run)
+    summary = Summary(kind, now, dry_run, show=show if dry_run else 0)
     progress = progress or Progress()
     t0 = time.perf_counter()
     if kind in PUSH_KINDS:
