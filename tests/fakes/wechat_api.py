@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ class FakeWeChatAPI:
     _seq: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     base: str = ""
+    menu: dict[str, Any] | None = None  # what menu/create set, as menu/get answers it
+    _loop: Any = None
+    _thread: Any = None
 
     def fail_next(self, errcode: int) -> None:
         """The next API call (not a token fetch) answers ``errcode``."""
@@ -70,6 +74,8 @@ class FakeWeChatAPI:
                      "/cgi-bin/qrcode/create"):
             app.router.add_post(path, self.api)
         app.router.add_get("/cgi-bin/user/info", self.api)
+        app.router.add_post("/cgi-bin/menu/create", self.api)
+        app.router.add_get("/cgi-bin/menu/get", self.api)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -82,6 +88,28 @@ class FakeWeChatAPI:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def start_thread(self) -> str:
+        """Serve from a thread of its own, for tests that run ``memberbot`` commands."""
+        ready = threading.Event()
+
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self.close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self.base
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
     async def _record(self, request: web.Request) -> Call:
         raw = await request.read()
         call = Call(request.path, dict(request.query), orjson.loads(raw) if raw else None, raw)
@@ -89,6 +117,13 @@ class FakeWeChatAPI:
         if self.delay:
             await asyncio.sleep(self.delay)
         return call
+
+    def _create_menu(self, body: dict[str, Any]) -> dict[str, Any]:
+        err = _check_menu(body)
+        if err is not None:
+            return err
+        self.menu = _as_menu_get(body)
+        return {"errcode": 0, "errmsg": "ok"}
 
     async def token(self, request: web.Request) -> web.Response:
         call = await self._record(request)
@@ -117,6 +152,12 @@ class FakeWeChatAPI:
             if openid in self.unionids:
                 info["unionid"] = self.unionids[openid]
             return web.json_response(info)
+        if call.path == "/cgi-bin/menu/create":
+            return web.json_response(self._create_menu(call.body or {}))
+        if call.path == "/cgi-bin/menu/get":
+            if self.menu is None:
+                return web.json_response({"errcode": 46003, "errmsg": "menu no exist"})
+            return web.json_response({"menu": self.menu})
         if call.path == "/cgi-bin/qrcode/create":
             scene = call.body["action_info"]["scene"]["scene_str"]
             return web.json_response({"ticket": f"TICKET/{scene}==", "expire_seconds":
@@ -126,3 +167,47 @@ class FakeWeChatAPI:
             return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": 1000 + len(
                 self.calls)})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+
+def _button_error(b: dict[str, Any], sub: bool) -> dict[str, Any] | None:
+    """WeChat's documented limits: name ≤ 16 bytes (top) / 60 bytes (sub), click key ≤ 128
+    bytes, view url ≤ 1024 bytes."""
+    name = str(b.get("name", ""))
+    if not name or len(name.encode()) > (60 if sub else 16):
+        return {"errcode": 40018, "errmsg": "invalid button name size"}
+    kind = b.get("type")
+    if kind == "click" and not 0 < len(str(b.get("key", "")).encode()) <= 128:
+        return {"errcode": 40019, "errmsg": "invalid button key size"}
+    if kind == "view" and not 0 < len(str(b.get("url", "")).encode()) <= 1024:
+        return {"errcode": 40055, "errmsg": "invalid button url domain"}
+    if kind not in ("click", "view", "miniprogram"):
+        return {"errcode": 40017, "errmsg": "invalid button type"}
+    return None
+
+
+def _check_menu(body: dict[str, Any]) -> dict[str, Any] | None:
+    buttons = body.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return {"errcode": 40016, "errmsg": "invalid button size"}
+    for b in buttons:
+        subs = b.get("sub_button")
+        if subs:
+            if len(subs) > 5:
+                return {"errcode": 40023, "errmsg": "invalid sub button size"}
+            if not b.get("name") or len(str(b["name"]).encode()) > 16:
+                return {"errcode": 40018, "errmsg": "invalid button name size"}
+            for sb in subs:
+                err = _button_error(sb, True)
+                if err:
+                    return err
+        else:
+            err = _button_error(b, False)
+            if err:
+                return err
+    return None
+
+
+def _as_menu_get(body: dict[str, Any]) -> dict[str, Any]:
+    # menu/get answers every button with a sub_button list (empty for a leaf)
+    return {"button": [{**b, "sub_button": [dict(sb) for sb in b.get("sub_button") or []]}
+                       for b in body["button"]]}
