@@ -131,3 +131,12 @@ def token_lock(token_key: str) -> str:
 def exchange(message_key: str) -> str:
     """A coupon bought with points (兑换), once per message."""
     return f"exchange:{message_key}"
+
+
+def webhook_state(name: str) -> str:
+    """One webhook endpoint's cursor in the ledger and its delivery figures."""
+    return f"webhook:{name}"
+
+
+def webhook_lock(name: str) -> str:
+    return f"webhook:{name}:lock"

@@ -113,6 +113,9 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
+    from . import webhooks
+
+    webhooks.setup(app, ctx)  # after the store: its lifespan uses the opened store
     return app
 
 

@@ -250,6 +250,11 @@ class PostgresStore(Store):
             [t for t, _ in change.stock_returns], [k for _, k in change.stock_returns],
         ]
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        rows = await self.pool.fetch("SELECT key, result FROM idem WHERE member_id=$1",
+                                     member_id)
+        return {r[0]: loads(r[1]) for r in rows}
+
     async def count_members(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM members")
 

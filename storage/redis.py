@@ -318,6 +318,10 @@ class RedisStore(Store):
         args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        raw = await self.client.hgetall(self._keys(member_id)[1])
+        return {k.decode(): loads(v) for k, v in raw.items()}
+
     async def count_members(self) -> int:
         return await self.client.zcard("members")
 

@@ -245,6 +245,23 @@ class SQLiteStore(Store):
         if rows:
             c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)", rows)
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        rows = self._r.execute("SELECT key, result FROM idem WHERE member_id=? ORDER BY at",
+                               (member_id,)).fetchall()
+        return {k: loads(r) for k, r in rows}
+
+    def online_backup(self, dest: str) -> int:
+        """Copy the database to ``dest`` with SQLite's online backup API: one consistent
+        snapshot while writers go on (WAL). Returns the pages copied."""
+        src = sqlite3.connect(self.path, timeout=30)
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+            return dst.execute("PRAGMA page_count").fetchone()[0]
+        finally:
+            dst.close()
+            src.close()
+
     async def count_members(self) -> int:
         return self._r.execute("SELECT COUNT(*) FROM members").fetchone()[0]
 

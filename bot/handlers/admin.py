@@ -15,6 +15,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 from markupsafe import Markup
@@ -175,6 +176,21 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
+async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
+    from ..webhooks import WEBHOOKS
+
+    delivery = ctx.extras.get(WEBHOOKS)
+    if delivery is None:
+        return []
+    out = []
+    for ep in delivery.endpoints:
+        st = await delivery.state(ep)
+        u = urlparse(ep.url)
+        out.append({"name": ep.name, "url": f"{u.scheme}://{u.netloc}{u.path}",
+                    "events": ep.events, **st})
+    return out
+
+
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
@@ -191,7 +207,8 @@ async def dashboard(request: web.Request, sid: str) -> web.Response:
     as_of, days, error = _period(request, ctx)
     report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
-                stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
+                stock=await _stock(ctx), jobs=await _jobs(ctx), webhooks=await _webhooks(ctx),
+                csrf=csrf_token(request, sid))
 
 
 @guarded

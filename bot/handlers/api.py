@@ -17,7 +17,7 @@ from aiohttp import web
 
 from storage import ConflictError
 
-from .. import schema
+from .. import changes, schema
 from ..rules.models import Refusal
 from ..web import CTX, Context, iso, json_response
 
@@ -101,7 +101,7 @@ async def authenticate(request: web.Request, ctx: Context) -> tuple[bytes, web.R
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return b"", error("body_too_large")
-    if not signature_ok(secret, ts, request.method, request.rel_url.raw_path, body, sig):
+    if not signature_ok(secret, ts, request.method, request.rel_url.raw_path_qs, body, sig):
         return b"", error("bad_signature")
     return body, None
 
@@ -197,6 +197,22 @@ async def get_member(request: web.Request, ctx: Context, raw: bytes) -> web.Resp
     return json_response(member_view(ctx, m))
 
 
+@signed
+async def list_changes(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    q = request.query
+    cursor_s, limit_s = q.get("cursor", "") or "0", q.get("limit", "") or "100"
+    if not schema.CURSOR.fullmatch(cursor_s):
+        raise schema.BadField("cursor", "参数 cursor 无效", "cursor must be the cursor of an "
+                              "earlier answer (digits), or empty to start")
+    if not limit_s.isascii() or not limit_s.isdigit() or not 1 <= int(limit_s) <= 1000:
+        raise schema.BadField("limit", "参数 limit 必须在 1 到 1000 之间",
+                              "limit must be a whole number from 1 to 1000")
+    limit = int(limit_s)
+    events, after = await changes.read(ctx.store, ctx.rules.tz, int(cursor_s), limit)
+    return json_response({"events": events, "cursor": str(after),
+                          "more": len(events) >= limit})
+
+
 def member_view(ctx: Context, m: Any) -> dict[str, Any]:
     """What store systems may see: no internal id, no phone, no birthday."""
     card = ctx.members.card(m, ctx.now())
@@ -241,4 +257,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/orders/{order_id}/refund", refund_order)
     app.router.add_post("/api/coupons/redeem", redeem_coupon)
     app.router.add_get("/api/members/{member_code}", get_member)
+    app.router.add_get("/api/changes", list_changes)
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -98,7 +98,12 @@ async def test_chinese_on_the_admin_renders_in_a_cjk_font_not_boxes(browser, ser
         p.id = 'cjk'; p.textContent = '会员积分等级'; document.body.appendChild(p); })()""")
     root = (await browser.send("DOM.getDocument"))["root"]["nodeId"]
     node = (await browser.send("DOM.querySelector", nodeId=root, selector="#cjk"))["nodeId"]
-    fonts = (await browser.send("CSS.getPlatformFontsForNode", nodeId=node))["fonts"]
+    fonts = []
+    for _ in range(100):  # the new paragraph is laid out and painted on the next frame
+        await browser.evaluate("new Promise(r => requestAnimationFrame(() => r(1)))")
+        fonts = (await browser.send("CSS.getPlatformFontsForNode", nodeId=node))["fonts"]
+        if fonts:
+            break
     names = [f["familyName"] for f in fonts]
     assert any("CJK" in n or "Han" in n or "WenQuanYi" in n for n in names), (
         f"Chinese drawn with {names}: install a CJK font (apt-get install fonts-noto-cjk)")
