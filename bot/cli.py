@@ -115,8 +115,8 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # The operator commands live with their features; each module adds itself to the group.
-from . import backup, chat, dbcli, export, importer, menu, report  # noqa: E402
+from . import backup, chat, dbcli, export, importer, menu, report, rotate  # noqa: E402
 from .jobs import cli as jobs_cli  # noqa: E402
 
-for _mod in (chat, jobs_cli, report, importer, dbcli, menu, backup, export):
+for _mod in (chat, jobs_cli, report, importer, dbcli, menu, backup, export, rotate):
     _mod.register(main)

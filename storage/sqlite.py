@@ -274,6 +274,10 @@ class SQLiteStore(Store):
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
 
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
+
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         v = self._uval(kind, value)
 
@@ -286,9 +290,12 @@ class SQLiteStore(Store):
         return await self._write(fn)
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        row = self._r.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
-                              (kind, self._uval(kind, value))).fetchone()
-        return row[0] if row else None
+        for v in self._uvals(kind, value):
+            row = self._r.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
+                                  (kind, v)).fetchone()
+            if row:
+                return row[0]
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         v = self._uval(kind, value)
