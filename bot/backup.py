@@ -243,7 +243,7 @@ def register(main: Any) -> None:
 
     import click
 
-    from .cli import fail, load_settings
+    from .operator import fail, load_settings
     from .rules.config import RulesError
     from .settings import SettingsError, rules_for
 

@@ -8,6 +8,8 @@ import click
 
 from storage import StoreError, open_store
 
+from .operator import fail, load_settings
+
 
 def register(main: click.Group) -> None:
     @main.group("db")
@@ -18,7 +20,6 @@ def register(main: click.Group) -> None:
     def upgrade() -> None:
         """Apply the schema migrations the store lacks (PostgreSQL); SQLite and Redis need
         none. The server also applies them when it starts, and refuses a newer schema."""
-        from .cli import fail, load_settings
 
         settings = load_settings()
 

@@ -185,7 +185,7 @@ def register(main: Any) -> None:
 
     from storage import StoreError, open_store
 
-    from .cli import fail, load_settings
+    from .operator import fail, load_settings
     from .rules.config import RulesError
     from .settings import SettingsError, rules_for
 

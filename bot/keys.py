@@ -40,6 +40,16 @@ def invite_notice(invitee_id: str) -> str:
     return f"notice:invite:{invitee_id}"
 
 
+def invite_undo(invitee_id: str) -> str:
+    """A bind that closed an invite cycle, reversed on the invitee's side."""
+    return f"invite_undo:{invitee_id}"
+
+
+def invite_graph_lease() -> str:
+    """The short lease binds hold while they read the inviter chain and commit (kv)."""
+    return "lease:invite-graph"
+
+
 def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
 
@@ -83,7 +93,7 @@ def job_last(kind: str) -> str:
     return f"jobs:last:{kind}"
 
 
-SCHEDULER_LEADER = "scheduler:leader"
+SCHEDULER_LEADER = "scheduler:leader"  # the leading scheduler's id: see scheduler_id
 OUTBOX_PAUSED = "outbox:wecom:paused-until"
 
 
@@ -140,3 +150,35 @@ def webhook_state(name: str) -> str:
 
 def webhook_lock(name: str) -> str:
     return f"webhook:{name}:lock"
+
+
+def scheduler_id(pid: int, host: str, token: str) -> str:
+    """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
+    return f"{pid}@{host}:{token}"
+
+
+def parse_scheduler_id(sid: str) -> dict[str, object] | None:
+    pid, _, rest = sid.partition("@")
+    host = rest.rpartition(":")[0]
+    return {"pid": int(pid), "host": host} if pid.isdigit() and host else None
+
+
+def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
+    """A JS-SDK ticket (``jsapi`` for wx.config, ``agent_config`` for wx.agentConfig), shared
+    by every process like the access token."""
+    return f"wecom:ticket:{corp_id}:{agent_id}:{kind}"
+
+
+def sidebar_state(nonce: str) -> str:
+    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    return f"sidebar:state:{nonce}"
+
+
+def sidebar_quota(staff: str, day: str) -> str:
+    """What one staff member adjusted on one day: the daily cap's reservations."""
+    return f"sidebar:quota:{staff}:{day}"
+
+
+def sidebar_coupon(request_id: str) -> str:
+    """A coupon a staff member issued from the sidebar: once per request_id."""
+    return f"staffcoupon:{request_id}"

@@ -187,7 +187,7 @@ def register(main: click.Group) -> None:
         """The Official Account's custom menu (自定义菜单)."""
 
     def settings_with_oa():
-        from .cli import fail, load_settings
+        from .operator import fail, load_settings
 
         settings = load_settings()
         if not (settings.wechat_appid and settings.wechat_appsecret):
@@ -195,7 +195,7 @@ def register(main: click.Group) -> None:
         return settings
 
     def call(settings, fn: str, *args: Any) -> Any:
-        from .cli import fail
+        from .operator import fail
 
         try:
             return asyncio.run(_client_call(settings, fn, *args))
@@ -221,7 +221,7 @@ def register(main: click.Group) -> None:
                   help="print the menu that would be set, and set nothing")
     def create(file: Path | None, print_only: bool) -> None:
         """Set the menu from FILE (TOML), or the default menu of the chat commands."""
-        from .cli import fail
+        from .operator import fail
 
         try:
             m = load_menu(file) if file is not None else default_menu()

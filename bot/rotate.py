@@ -79,7 +79,7 @@ def register(main: Any) -> None:
 
     from storage import StoreError
 
-    from .cli import fail, load_settings
+    from .operator import fail, load_settings
 
     @main.command("rotate-data-key")
     def rotate_cmd() -> None:

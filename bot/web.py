@@ -3,61 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import orjson
 from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
-from . import templating
+from . import keys, templating, webhooks
+from .context import CTX, MAX_BODY, Context, open_clients, system_clock
+from .handlers import admin, api, metrics, oa, sidebar, wecom
+from .jobs.registry import load_rules
+from .jsonout import json_response
 from .members import Members
 from .rules.config import Rules
-from .settings import Settings, rules_for
+from .settings import Settings
 
 log = logging.getLogger("memberbot")
-
-MAX_BODY = 64 * 1024
-
-@dataclass
-class Context:
-    """What handlers share: settings, rules, the store, use cases, the clock, API clients."""
-
-    settings: Settings
-    rules: Rules
-    store: Store
-    members: Members
-    clock: Callable[[], datetime]
-    extras: dict[str, Any] = field(default_factory=dict)
-    problems: dict[str, str] = field(default_factory=dict)  # shown on /healthz
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
-CTX = web.AppKey("ctx", Context)
-
-
-def system_clock(tz: ZoneInfo) -> Callable[[], datetime]:
-    return lambda: datetime.now(tz)
-
-
-def dumps(data: Any) -> str:
-    """JSON as people and store systems read it: Chinese as itself, not ``\\uXXXX``."""
-    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def json_response(data: Any, *, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=dumps)
-
-
-def iso(t: int | None, tz: ZoneInfo) -> str | None:
-    """A unix instant as ISO 8601 in the calendar zone: the API's only way to say a time."""
-    return None if t is None else datetime.fromtimestamp(t, tz).isoformat()
 
 
 @web.middleware
@@ -79,17 +42,27 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
+    and which process leads the scheduler (``scheduler_leader``: its pid and host, or null)."""
     ctx = request.app[CTX]
     store = await ctx.store.ping()
+    leader = None
+    if store.get("ok"):
+        try:
+            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
+            leader = keys.parse_scheduler_id(sid) if sid else None
+        except StoreError as e:
+            store = {**store, "ok": False, "error": str(e)}
     ok = bool(store.get("ok")) and not ctx.problems
-    return json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
+    return json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
+                              "store": ctx.store.kind, "store_status": store,
                               "problems": ctx.problems}, status=200 if ok else 503)
 
 
 def create_app(settings: Settings, store: Store | None = None, *, rules: Rules | None = None,
                clock: Callable[[], datetime] | None = None) -> web.Application:
     """The whole HTTP service. Without ``store``, it is opened from ``settings`` on start."""
-    rules = rules or rules_for(settings)
+    rules = rules or load_rules(settings)
     templating.use(settings.templates)
     tz = rules.tz
     own_store = store is None
@@ -99,24 +72,23 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors])
     app[CTX] = ctx
 
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
         if own_store:
             await store.open()
-        await members.ensure_stock()
-        yield
-        if own_store:
-            await store.close()
+        try:
+            await members.ensure_stock()
+            async with open_clients(ctx):
+                yield
+        finally:
+            if own_store:
+                await store.close()
 
-    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    from .handlers import admin, api, metrics, oa, wecom  # they import this module
-
-    for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
+    for mod in (oa, wecom, api, admin, sidebar, metrics):  # each adds its routes (and middleware)
         mod.setup(app)
-    from . import webhooks
-
-    webhooks.setup(app, ctx)  # after the store: its lifespan uses the opened store
+    webhooks.setup(app, ctx)  # after the store's resources: its lifespan uses the store
     return app
 
 
-__all__ = ["CTX", "Context", "StoreError", "create_app"]
+__all__ = ["CTX", "MAX_BODY", "Context", "StoreError", "create_app", "system_clock"]

@@ -95,9 +95,6 @@ def parse(raw: str) -> list[Endpoint]:
     return out
 
 
-WEBHOOKS = "webhooks"  # ctx.extras: the Delivery of this process
-
-
 def setup(app: Any, ctx: Any) -> None:
     """Deliver to the endpoints of ``MEMBERBOT_WEBHOOKS`` while the server runs."""
     endpoints = parse(ctx.settings.webhooks)
@@ -107,13 +104,13 @@ def setup(app: Any, ctx: Any) -> None:
     async def lifespan(_app: Any) -> Any:
         async with aiohttp.ClientSession() as session:
             delivery = Delivery(ctx.store, ctx.rules.tz, endpoints, session)
-            ctx.extras[WEBHOOKS] = delivery
+            ctx.webhooks = delivery
             task = asyncio.create_task(delivery.loop())
             yield
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            ctx.extras.pop(WEBHOOKS, None)
+            ctx.webhooks = None
 
     app.cleanup_ctx.append(lifespan)
 

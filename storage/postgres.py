@@ -25,10 +25,12 @@ from .base import (
     ConflictError,
     LedgerRow,
     OutboxRow,
+    OutOfStock,
     Step,
     Store,
     StoreError,
     StoreUnavailable,
+    UniqueTaken,
     outbox_id,
 )
 from .codec import Codec, dumps, loads
@@ -211,6 +213,13 @@ class PostgresStore(Store):
                     res = await c.fetchval(COMMIT_SQL, *args)
                 except asyncpg.SerializationError:
                     continue  # the same key committed by another writer: read its result
+                except asyncpg.PostgresError as e:  # a precondition: nothing was written
+                    if e.sqlstate == "MBU01":
+                        raise UniqueTaken(e.hint, self._claimed(change, e.hint),
+                                          e.detail) from None
+                    if e.sqlstate == "MBS01":
+                        raise OutOfStock(e.detail) from None
+                    raise
                 if res == 0:
                     self.commits += 1
                     return change.result
@@ -248,12 +257,18 @@ class PostgresStore(Store):
             [o.get("status", "pending") for o in obs],
             [dumps(o.get("data", {})).decode() for o in obs],
             [t for t, _ in change.stock_returns], [k for _, k in change.stock_returns],
+            [k for k, _ in change.claims], [self._uval(k, v) for k, v in change.claims],
+            [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
         ]
 
     async def idem_all(self, member_id: str) -> dict[str, Any]:
         rows = await self.pool.fetch("SELECT key, result FROM idem WHERE member_id=$1",
                                      member_id)
         return {r[0]: loads(r[1]) for r in rows}
+
+    @staticmethod
+    def _claimed(change: Change, kind: str) -> str:
+        return next((v for k, v in change.claims if k == kind), "")
 
     async def count_members(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM members")
@@ -331,20 +346,7 @@ class PostgresStore(Store):
             template, remaining)
 
     async def stock_take(self, template: str, key: str) -> bool:
-        try:
-            async with self.pool.acquire() as c, c.transaction():
-                # the log row first: a concurrent take of the same key waits on it, then
-                # sees it
-                if await c.fetchval("INSERT INTO stock_log (template, key, dir) VALUES "
-                                    "($1,$2,'take') ON CONFLICT DO NOTHING RETURNING 1",
-                                    template, key) is None:
-                    return True
-                if await c.fetchval("UPDATE stock SET remaining=remaining-1 WHERE "
-                                    "template=$1 AND remaining>0 RETURNING 1", template) is None:
-                    raise _NoStockError  # rolls the log row back with it
-                return True
-        except _NoStockError:
-            return False
+        return await self.pool.fetchval("SELECT memberbot_stock_take($1, $2)", template, key)
 
     async def stock_return(self, template: str, key: str) -> None:
         await self.pool.execute("SELECT memberbot_stock_return($1, $2)", template, key)
@@ -356,7 +358,8 @@ class PostgresStore(Store):
     # -- ledger and outbox --------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > $1"]
         args: list[Any] = [after_id]
@@ -366,7 +369,7 @@ class PostgresStore(Store):
                 args.append(val)
                 q.append("AND " + cond.format(len(args)))
         args.append(max(limit, 0))
-        q.append(f"ORDER BY id LIMIT ${len(args)}")
+        q.append(f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ${len(args)}")
         return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
                 for r in await self.pool.fetch(" ".join(q), *args)]
 
@@ -436,12 +439,8 @@ class PostgresStore(Store):
         await self.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
 
 
-class _NoStockError(Exception):
-    pass
-
-
 COMMIT_SQL = ("SELECT memberbot_commit($1,$2,$3,$4,$5::jsonb,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
-              "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)")
+              "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)")
 
 # Every contract call answers an outage with one StoreUnavailable line ("busy, retry").
 for _name in Store.__abstractmethods__ - {"open", "close", "ping"}:

@@ -117,6 +117,130 @@ BEGIN
   RETURN 0;
 END $$;
 """),
+    (3, "commit preconditions: claims bound and stock taken by the commit; a returned unit "
+        "is taken again by its key's retry", """
+-- Takes and returns of one template take the stock row's lock first, so that a key's take
+-- and return never interleave. A key holds a unit between its take and its return.
+CREATE OR REPLACE FUNCTION memberbot_stock_return(p_template text, p_key text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM stock WHERE template = p_template FOR UPDATE;
+  IF EXISTS (SELECT 1 FROM stock_log WHERE template = p_template AND key = p_key
+             AND dir = 'take') THEN
+    INSERT INTO stock_log (template, key, dir) VALUES (p_template, p_key, 'ret')
+      ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+      UPDATE stock SET remaining = remaining + 1 WHERE template = p_template;
+    END IF;
+  END IF;
+END $$;
+
+CREATE FUNCTION memberbot_stock_take(p_template text, p_key text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM stock WHERE template = p_template FOR UPDATE;
+  IF EXISTS (SELECT 1 FROM stock_log WHERE template = p_template AND key = p_key
+             AND dir = 'take')
+     AND NOT EXISTS (SELECT 1 FROM stock_log WHERE template = p_template AND key = p_key
+                     AND dir = 'ret') THEN
+    RETURN true;
+  END IF;
+  UPDATE stock SET remaining = remaining - 1 WHERE template = p_template AND remaining > 0;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  DELETE FROM stock_log WHERE template = p_template AND key = p_key AND dir = 'ret';
+  INSERT INTO stock_log (template, key, dir) VALUES (p_template, p_key, 'take')
+    ON CONFLICT DO NOTHING;
+  RETURN true;
+END $$;
+
+DROP FUNCTION memberbot_commit(text, bigint, bigint, bytea, jsonb, text, bytea, bigint,
+    text[], text[], bigint[], text[], text[], bigint[], bigint[], bigint[], text[], text[],
+    text[], text[], text[], text[], text[], text[], text[]);
+
+-- As version 2, and first the preconditions: each claim (p_c_kind, p_c_value) is bound to the
+-- member or already its own, each stock take (p_t_template, p_t_key) holds or takes a unit;
+-- else an exception (MBU01: the unique's owner in DETAIL; MBS01: no stock) rolls it all back.
+CREATE FUNCTION memberbot_commit(
+    p_id text, p_expect bigint, p_version bigint, p_data bytea, p_idx jsonb,
+    p_key text, p_result bytea, p_now bigint,
+    p_idx_names text[], p_idx_rname text[], p_idx_num bigint[], p_idx_tag text[],
+    p_l_kind text[], p_l_at bigint[], p_l_points bigint[], p_l_amount bigint[],
+    p_l_ref text[], p_l_data text[],
+    p_o_id text[], p_o_kind text[], p_o_period text[], p_o_status text[], p_o_data text[],
+    p_s_template text[], p_s_key text[],
+    p_c_kind text[], p_c_value text[], p_t_template text[], p_t_key text[]) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+  i int;
+  owner text;
+BEGIN
+  IF p_key IS NOT NULL AND EXISTS (SELECT 1 FROM idem WHERE member_id = p_id
+                                   AND key = p_key) THEN
+    RETURN 1;
+  END IF;
+  IF p_version > 0 THEN
+    IF p_expect = 0 THEN
+      INSERT INTO members (id, version, data, idx) VALUES (p_id, p_version, p_data, p_idx)
+        ON CONFLICT DO NOTHING;
+    ELSE
+      UPDATE members SET version = p_version, data = p_data, idx = p_idx
+        WHERE id = p_id AND version = p_expect;
+    END IF;
+    IF NOT FOUND THEN
+      RETURN 2;
+    END IF;
+  END IF;
+  FOR i IN 1 .. coalesce(cardinality(p_c_kind), 0) LOOP
+    -- insert first: a concurrent claim of the same value waits on it, then sees the owner
+    INSERT INTO uniques (kind, value, member_id) VALUES (p_c_kind[i], p_c_value[i], p_id)
+      ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+      SELECT member_id INTO owner FROM uniques WHERE kind = p_c_kind[i]
+        AND value = p_c_value[i];
+      IF owner IS DISTINCT FROM p_id THEN
+        RAISE EXCEPTION USING ERRCODE = 'MBU01', MESSAGE = 'unique taken',
+          DETAIL = coalesce(owner, ''), HINT = p_c_kind[i];
+      END IF;
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. coalesce(cardinality(p_t_template), 0) LOOP
+    IF NOT memberbot_stock_take(p_t_template[i], p_t_key[i]) THEN
+      RAISE EXCEPTION USING ERRCODE = 'MBS01', MESSAGE = 'no stock',
+        DETAIL = p_t_template[i];
+    END IF;
+  END LOOP;
+  IF p_key IS NOT NULL THEN
+    INSERT INTO idem (member_id, key, result, at) VALUES (p_id, p_key, p_result, p_now)
+      ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'key committed concurrently' USING ERRCODE = '40001';
+    END IF;
+  END IF;
+  IF cardinality(p_idx_names) > 0 THEN
+    DELETE FROM idx WHERE member_id = p_id AND name = ANY(p_idx_names);
+    INSERT INTO idx (name, member_id, num, tag)
+      SELECT n, p_id, x, t FROM unnest(p_idx_rname, p_idx_num, p_idx_tag) AS u(n, x, t);
+  END IF;
+  IF cardinality(p_l_kind) > 0 THEN
+    INSERT INTO ledger (member_id, kind, at, points, amount_fen, ref, data)
+      SELECT p_id, k, a, p, f, r, d::jsonb
+      FROM unnest(p_l_kind, p_l_at, p_l_points, p_l_amount, p_l_ref, p_l_data)
+        AS u(k, a, p, f, r, d);
+  END IF;
+  IF cardinality(p_o_id) > 0 THEN
+    INSERT INTO outbox (id, member_id, kind, period, status, created_at, updated_at, data)
+      SELECT o, p_id, k, pe, s, p_now, p_now, d::jsonb
+      FROM unnest(p_o_id, p_o_kind, p_o_period, p_o_status, p_o_data) AS u(o, k, pe, s, d)
+      ON CONFLICT DO NOTHING;
+  END IF;
+  FOR i IN 1 .. coalesce(cardinality(p_s_template), 0) LOOP
+    PERFORM memberbot_stock_return(p_s_template[i], p_s_key[i]);
+  END LOOP;
+  RETURN 0;
+END $$;
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]

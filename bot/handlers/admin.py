@@ -20,19 +20,19 @@ from urllib.parse import urlparse
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics, keys
+from .. import keys
+from ..context import CTX, Context
 from ..jobs.base import last_run
+from ..jobs.registry import JOBS
 from ..masking import mask_phone
 from ..rules.models import Refusal
+from ..staff import StaffDesk
 from ..templating import render_html
-from ..web import CTX, Context
 
 COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
 LOGIN_TRIES = 10  # per client address per 5 minutes
 STATIC = Path(__file__).resolve().parent.parent / "static"
-FALLBACK_JOBS = ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
-                 "demotion_warning", "tier_upgrade", "welcome", "housekeeping", "outbox")
 HEADERS = {
     "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -89,7 +89,7 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
-        if sid is not None and await request.app[CTX].store.kv_get(keys.admin_revoked(sid)):
+        if sid is not None and await request.app[CTX].members.cached(keys.admin_revoked(sid)):
             sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
@@ -120,7 +120,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.store.incr_window(keys.admin_login_tries(str(request.remote)), 300)
+    tries = await ctx.members.count(keys.admin_login_tries(str(request.remote)), 300)
     if tries > LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
@@ -137,7 +137,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = session(request)
     if sid is not None:  # revoke it on the server too, until it would have expired anyway
-        await request.app[CTX].store.kv_set(keys.admin_revoked(sid), "1", ttl=SESSION_S)
+        await request.app[CTX].members.cache(keys.admin_revoked(sid), "1", SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
@@ -165,21 +165,15 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 
 
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
-    try:
-        from ..jobs import KINDS as kinds
-    except ImportError:
-        kinds = FALLBACK_JOBS
     out = []
-    for kind in kinds:
-        when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
+    for kind in JOBS:
+        when, info = last_run(await ctx.members.cached(keys.job_last(kind)))
         out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
 
 
 async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
-    from ..webhooks import WEBHOOKS
-
-    delivery = ctx.extras.get(WEBHOOKS)
+    delivery = ctx.webhooks
     if delivery is None:
         return []
     out = []
@@ -194,7 +188,7 @@ async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
-        remaining = await ctx.store.stock(tpl.key)
+        remaining = await ctx.members.stock_left(tpl.key)
         rows.append({"key": tpl.key, "name": tpl.name, "label": tpl.label(), "total": tpl.stock,
                      "remaining": remaining,
                      "taken": None if remaining is None else tpl.stock - remaining})
@@ -205,7 +199,7 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
-    report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
+    report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), webhooks=await _webhooks(ctx),
                 csrf=csrf_token(request, sid))
@@ -268,11 +262,25 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
 
 
+@guarded
+async def audit(request: web.Request, sid: str) -> web.Response:
+    """Staff actions from the sidebar (points adjustments, coupons), newest first."""
+    ctx = request.app[CTX]
+    try:
+        days = max(1, min(int(request.query.get("days") or 30), 3660))
+    except ValueError:
+        days = 30
+    staff = request.query.get("staff", "").strip()
+    rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
+    return page("audit.html", rows=rows, days=days, staff=staff)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
+    app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_static("/admin/static", STATIC, append_version=False)

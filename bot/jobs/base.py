@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from storage import Store
@@ -17,6 +17,7 @@ from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
 from ..templating import render
 from .env import Env
+from .schedule import Schedule
 
 PAGE = 5000
 
@@ -24,11 +25,46 @@ PAGE = 5000
 @dataclass(frozen=True)
 class Due:
     """A member is due for a push: once per ``period`` (the key is push:<m>:<kind>:<period>);
-    ``facts`` fill the template; ``coupon`` is a template issued with it."""
+    ``facts`` fill the template; ``coupon`` is a template issued with it; ``until`` is the
+    last day the message is still true (a row held past it is skipped as stale)."""
 
     period: str
     facts: dict[str, Any] = field(default_factory=dict)
     coupon: str | None = None
+    until: date | None = None
+
+
+Candidates = Callable[[Store, datetime, Rules], Awaitable[list[str]]]
+DueFn = Callable[[Member, datetime, Rules], "Due | None"]
+RunFn = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One lifecycle kind, declared once (its module's ``JOB``); the registry
+    (:mod:`bot.jobs.registry`), the outbox, the admin job table, the rules' priority check
+    and ``jobs list`` derive from it.
+
+    A push job has ``candidates`` (member ids from the store's indexes: who may be due) and
+    the pure ``due`` (what is due and its de-duplication period, ``once_per`` in words);
+    ``priority`` places it in the daily cap's default order; ``hold_days``: how many days
+    after the day it was enqueued a held message may still go out (the stale rule); a job
+    of another shape has ``run(env, now, dry_run=, summary=, progress=)``."""
+
+    kind: str
+    title: str
+    schedule: Callable[[Rules], Schedule]
+    once_per: str = ""
+    candidates: Candidates | None = None
+    due: DueFn | None = None
+    coupon: str | None = None
+    priority: int | None = None
+    hold_days: int = 1
+    run: RunFn | None = None
+
+    @property
+    def push(self) -> bool:
+        return self.due is not None
 
 
 @dataclass

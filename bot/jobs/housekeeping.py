@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from ..rules.config import Rules
 from ..rules.timeutil import day_num, local_day
-from .base import Progress, Summary, ranged, unique
+from .base import Job, Progress, Summary, ranged, unique
 from .env import Env
 from .schedule import Daily, Schedule
 
@@ -57,3 +57,6 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
                 summary.refreshed += 1
                 summary.cleaned.update(r.get("cleaned") or {})
         progress.advance(len(chunk))
+
+
+JOB = Job(KIND, TITLE, schedule, run=run)

@@ -36,7 +36,7 @@ from ..channels.wecom import (
     WeComRateLimited,
 )
 from ..metrics import PUSHES
-from .base import Progress, Summary, all_of, render_push, route
+from .base import Job, Progress, Summary, all_of, render_push, route
 from .env import Env
 from .schedule import Every, Schedule, in_quiet_hours
 
@@ -48,7 +48,6 @@ PAGE = 10_000
 BATCH_TTL = 7 * 86400
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
-SCHEDULED = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
 
 
 def schedule(rules: Any) -> Schedule:
@@ -259,13 +258,15 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
 
 
 def stale(row: OutboxRow, today: date) -> bool:
-    """A scheduled push held too long says something no longer true: the member-day coupon
-    is valid that day only; other kinds may wait one night (quiet hours), not longer."""
+    """A scheduled push held too long says something no longer true: past the last day it
+    may go out (``until``, set when enqueued from the job's ``hold_days`` and what the
+    message is about: the member-day coupon is valid that day only; most kinds may wait one
+    night of quiet hours, not longer). Rows enqueued without ``until`` may wait one night."""
+    until = row.data.get("until")
+    if until:
+        return today > date.fromisoformat(until)
     day = row.data.get("day")
-    if not day or row.kind not in SCHEDULED:
-        return False
-    limit = today if row.kind == "member_day" else today - timedelta(days=1)
-    return date.fromisoformat(day) < limit
+    return bool(day) and date.fromisoformat(day) < today - timedelta(days=1)
 
 
 async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
@@ -357,3 +358,6 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
         await preview(env, now, None, summary)
     else:
         await deliver(env, now, summary=summary)
+
+
+JOB = Job(KIND, TITLE, schedule, run=run)

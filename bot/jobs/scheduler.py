@@ -12,31 +12,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .. import keys
-from . import KINDS, job
+from ..context import CTX
 from .base import Summary
 from .env import Env, from_context
 from .outbox import deliver
+from .registry import JOBS
 from .runner import record_run, run_kind
 from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed, prev_run
 
 log = logging.getLogger("memberbot.scheduler")
 
-LEADER_TTL = 30.0
-HEARTBEAT = 10.0
+# A killed leader's lock expires after LEADER_TTL and another process takes it at its next
+# heartbeat: the lead moves within LEADER_TTL + HEARTBEAT = 25 s.
+LEADER_TTL = 20.0
+HEARTBEAT = 5.0
 GRACE = timedelta(hours=6)
 RUN_LEASE = 15 * 60  # seconds: longer than any job runs
 FIRED_TTL = 3 * 86400
@@ -64,8 +68,8 @@ class PureTrigger(BaseTrigger):
 def calendar_jobs(rules: Any) -> dict[str, Schedule]:
     """The jobs the scheduler fires at calendar times (the outbox runs on its interval)."""
     out: dict[str, Schedule] = {}
-    for kind in KINDS:
-        s = job(kind).schedule(rules)
+    for kind, j in JOBS.items():
+        s = j.schedule(rules)
         if isinstance(s, Daily | Monthly):
             out[kind] = s
     return out
@@ -78,7 +82,8 @@ class Scheduler:
                  ttl: float = LEADER_TTL) -> None:
         self.env = env
         self.clock = clock
-        self.sid = sid or secrets.token_hex(6)
+        self.sid = sid or keys.scheduler_id(os.getpid(), socket.gethostname(),
+                                            secrets.token_hex(4))
         self.ttl = ttl
         self.leader = False
         self.jobs = calendar_jobs(env.rules)
@@ -179,7 +184,7 @@ class Scheduler:
                     args=[self.tick], id="leader", name="leader", coalesce=True,
                     max_instances=1,
                     next_run_time=datetime.now(self.tz))
-        every = job("outbox").schedule(self.env.rules)
+        every = JOBS["outbox"].schedule(self.env.rules)
         aps.add_job(self._safe, PureTrigger(every if isinstance(every, Every) else Every(60),
                                             self.tz), args=[self.deliver], id="outbox",
                     name="outbox", coalesce=True, max_instances=1)
@@ -194,19 +199,28 @@ class Scheduler:
         await self.resign()
 
 
+class Slot:
+    """Where the running scheduler of an app is found (tests, /healthz)."""
+
+    scheduler: Scheduler | None = None
+
+
+SCHEDULER = web.AppKey("scheduler", Slot)
+
+
 def attach(app: web.Application) -> None:
-    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler)."""
-    from ..web import CTX
+    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler),
+    after the context's resources are open."""
+    slot = app[SCHEDULER] = Slot()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
-        async with aiohttp.ClientSession() as session:
-            sched = Scheduler(from_context(ctx, session), ctx.now)
-            ctx.extras["scheduler"] = sched
-            sched.start()
-            try:
-                yield
-            finally:
-                await sched.stop()
+        sched = slot.scheduler = Scheduler(from_context(ctx), ctx.now)
+        sched.start()
+        try:
+            yield
+        finally:
+            await sched.stop()
+            slot.scheduler = None
 
     app.cleanup_ctx.append(scheduler_ctx)
