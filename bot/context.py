@@ -24,6 +24,7 @@ from .channels.wecom import WeComClient
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
+from .webhooks import Delivery
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Context:
     wecom_agent: WeComClient | None = None  # the sidebar app's (WECOM_AGENT_SECRET)
     card_sync: CardSync | None = None  # the member card's sender, when [card] is configured
     problems: dict[str, str] = field(default_factory=dict)
+    webhooks: Delivery | None = None  # delivering to MEMBERBOT_WEBHOOKS while serving
 
     def now(self) -> datetime:
         return self.clock()

@@ -35,6 +35,11 @@ def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
 
 
+def invite_notice(invitee_id: str) -> str:
+    """Marks the customer-service message telling an inviter of the reward as sent."""
+    return f"notice:invite:{invitee_id}"
+
+
 def invite_undo(invitee_id: str) -> str:
     """A bind that closed an invite cycle, reversed on the invitee's side."""
     return f"invite_undo:{invitee_id}"
@@ -136,6 +141,15 @@ def token_lock(token_key: str) -> str:
 def exchange(message_key: str) -> str:
     """A coupon bought with points (兑换), once per message."""
     return f"exchange:{message_key}"
+
+
+def webhook_state(name: str) -> str:
+    """One webhook endpoint's cursor in the ledger and its delivery figures."""
+    return f"webhook:{name}"
+
+
+def webhook_lock(name: str) -> str:
+    return f"webhook:{name}:lock"
 
 
 def scheduler_id(pid: int, host: str, token: str) -> str:

@@ -236,9 +236,26 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             res, entries = _check_in(m, now, self.rules)
+            if by and m.notices:  # a chat check-in: its reply is the member's next reply
+                res = {**res, "notices": invites.take_notices(m)}
             return ({**res, "by": by} if by else res), entries
 
         return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
+
+    async def reply_with_notices(self, member_id: str, key: str, now: datetime,
+                         compose: Callable[[list[dict]], str]) -> str:
+        """Store the reply to chat message ``key`` once: ``compose(notices)`` gives its text
+        with the member's pending notices, which are cleared in the same step. Without
+        notices the member is not rewritten."""
+
+        def step(m: Member | None) -> Change:
+            if m is None or not m.notices:
+                return Change(None, compose([]))
+            notes = invites.take_notices(m)
+            return self._finish(m, now, compose(notes),
+                                [Entry("notice", ts(now), data={"told": notes})], [])
+
+        return await self._update(member_id, step, key)
 
     async def touch(self, member_id: str, now: datetime) -> dict:
         """Record an interaction (any chat message) once per day: dormancy counts from it."""
@@ -453,8 +470,31 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         return await self.run(member_id, now, body)
 
     async def refresh(self, member_id: str, now: datetime) -> dict:
-        """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""
-        return await self.run(member_id, now, lambda m: ({"tier": m.tier}, []))
+        """Settle expiry, tier and RFM as of ``now`` (nightly jobs); ``cleaned`` counts what
+        changed: points and coupons expired, stock returned, tiers, grace, RFM segment."""
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                raise Refusal("member_not_found", "未找到会员", member_id=member_id)
+            segment = m.rfm
+            entries, returns = self.normalise(m, now)
+            change = self._finish(m, now, None, entries, returns)
+            cleaned = {
+                "points_expired": -sum(e.points for e in entries if e.kind == "expire"),
+                "coupons_expired": sum(e.kind == "coupon_expire" for e in entries),
+                "stock_returned": len(returns),
+                "tiers_lowered": sum(e.kind == "tier_change" and not e.data.get("up")
+                                     for e in entries),
+                "tiers_raised": sum(e.kind == "tier_change" and bool(e.data.get("up"))
+                                    for e in entries),
+                "grace_started": sum(e.kind == "grace_start" for e in entries),
+                "grace_ended": sum(e.kind == "grace_end" for e in entries),
+                "segments_changed": int(m.rfm != segment),
+            }
+            change.result = {"tier": m.tier, "cleaned": cleaned}
+            return change
+
+        return await self._update(member_id, step, None)
 
     # -- read models ------------------------------------------------------------------------------
     def card(self, m: Member, now: datetime) -> dict:
