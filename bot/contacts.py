@@ -89,6 +89,39 @@ class WeComContacts:
 
         return await self.run(member_id, now, body, key=keys.channel(member_id))
 
+    async def begin_handover(self, member_id: str, frm: str, to: str, resigned: bool,
+                             now: datetime) -> dict:
+        """WeCom accepted to hand this customer of ``frm`` over to ``to``: pending until
+        transfer_result decides (pushes wait meanwhile)."""
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if m.owner_userid != frm:
+                return {"started": False}, []
+            m.handover = {"from": frm, "to": to, "resigned": resigned, "at": ts(now)}
+            return {"started": True}, [Entry("handover_start", ts(now), data={
+                "from": frm, "to": to, "resigned": resigned})]
+
+        return await self.run(member_id, now, body)
+
+    async def end_handover(self, member_id: str, to: str, now: datetime, *, taken_over: bool,
+                           reason: str = "") -> dict:
+        """The handover to ``to`` is decided: taken over → ``to`` is the owner (and the old
+        owner no longer a follow user); else it ends and the member keeps its owner."""
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            h = m.handover
+            if not h or h.get("to") != to:
+                return {"changed": False}, []
+            m.handover = {}
+            if taken_over:
+                m.owner_userid = to
+                m.follow_users = list(dict.fromkeys(
+                    [to, *[u for u in m.follow_users if u != h["from"]]]))
+            return {"changed": True}, [Entry("handover_end", ts(now), data={
+                "from": h["from"], "to": to, "taken_over": taken_over, "reason": reason})]
+
+        return await self.run(member_id, now, body)
+
     async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
         """Staff and contact no longer connected (either side deleted the other)."""
         mid = await self.store.lookup("external_userid", external_userid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -13,6 +14,8 @@ import click
 from . import keys
 from .channels.wecom import WeComError
 from .contacts import CHANNEL_STATES, INVITE_STATE, MAX_STATE
+from .jobs import handover
+from .jobs.base import Summary
 from .jobs.cli import open_env
 from .jobs.env import Env
 from .operator import OperatorError, load_settings
@@ -66,7 +69,35 @@ def _with_env(fn: Any, *args: Any) -> Any:
     return asyncio.run(go())
 
 
+async def _handover(env: Env, frm: str, to: str, resigned: bool) -> Summary:
+    if env.wecom is None or not env.wecom.configured:
+        raise OperatorError("WECOM_CORP_ID and WECOM_SECRET are not set")
+    now = datetime.now(env.rules.tz)
+    summary = Summary("handover", now)
+    try:
+        await handover.start(env, frm, to, resigned=resigned, now=now, summary=summary)
+        await handover.check(env, now, summary)
+    except WeComError as e:
+        raise OperatorError(f"transfer_customer refused: errcode {e.errcode} {e.errmsg}") from e
+    return summary
+
+
 def register(main: click.Group) -> None:
+    @main.command("handover")
+    @click.option("--from", "frm", required=True, help="the staff userid handing over")
+    @click.option("--to", "to", required=True, help="the staff userid taking over")
+    @click.option("--resigned", is_flag=True, help="FROM has left the company (离职继承)")
+    def handover_cmd(frm: str, to: str, resigned: bool) -> None:
+        """Hand every customer FROM owns over to TO (transfer_customer); the owner moves on
+        the members once WeCom says each was taken over (the handover job checks)."""
+        if frm == to:
+            raise OperatorError("--to: must be another staff member than --from")
+        s = _with_env(_handover, frm, to, resigned)
+        failed = sum(s.failed.values())
+        click.echo(f"handed over {s.enqueued} of {s.due} customers of {frm} to {to}: "
+                   f"moved {s.moved}, waiting {s.waiting}, failed {failed}"
+                   + "".join(f"\n  {k}: {v}" for k, v in sorted(s.failed.items(), key=str)))
+
     @main.group("contact-way")
     def contact_way() -> None:
         """Channel QR codes (渠道活码) of WeCom staff: add_contact_way with a state."""

@@ -127,6 +127,11 @@ class WeComCallback:
             await self.ctx.members.unlink_wecom(eu, staff, now)
         elif change in ADDED:
             await self.added(eu, staff, ev.get("WelcomeCode", ""), ev.get("State", ""))
+        elif change == "transfer_fail":  # UserID is the staff member who was to take over
+            mid = await self.ctx.members.resolve(external_userid=eu)
+            if mid is not None:
+                await self.ctx.members.end_handover(mid, staff, now, taken_over=False,
+                                                    reason=ev.get("FailReason", ""))
         elif change == "edit_external_contact" and (contact := await self._contact(eu)):
             await self._link(eu, staff, contact)
 

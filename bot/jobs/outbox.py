@@ -326,6 +326,8 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
                                  ("pending",))
         elif (r := route(m, env)) is None:
             done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
+        elif m.handover and m.external_userid:
+            held[row.id] = "no_owner"  # a handover is pending: sent by the new owner
         elif r[0] in stopped:
             held[row.id] = stopped[r[0]]
         elif r[0] == "wecom" and not await _within_limit(env, r[2], today):

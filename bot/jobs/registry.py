@@ -17,6 +17,7 @@ from . import (
     confirm,
     demotion_warning,
     dormant,
+    handover,
     housekeeping,
     member_day,
     outbox,
@@ -34,7 +35,7 @@ log = logging.getLogger("memberbot.jobs")
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
     demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
-    confirm.JOB, reconcile.JOB, tags.JOB,
+    confirm.JOB, reconcile.JOB, tags.JOB, handover.JOB,
 )}
 
 

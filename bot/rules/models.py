@@ -114,6 +114,8 @@ class Member:
     channel: str | None = None
     wecom_tags: dict[str, str] = field(default_factory=dict)  # tags WeCom was asked to mark
     tag_seq: int = 0  # wecom_tag outbox entries so far
+    # a customer handover in progress: {"from", "to", "resigned", "at"}; pushes wait for it
+    handover: dict[str, Any] = field(default_factory=dict)
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class Member:
         d["push_days"] = dict(self.push_days)
         d["notices"] = [dict(n) for n in self.notices]
         d["wecom_tags"] = dict(self.wecom_tags)
+        d["handover"] = dict(self.handover)
         return d
 
     @classmethod

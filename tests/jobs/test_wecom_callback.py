@@ -39,7 +39,8 @@ class WeCom:
         return q, body
 
     async def event(self, change: str, eu: str, staff: str, *, code: str = "",
-                    created: int = 1764000000, state: str = "") -> object:
+                    created: int = 1764000000, state: str = "",
+                    fail_reason: str = "") -> object:
         xml = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName><FromUserName>"
                f"<![CDATA[sys]]></FromUserName><CreateTime>{created}</CreateTime><MsgType>"
                f"<![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>"
@@ -47,6 +48,8 @@ class WeCom:
                f"</UserID><ExternalUserID><![CDATA[{eu}]]></ExternalUserID>"
                + (f"<WelcomeCode><![CDATA[{code}]]></WelcomeCode>" if code else "")
                + (f"<State><![CDATA[{state}]]></State>" if state else "")
+               + (f"<FailReason><![CDATA[{fail_reason}]]></FailReason>" if fail_reason
+                  else "")
                + "</xml>")
         q, body = self._sign(xml)
         return await self.client.post("/wecom", params=q, data=body)
