@@ -161,14 +161,7 @@ class RedisStore(Store):
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
         try:
-            # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung
-            # one fails fast with StoreUnavailable instead of holding callers.
-            extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
-                "redis") and FastConnection is not None else {}
-            self.client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
-                **extra,
-                retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+            self.client = self._connect()
             await self.client.ping()
             scripts = (COMMIT, CLAIM, RELEASE, STOCK_TAKE, STOCK_RETURN, OUTBOX_CAS,
                        KV_CAS, KV_CAD, INCR_WINDOW)
@@ -183,6 +176,18 @@ class RedisStore(Store):
             await self.close()
             raise StoreError(f"cannot reach Redis at {self.where} ({_why(e)}): start Redis or "
                              "fix MEMBERBOT_STORE") from e
+
+    # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung one
+    # fails fast with StoreUnavailable instead of holding callers.
+    @staticmethod
+    def client_options() -> dict[str, Any]:
+        return dict(socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
+                    retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+
+    def _connect(self) -> aioredis.Redis:
+        extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
+            "redis") and FastConnection is not None else {}
+        return aioredis.Redis.from_url(self.url, **self.client_options(), **extra)
 
     async def close(self) -> None:
         if self._flusher is not None:  # let commits already sent come back
@@ -329,6 +334,10 @@ class RedisStore(Store):
         args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        raw = await self.client.hgetall(self._keys(member_id)[1])
+        return {k.decode(): loads(v) for k, v in raw.items()}
+
     async def count_members(self) -> int:
         return await self.client.zcard("members")
 
@@ -341,13 +350,20 @@ class RedisStore(Store):
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
 
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
+
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         owner = await self._claim((f"uq:{kind}",), (self._uval(kind, value), member_id))
         return owner.decode()
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        owner = await self.client.hget(f"uq:{kind}", self._uval(kind, value))
-        return None if owner is None else owner.decode()
+        for v in self._uvals(kind, value):
+            owner = await self.client.hget(f"uq:{kind}", v)
+            if owner is not None:
+                return owner.decode()
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         await self._release((f"uq:{kind}",), (self._uval(kind, value), member_id))

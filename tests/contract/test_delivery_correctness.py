@@ -5,6 +5,7 @@ cycles under concurrent binds (defect 5). Concurrency tests run 20 trials each."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 import pytest
@@ -182,3 +183,72 @@ async def test_a_late_check_in_keeps_the_streak(store: Store):
     assert (m.checkin_last, m.checkin_streak) == (day3.date().isoformat(), 3)
     nxt = await members.check_in(mid, NOW + timedelta(days=3))
     assert nxt["streak"] == 4
+
+
+# -- defect 5: invite cycles under concurrent binds ----------------------------------------------
+
+async def _points(store: Store, mid: str) -> int:
+    return sum(r.points for r in await store.ledger(member_id=mid))
+
+
+async def _assert_acyclic_and_paid_once(store: Store, ids: list[str]) -> None:
+    pts = RULES.invite["inviter_points"]
+    for mid in ids:
+        seen, cur = [mid], (await store.get(mid)).inviter_id
+        while cur is not None:
+            assert cur not in seen, f"invite cycle through {seen}"
+            seen.append(cur)
+            cur = (await store.get(cur)).inviter_id
+    stored = {mid: await store.get(mid) for mid in ids}
+    for mid, m in stored.items():  # +50 per standing bind on each side, none for a reversed one
+        invitees = sum(1 for o in stored.values() if o.inviter_id == mid)
+        assert m.invited_total == invitees
+        assert await _points(store, mid) == pts * (invitees + (m.inviter_id is not None))
+
+
+async def _triangles(store: Store, members: Members, least_bound: int) -> None:
+    for trial in range(TRIALS):
+        xs = [await _member(members, f"o-x{trial}-{i}") for i in range(3)]
+        codes = [(await store.get(x)).invite_code for x in xs]
+        # X0 -> X1, X1 -> X2, X2 -> X0 at once (X1 binds X0's code, ...)
+        res = await asyncio.gather(*(_try(members.bind_invite(xs[(i + 1) % 3], codes[i], NOW))
+                                     for i in range(3)))
+        bound = [r for r in res if isinstance(r, dict)]
+        assert least_bound <= len(bound) <= 2, res
+        assert all(r == "invite_cycle" for r in res if not isinstance(r, dict)), res
+        await _assert_acyclic_and_paid_once(store, xs)
+
+
+async def test_three_binds_closing_a_cycle_at_once_never_all_stick(store: Store):
+    await _triangles(store, Members(store, RULES), least_bound=2)  # taking turns: one refused
+
+
+async def test_two_members_binding_each_other_at_once_one_sticks(store: Store):
+    members = Members(store, RULES)
+    for trial in range(TRIALS):
+        a = await _member(members, f"o-p{trial}")
+        b = await _member(members, f"o-q{trial}")
+        ca, cb = (await store.get(a)).invite_code, (await store.get(b)).invite_code
+        res = await asyncio.gather(_try(members.bind_invite(a, cb, NOW)),
+                                   _try(members.bind_invite(b, ca, NOW)))
+        assert sorted(isinstance(r, dict) for r in res) == [False, True], res
+        await _assert_acyclic_and_paid_once(store, [a, b])
+        # the refused side asking again is refused again, and changes nothing
+        loser = a if not isinstance(res[0], dict) else b
+        code = cb if loser == a else ca
+        before = await _points(store, loser)
+        assert await _try(members.bind_invite(loser, code, NOW)) == "invite_cycle"
+        assert await _points(store, loser) == before
+
+
+class _NoLease(Members):
+    """As if every lease ran out under a stalled process: the check after commit must hold."""
+
+    @contextlib.asynccontextmanager
+    async def _invite_lease(self):
+        yield
+
+
+async def test_without_the_lease_the_check_after_commit_reverses_a_cycle(store: Store):
+    # each bind that sees its own edge in a cycle reverses it: safe, if more than needed
+    await _triangles(store, _NoLease(store, RULES), least_bound=0)
