@@ -20,6 +20,7 @@ from . import keys
 from .contacts import WeComContacts
 from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
+from .readmodels import ReadModels
 from .rules import coupons, indexes, invites, orders, points, rfm, tiers
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
@@ -51,7 +52,7 @@ def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts, InviteBinds):
+class Members(WeComContacts, InviteBinds, ReadModels):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:

@@ -25,13 +25,9 @@ import click
 
 from storage import StoreError, open_store
 
+from .operator import fail
 from .rules.config import RulesError
 from .settings import Settings, SettingsError, rules_for
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 async def _check_store(settings: Settings) -> None:
@@ -49,22 +45,22 @@ def _reserve(host: str, port: int) -> socket.socket:
         s.bind((host, port))
     except OSError as e:
         s.close()
-        _fail(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port")
+        fail(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port")
     return s
 
 
 def serve_workers(settings: Settings, host: str, port: int, workers: int,
                   run_one: Callable[[int], None]) -> None:
     if not hasattr(socket, "SO_REUSEPORT"):
-        _fail("--workers needs SO_REUSEPORT, which this system lacks")
+        fail("--workers needs SO_REUSEPORT, which this system lacks")
     if urlparse(settings.store_url).scheme == "sqlite":
-        _fail(f"--workers {workers} needs a store that several processes share: SQLite has one "
+        fail(f"--workers {workers} needs a store that several processes share: SQLite has one "
               "writer; set MEMBERBOT_STORE to postgresql://… or redis://…, or run one process")
     try:
         rules_for(settings)
         asyncio.run(_check_store(settings))
     except (StoreError, RulesError, SettingsError) as e:
-        _fail(str(e))
+        fail(str(e))
     reserved = _reserve(host, port)
     port = reserved.getsockname()[1]
     procs = [Process(target=run_one, args=(port,), daemon=False) for _ in range(workers)]

@@ -44,13 +44,22 @@ def open_store(url: str, data_key: bytes | str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url, codec)
+    if scheme == "redis+cluster":
+        from .redis_cluster import RedisClusterStore
+
+        return RedisClusterStore(url, codec)
+    if scheme == "redis+sentinel":
+        from .redis_cluster import RedisSentinelStore
+
+        return RedisSentinelStore(url, codec)
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresStore
 
         return PostgresStore(url, codec)
     raise StoreError(f"unknown store URL scheme {scheme or url!r} in MEMBERBOT_STORE: use "
-                     "sqlite:///path/to/file.db, redis://host:port/db or "
-                     "postgresql://user@host:port/db")
+                     "sqlite:///path/to/file.db, redis://host:port/db, "
+                     "redis+cluster://host:port,host:port, redis+sentinel://host:port/service/db "
+                     "or postgresql://user@host:port/db")
 
 
 __all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",

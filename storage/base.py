@@ -180,8 +180,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
-        """Ledger rows in commit order, filtered."""
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
+        """Ledger rows in commit order (``newest_first``: the reverse), filtered; at most
+        ``limit`` of them (a statement: ``member_id=m, newest_first=True, limit=10``)."""
 
     @abc.abstractmethod
     async def outbox(self, *, status: str | None = None, kind: str | None = None,

@@ -345,7 +345,8 @@ class PostgresStore(Store):
     # -- ledger and outbox --------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > $1"]
         args: list[Any] = [after_id]
@@ -355,7 +356,7 @@ class PostgresStore(Store):
                 args.append(val)
                 q.append("AND " + cond.format(len(args)))
         args.append(max(limit, 0))
-        q.append(f"ORDER BY id LIMIT ${len(args)}")
+        q.append(f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ${len(args)}")
         return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
                 for r in await self.pool.fetch(" ".join(q), *args)]
 

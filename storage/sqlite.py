@@ -388,7 +388,8 @@ class SQLiteStore(Store):
     # -- ledger and outbox ------------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > ?"]
         args: list[Any] = [after_id]
@@ -404,7 +405,7 @@ class SQLiteStore(Store):
         if kinds:
             q.append(f"AND kind IN ({','.join('?' * len(kinds))})")
             args.extend(kinds)
-        q.append("ORDER BY id LIMIT ?")
+        q.append(f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?")
         args.append(limit)
         return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
                 for r in self._r.execute(" ".join(q), args).fetchall()]

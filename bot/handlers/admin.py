@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics, keys
+from .. import keys
 from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
@@ -87,7 +87,7 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
-        if sid is not None and await request.app[CTX].store.kv_get(keys.admin_revoked(sid)):
+        if sid is not None and await request.app[CTX].members.cached(keys.admin_revoked(sid)):
             sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
@@ -118,7 +118,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.store.incr_window(keys.admin_login_tries(str(request.remote)), 300)
+    tries = await ctx.members.count(keys.admin_login_tries(str(request.remote)), 300)
     if tries > LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
@@ -135,7 +135,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = session(request)
     if sid is not None:  # revoke it on the server too, until it would have expired anyway
-        await request.app[CTX].store.kv_set(keys.admin_revoked(sid), "1", ttl=SESSION_S)
+        await request.app[CTX].members.cache(keys.admin_revoked(sid), "1", SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
@@ -165,7 +165,7 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
     out = []
     for kind in JOBS:
-        when, info = last_run(await ctx.store.kv_get(keys.job_last(kind)))
+        when, info = last_run(await ctx.members.cached(keys.job_last(kind)))
         out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
 
@@ -173,7 +173,7 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
-        remaining = await ctx.store.stock(tpl.key)
+        remaining = await ctx.members.stock_left(tpl.key)
         rows.append({"key": tpl.key, "name": tpl.name, "label": tpl.label(), "total": tpl.stock,
                      "remaining": remaining,
                      "taken": None if remaining is None else tpl.stock - remaining})
@@ -184,7 +184,7 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
-    report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
+    report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
 

@@ -60,14 +60,14 @@ class UnionIds:
         self._checked.add(member_id)
 
     async def _learn(self, member_id: str, openid: str) -> None:
-        store = self.ctx.store
+        members = self.ctx.members
         try:
             m = await self.ctx.members.get(member_id)
             if m is None or m.unionid:
                 return
             mark = keys.unionid_try(member_id)
-            if await store.kv_get(mark) or not await store.kv_set(mark, "1", ttl=86400,
-                                                                  only_new=True):
+            if await members.cached(mark) or not await members.cache(mark, "1", 86400,
+                                                                     only_new=True):
                 return
             info = await asyncio.wait_for(self.client.user_info(openid), 10)
             if info.get("unionid"):

@@ -13,6 +13,7 @@ import pytest
 
 from storage import Store, StoreError, open_store
 from tests.pg import pg_database
+from tests.redis_cluster import redis_cluster
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -24,12 +25,23 @@ def pg_url():
         yield url
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+@pytest.fixture(scope="session")
+def cluster_url():
+    """A real 3-master Redis Cluster for this test session, stopped after."""
+    with redis_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path):
     key = os.urandom(32)
     if request.param == "sqlite":
         s = open_store(f"sqlite:///{tmp_path}/t.db", key)
         await s.open()
+    elif request.param == "redis-cluster":
+        s = open_store(request.getfixturevalue("cluster_url"), key)
+        await s.open()
+        await s.client.flushdb()
     elif request.param == "postgresql":
         s = open_store(request.getfixturevalue("pg_url"), key)
         await s.open()

@@ -40,6 +40,9 @@ async def test_a_full_refund_gives_back_points_paid_with_and_the_coupon(store):
     assert [r.kind for r in await store.ledger(member_id=mid, kinds=["restore",
                                                                      "coupon_return"])] == [
         "restore", "coupon_return"]
+    lines = (await members.statement(mid, later))["entries"]
+    assert {"day": later.date().isoformat(), "reason": "退款退回抵现积分",
+            "points": 600} in lines
     # the returned coupon is usable again, and the refund replayed changes nothing
     assert await members.refund("P1", "R1", None, later) == out
     await members.record_order(mid, "P2", 5000, later, later, coupon_code=code)

@@ -12,6 +12,7 @@ from bot.jobs import registry
 from bot.jobs.base import Job
 from bot.jobs.schedule import Daily
 from bot.jobs.scheduler import calendar_jobs
+from bot.members import Members
 from bot.rules.config import RulesError
 from tests.conftest import make_settings
 
@@ -44,7 +45,7 @@ async def test_a_new_entry_reaches_the_scheduler_the_cap_order_and_the_admin_tab
     monkeypatch.setitem(registry.JOBS, EXTRA.kind, EXTRA)
     assert calendar_jobs(rules)["extra_kind"] == Daily(8, 15)
     assert registry.priority(rules)[-1] == "extra_kind"
-    table = await admin._jobs(SimpleNamespace(store=store))
+    table = await admin._jobs(SimpleNamespace(members=Members(store, rules)))
     assert [j["kind"] for j in table][-1] == "extra_kind"
     assert registry.job("extra_kind") is EXTRA
 
