@@ -17,11 +17,12 @@ from typing import Any
 from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
+from .cards import CardHolders
 from .contacts import WeComContacts
 from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
-from .rules import coupons, indexes, invites, orders, points, rfm, tiers
+from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
@@ -52,13 +53,15 @@ def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts, InviteBinds, ReadModels):
+class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
         self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
+        self.on_card: Callable[[], None] | None = None  # wakes the card sync after a commit
+        self.card_dirty = False
 
     # -- the one way to change a member ---------------------------------------------------
     def normalise(self, m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:
@@ -79,6 +82,12 @@ class Members(WeComContacts, InviteBinds, ReadModels):
                 outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
                                "data": {"from": e.data["from"], "to": e.data["to"]}})
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
+        # the one place a card holder's balance or tier change becomes a card update, in the
+        # same commit as the change (an outbox entry the card sync sends)
+        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries)
+        if sync is not None:
+            outbox.append(sync)
+            self.card_dirty = True
         idx = indexes.derive(m, today, self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 
@@ -108,6 +117,9 @@ class Members(WeComContacts, InviteBinds, ReadModels):
             return await self.store.update(member_id, step, key=key)
         finally:
             self._latency.observe(time.perf_counter() - t0)
+            if self.card_dirty and self.on_card is not None:
+                self.card_dirty = False
+                self.on_card()
 
     async def get(self, member_id: str) -> Member | None:
         return await self.store.get(member_id)
@@ -224,9 +236,26 @@ class Members(WeComContacts, InviteBinds, ReadModels):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             res, entries = _check_in(m, now, self.rules)
+            if by and m.notices:  # a chat check-in: its reply is the member's next reply
+                res = {**res, "notices": invites.take_notices(m)}
             return ({**res, "by": by} if by else res), entries
 
         return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
+
+    async def reply_with_notices(self, member_id: str, key: str, now: datetime,
+                         compose: Callable[[list[dict]], str]) -> str:
+        """Store the reply to chat message ``key`` once: ``compose(notices)`` gives its text
+        with the member's pending notices, which are cleared in the same step. Without
+        notices the member is not rewritten."""
+
+        def step(m: Member | None) -> Change:
+            if m is None or not m.notices:
+                return Change(None, compose([]))
+            notes = invites.take_notices(m)
+            return self._finish(m, now, compose(notes),
+                                [Entry("notice", ts(now), data={"told": notes})], [])
+
+        return await self._update(member_id, step, key)
 
     async def touch(self, member_id: str, now: datetime) -> dict:
         """Record an interaction (any chat message) once per day: dormancy counts from it."""
@@ -242,6 +271,28 @@ class Members(WeComContacts, InviteBinds, ReadModels):
                            key: str | None = None) -> dict:
         return await self.run(
             member_id, now, lambda m: orders.set_birthday(m, birthday, now, self.rules), key=key)
+
+    async def set_profile(self, member_id: str, now: datetime, *, phone: str | None = None,
+                          birthday: str | None = None, gender: str | None = None,
+                          source: str = "chat", key: str | None = None) -> dict:
+        """Phone, birthday, gender (完善资料): the bonus once when phone and birthday are set.
+        A phone is unique across members."""
+        if phone is not None:
+            phone = profile.normal_phone(phone)
+            if await self.store.claim("phone", phone, member_id) != member_id:
+                raise Refusal("phone_taken", "该手机号已被其他会员使用")
+        before = (await self.store.get(member_id) or Member("", "")).phone
+        try:
+            res = await self.run(member_id, now, lambda m: profile.update(
+                m, now, self.rules, phone=phone, birthday=birthday, gender=gender,
+                source=source), key=key)
+        except Refusal:
+            if phone is not None and phone != before:
+                await self.store.release("phone", phone, member_id)
+            raise
+        if phone is not None and before and before != phone:
+            await self.store.release("phone", before, member_id)
+        return res
 
     async def set_opt_out(self, member_id: str, opted_out: bool, now: datetime) -> dict:
         def body(m: Member) -> tuple[dict, list[Entry]]:
@@ -419,8 +470,31 @@ class Members(WeComContacts, InviteBinds, ReadModels):
         return await self.run(member_id, now, body)
 
     async def refresh(self, member_id: str, now: datetime) -> dict:
-        """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""
-        return await self.run(member_id, now, lambda m: ({"tier": m.tier}, []))
+        """Settle expiry, tier and RFM as of ``now`` (nightly jobs); ``cleaned`` counts what
+        changed: points and coupons expired, stock returned, tiers, grace, RFM segment."""
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                raise Refusal("member_not_found", "未找到会员", member_id=member_id)
+            segment = m.rfm
+            entries, returns = self.normalise(m, now)
+            change = self._finish(m, now, None, entries, returns)
+            cleaned = {
+                "points_expired": -sum(e.points for e in entries if e.kind == "expire"),
+                "coupons_expired": sum(e.kind == "coupon_expire" for e in entries),
+                "stock_returned": len(returns),
+                "tiers_lowered": sum(e.kind == "tier_change" and not e.data.get("up")
+                                     for e in entries),
+                "tiers_raised": sum(e.kind == "tier_change" and bool(e.data.get("up"))
+                                    for e in entries),
+                "grace_started": sum(e.kind == "grace_start" for e in entries),
+                "grace_ended": sum(e.kind == "grace_end" for e in entries),
+                "segments_changed": int(m.rfm != segment),
+            }
+            change.result = {"tier": m.tier, "cleaned": cleaned}
+            return change
+
+        return await self._update(member_id, step, None)
 
     # -- read models ------------------------------------------------------------------------------
     def card(self, m: Member, now: datetime) -> dict:
