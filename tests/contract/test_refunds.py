@@ -32,8 +32,10 @@ async def test_a_full_refund_gives_back_points_paid_with_and_the_coupon(store):
                                      points_used=600)
     assert (res["paid_fen"], res["balance"]) == (8400, 84)
     later = NOW + timedelta(days=1)
+    stock = await store.stock("welcome")
     out = await members.refund("P1", "R1", None, later)
     assert out["balance"] == 600
+    assert await store.stock("welcome") == stock  # the coupon never left the member
     m = await store.get(mid)
     assert balance(m, later.date()) == 600 == await _ledger_points(store, mid)
     assert [(c.code, c.status) for c in m.coupons] == [(code, "issued")]
