@@ -18,11 +18,13 @@ from aiohttp import web
 
 from storage import Store
 
+from .card_sync import CardSync
 from .channels.wechat import WeChatClient
 from .channels.wecom import WeComClient
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
+from .webhooks import Delivery
 
 
 @dataclass
@@ -39,7 +41,9 @@ class Context:
     wechat: WeChatClient | None = None
     wecom: WeComClient | None = None
     wecom_agent: WeComClient | None = None  # the sidebar app's (WECOM_AGENT_SECRET)
+    card_sync: CardSync | None = None  # the member card's sender, when [card] is configured
     problems: dict[str, str] = field(default_factory=dict)
+    webhooks: Delivery | None = None  # delivering to MEMBERBOT_WEBHOOKS while serving
 
     def now(self) -> datetime:
         return self.clock()
