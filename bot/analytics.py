@@ -97,6 +97,8 @@ class _Scan:
                 self.refunds_in_period += -r.amount_fen
         elif k == "coupon_redeem":
             self.redeemed_codes.add(d.get("code"))
+        elif k == "coupon_return":  # a full refund gave it back: not redeemed after all
+            self.redeemed_codes.discard(d.get("code"))
         elif k == "tier_change":
             self.tier_of[mid] = d.get("to")
             if inside:

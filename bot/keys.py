@@ -35,6 +35,11 @@ def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
 
 
+def invite_notice(invitee_id: str) -> str:
+    """Marks the customer-service message telling an inviter of the reward as sent."""
+    return f"notice:invite:{invitee_id}"
+
+
 def invite_undo(invitee_id: str) -> str:
     """A bind that closed an invite cycle, reversed on the invitee's side."""
     return f"invite_undo:{invitee_id}"
@@ -138,6 +143,15 @@ def exchange(message_key: str) -> str:
     return f"exchange:{message_key}"
 
 
+def webhook_state(name: str) -> str:
+    """One webhook endpoint's cursor in the ledger and its delivery figures."""
+    return f"webhook:{name}"
+
+
+def webhook_lock(name: str) -> str:
+    return f"webhook:{name}:lock"
+
+
 def scheduler_id(pid: int, host: str, token: str) -> str:
     """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
     return f"{pid}@{host}:{token}"
@@ -156,7 +170,7 @@ def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
 
 
 def sidebar_state(nonce: str) -> str:
-    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    """An OAuth ``state`` nonce of the sidebar login, marked when it is used (once)."""
     return f"sidebar:state:{nonce}"
 
 

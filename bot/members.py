@@ -7,21 +7,19 @@ aggregate, ledger, indexes and outbox.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from storage.base import OutOfStock, Store, StoreUnavailable, UniqueTaken
+from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
 from .cards import CardHolders
 from .contacts import WeComContacts
+from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
 from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers
@@ -51,16 +49,11 @@ def _tag(text: str) -> str:
     return t
 
 
-INVITE_CHAIN_MAX = 100
-INVITE_LEASE_S = 10.0  # a bind holds it for milliseconds; a dead holder frees it this fast
-INVITE_LEASE_WAIT_S = 5.0
-
-
 def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts, ReadModels, CardHolders):
+class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
@@ -243,9 +236,26 @@ class Members(WeComContacts, ReadModels, CardHolders):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             res, entries = _check_in(m, now, self.rules)
+            if by and m.notices:  # a chat check-in: its reply is the member's next reply
+                res = {**res, "notices": invites.take_notices(m)}
             return ({**res, "by": by} if by else res), entries
 
         return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
+
+    async def reply_with_notices(self, member_id: str, key: str, now: datetime,
+                         compose: Callable[[list[dict]], str]) -> str:
+        """Store the reply to chat message ``key`` once: ``compose(notices)`` gives its text
+        with the member's pending notices, which are cleared in the same step. Without
+        notices the member is not rewritten."""
+
+        def step(m: Member | None) -> Change:
+            if m is None or not m.notices:
+                return Change(None, compose([]))
+            notes = invites.take_notices(m)
+            return self._finish(m, now, compose(notes),
+                                [Entry("notice", ts(now), data={"told": notes})], [])
+
+        return await self._update(member_id, step, key)
 
     async def touch(self, member_id: str, now: datetime) -> dict:
         """Record an interaction (any chat message) once per day: dormancy counts from it."""
@@ -293,76 +303,6 @@ class Members(WeComContacts, ReadModels, CardHolders):
                 [Entry(kind, ts(now))] if changed else [])
 
         return await self.run(member_id, now, body)
-
-    async def bind_invite(self, invitee_id: str, code: str, now: datetime) -> dict:
-        """Accept an invite: the invitee's side, then the inviter's, both under one key.
-
-        The cycle check reads the inviter chain, which other members' binds change: binds
-        take turns on a short lease of the invite graph while they read it and commit. Should
-        a lease run out under a stalled process, the chain is read again after the commit and
-        a bind that closed a cycle is reversed (with a ledger entry) before any inviter is
-        rewarded. Never one transaction across members."""
-        code = code.strip().upper()
-        inviter_id = await self.store.lookup("invite_code", code)
-        if inviter_id is None:
-            raise Refusal("invite_unknown", "邀请码不存在，请核对后再试")
-        key = keys.invite(invitee_id)
-        async with self._invite_lease():
-            inviter = await self.store.get(inviter_id)
-            ancestors = await self._inviter_chain(inviter_id)
-            res = await self.run(invitee_id, now,
-                                 lambda m: self._bind(m, inviter, ancestors, now), key=key)
-            if res["inviter_id"] != inviter_id:
-                raise Refusal("invite_already", "你已绑定过邀请人，不能重复绑定")
-            if invitee_id in await self._inviter_chain(inviter_id):
-                await self._undo_bind(invitee_id, inviter_id, res["points"], now)
-        if (await self.store.get(invitee_id)).inviter_id != inviter_id:
-            raise Refusal("invite_cycle", "不能互相邀请")  # this bind closed a cycle: undone
-        rew = await self.run(inviter_id, now, lambda m: invites.reward_inviter(
-            m, invitee_id, key, now, self.rules), key=key)
-        return {**res, "inviter_points": rew["points"], "inviter_rewarded": rew["rewarded"]}
-
-    async def _inviter_chain(self, member_id: str) -> list[str]:
-        """The ids above ``member_id`` (its inviter, that one's inviter, ...), as stored now."""
-        chain: list[str] = [member_id]
-        cur = await self.store.get(member_id)
-        while cur is not None and cur.inviter_id and len(chain) <= INVITE_CHAIN_MAX:
-            if cur.inviter_id in chain:
-                break
-            chain.append(cur.inviter_id)
-            cur = await self.store.get(cur.inviter_id)
-        return chain[1:]
-
-    async def _undo_bind(self, invitee_id: str, inviter_id: str, pts: int,
-                         now: datetime) -> None:
-        def body(m: Member) -> tuple[dict, list[Entry]]:
-            if m.inviter_id != inviter_id:
-                return {"undone": False}, []
-            m.inviter_id = None
-            ref = keys.invite_undo(invitee_id)
-            entries = [Entry("invite_cycle", ts(now), ref=ref, data={"inviter": inviter_id})]
-            entries += points.reverse(m, pts, keys.invite(invitee_id), ref, now, self.rules)
-            return {"undone": True}, entries
-
-        await self.run(invitee_id, now, body, key=keys.invite_undo(invitee_id))
-
-    @contextlib.asynccontextmanager
-    async def _invite_lease(self) -> AsyncIterator[None]:
-        key, token = keys.invite_graph_lease(), secrets.token_hex(8)
-        deadline = time.monotonic() + INVITE_LEASE_WAIT_S
-        while not await self.store.kv_set(key, token, ttl=INVITE_LEASE_S, only_new=True):
-            if time.monotonic() > deadline:
-                raise StoreUnavailable("the invite graph stayed leased: retry later")
-            await asyncio.sleep(random.uniform(0.002, 0.02))
-        try:
-            yield
-        finally:
-            await self.store.kv_delete(key, expect=token)
-
-    def _bind(self, m: Member, inviter: Member, ancestors: list[str],
-              now: datetime) -> tuple[dict, list[Entry]]:
-        res, entries = invites.bind(m, inviter, ancestors, keys.invite(m.id), now, self.rules)
-        return {**res, "inviter_id": inviter.id, "inviter_code": inviter.invite_code}, entries
 
     # -- coupons ------------------------------------------------------------------------------
     async def ensure_stock(self) -> None:
@@ -530,8 +470,31 @@ class Members(WeComContacts, ReadModels, CardHolders):
         return await self.run(member_id, now, body)
 
     async def refresh(self, member_id: str, now: datetime) -> dict:
-        """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""
-        return await self.run(member_id, now, lambda m: ({"tier": m.tier}, []))
+        """Settle expiry, tier and RFM as of ``now`` (nightly jobs); ``cleaned`` counts what
+        changed: points and coupons expired, stock returned, tiers, grace, RFM segment."""
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                raise Refusal("member_not_found", "未找到会员", member_id=member_id)
+            segment = m.rfm
+            entries, returns = self.normalise(m, now)
+            change = self._finish(m, now, None, entries, returns)
+            cleaned = {
+                "points_expired": -sum(e.points for e in entries if e.kind == "expire"),
+                "coupons_expired": sum(e.kind == "coupon_expire" for e in entries),
+                "stock_returned": len(returns),
+                "tiers_lowered": sum(e.kind == "tier_change" and not e.data.get("up")
+                                     for e in entries),
+                "tiers_raised": sum(e.kind == "tier_change" and bool(e.data.get("up"))
+                                    for e in entries),
+                "grace_started": sum(e.kind == "grace_start" for e in entries),
+                "grace_ended": sum(e.kind == "grace_end" for e in entries),
+                "segments_changed": int(m.rfm != segment),
+            }
+            change.result = {"tier": m.tier, "cleaned": cleaned}
+            return change
+
+        return await self._update(member_id, step, None)
 
     # -- read models ------------------------------------------------------------------------------
     def card(self, m: Member, now: datetime) -> dict:

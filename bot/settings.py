@@ -79,6 +79,10 @@ class Settings:
     join_url: str = ""
     sidebar_admins: tuple[str, ...] = ()
     sidebar_preview: bool = False
+    templates: str | None = None  # a folder of template overrides, searched first
+    log_level: str = "INFO"
+    outbox_lease: float = 60.0  # seconds a batch in flight is presumed alive
+    webhooks: str = ""  # MEMBERBOT_WEBHOOKS: JSON list of {url, secret, events}
     generated: list[str] = field(default_factory=list)
 
     @property
@@ -139,8 +143,22 @@ class Settings:
             sidebar_admins=tuple(u.strip() for u in g("MEMBERBOT_SIDEBAR_ADMINS", "")
                                  .replace("，", ",").split(",") if u.strip()),
             sidebar_preview=(g("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1" and not production),
+            templates=_folder(g("MEMBERBOT_TEMPLATES") or None, cwd),
+            log_level=(g("MEMBERBOT_LOG") or "INFO").upper(),
+            outbox_lease=_number("MEMBERBOT_OUTBOX_LEASE", g("MEMBERBOT_OUTBOX_LEASE") or "60"),
+            webhooks=g("MEMBERBOT_WEBHOOKS", ""),
             generated=generated,
         )
+
+    def loaded(self) -> str:
+        """What this process runs with, for the start-up line: rules file, templates, store
+        (without credentials) and whether /admin can be entered."""
+        rules = self.rules_path or "built-in defaults"
+        templates = f"{self.templates} over built-in" if self.templates else "built-in"
+        admin = ("admin: password login (MEMBERBOT_ADMIN_PASSWORD)" if self.admin_password
+                 else "admin: off (set MEMBERBOT_ADMIN_PASSWORD)")
+        return (f"rules: {rules}; templates: {templates}; store: {public_url(self.store_url)}; "
+                f"{admin}")
 
     def warn_generated(self) -> None:
         if self.generated:
@@ -148,6 +166,34 @@ class Settings:
                   f"{self.data_dir / SECRETS_FILE} for local use only; set them in the "
                   "environment for production (MEMBERBOT_ENV=production refuses to start "
                   "without them)", file=sys.stderr)
+
+
+def public_url(url: str) -> str:
+    """A store URL without its user name and password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _folder(value: str | None, cwd: Path) -> str | None:
+    """``MEMBERBOT_TEMPLATES``: a folder that exists (relative to the working directory)."""
+    if value is None:
+        return None
+    path = Path(value) if Path(value).is_absolute() else cwd / value
+    if not path.is_dir():
+        raise SettingsError(f"MEMBERBOT_TEMPLATES: {value} is not a folder")
+    return str(path)
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if n <= 0:
+        raise SettingsError(f"{name}: {value!r} is not a positive number of seconds")
+    return n
 
 
 def _rel(p: Path, cwd: Path) -> str:

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
-from . import keys
+from . import keys, templating, webhooks
 from .context import CTX, MAX_BODY, Context, open_clients, system_clock
 from .handlers import admin, api, card, metrics, oa, sidebar, wecom
 from .jobs.registry import load_rules
+from .jsonout import json_response
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
@@ -31,12 +32,12 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
         raise
     except StoreUnavailable as e:
         log.warning("store unavailable on %s: %s", request.path, e)
-        return web.json_response({"code": "store_unavailable",
+        return json_response({"code": "store_unavailable",
                                   "message": "系统繁忙，请稍后再试 / service busy, retry later"},
                                  status=503)
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        return web.json_response({"code": "internal_error",
+        return json_response({"code": "internal_error",
                                   "message": "系统繁忙，请稍后再试 / internal error"}, status=500)
 
 
@@ -53,7 +54,7 @@ async def healthz(request: web.Request) -> web.Response:
         except StoreError as e:
             store = {**store, "ok": False, "error": str(e)}
     ok = bool(store.get("ok")) and not ctx.problems
-    return web.json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
+    return json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
                               "store": ctx.store.kind, "store_status": store,
                               "problems": ctx.problems}, status=200 if ok else 503)
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
                clock: Callable[[], datetime] | None = None) -> web.Application:
     """The whole HTTP service. Without ``store``, it is opened from ``settings`` on start."""
     rules = rules or load_rules(settings)
+    templating.use(settings.templates)
     tz = rules.tz
     own_store = store is None
     store = store or open_store(settings.store_url, settings.data_key)
@@ -85,6 +87,7 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
     app.router.add_get("/healthz", healthz)
     for mod in (oa, card, wecom, api, admin, sidebar, metrics):  # each adds its routes
         mod.setup(app)
+    webhooks.setup(app, ctx)  # after the store's resources: its lifespan uses the store
     return app
 
 

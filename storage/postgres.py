@@ -261,6 +261,11 @@ class PostgresStore(Store):
             [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
         ]
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        rows = await self.pool.fetch("SELECT key, result FROM idem WHERE member_id=$1",
+                                     member_id)
+        return {r[0]: loads(r[1]) for r in rows}
+
     @staticmethod
     def _claimed(change: Change, kind: str) -> str:
         return next((v for k, v in change.claims if k == kind), "")
@@ -278,6 +283,10 @@ class PostgresStore(Store):
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
 
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
+
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         for _ in range(MAX_TRIES):
             # A racing claim that commits while this statement waits on it is invisible to
@@ -293,8 +302,12 @@ class PostgresStore(Store):
         raise ConflictError(f"unique {kind}: too many concurrent claims and releases")
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        return await self.pool.fetchval("SELECT member_id FROM uniques WHERE kind=$1 AND value=$2",
-                                        kind, self._uval(kind, value))
+        for v in self._uvals(kind, value):
+            owner = await self.pool.fetchval(
+                "SELECT member_id FROM uniques WHERE kind=$1 AND value=$2", kind, v)
+            if owner is not None:
+                return owner
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         await self.pool.execute("DELETE FROM uniques WHERE kind=$1 AND value=$2 AND member_id=$3",

@@ -16,6 +16,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 from markupsafe import Markup
@@ -25,6 +26,7 @@ from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
+from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..staff import StaffDesk
 from ..templating import render_html
@@ -174,6 +176,19 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
+async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
+    delivery = ctx.webhooks
+    if delivery is None:
+        return []
+    out = []
+    for ep in delivery.endpoints:
+        st = await delivery.state(ep)
+        u = urlparse(ep.url)
+        out.append({"name": ep.name, "url": f"{u.scheme}://{u.netloc}{u.path}",
+                    "events": ep.events, **st})
+    return out
+
+
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
@@ -198,13 +213,7 @@ async def dashboard(request: web.Request, sid: str) -> web.Response:
     report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), card=await _card(ctx),
-                csrf=csrf_token(request, sid))
-
-
-def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return "—"
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
+                webhooks=await _webhooks(ctx), csrf=csrf_token(request, sid))
 
 
 @guarded

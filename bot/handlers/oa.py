@@ -247,7 +247,7 @@ class OfficialAccount:
             if kind not in NOT_LIMITED and await self.limit.exceeded(mid):
                 return render("replies/rate_limited.j2")  # not stored: a retry may pass
             turn = commands.Turn(ctx, msg, mid, now, arg=arg, registration=registration,
-                                 memo=self._memo)
+                                 memo=self._memo, spawn=self.spawn)
             try:
                 text = await handler(turn)
             except Refusal as e:
@@ -258,7 +258,8 @@ class OfficialAccount:
                 # the reply is a function of the use case's keyed result and this message's
                 # key, so every copy computes the same text: nothing to store
                 return Recomputed(text) if text else None
-        stored = await members.keep_reply(mid, key, text or "")
+        stored = await members.reply_with_notices(
+            mid, key, now, lambda notes: commands.with_notices(text, notes))
         return stored or None
 
     async def _touch(self, mid: str, now: datetime) -> None:

@@ -108,6 +108,8 @@ class Member:
     rfm: str | None = None
     pushes: dict[str, int] = field(default_factory=dict)  # "kind:period" -> when enqueued
     push_days: dict[str, str] = field(default_factory=dict)  # day -> kind sent that day
+    # news for the member's next reply (an invite they earned points for), then cleared
+    notices: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class Member:
         d["invited_rewarded"] = dict(self.invited_rewarded)
         d["pushes"] = dict(self.pushes)
         d["push_days"] = dict(self.push_days)
+        d["notices"] = [dict(n) for n in self.notices]
         return d
 
     @classmethod

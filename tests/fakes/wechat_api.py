@@ -44,6 +44,7 @@ class FakeWeChatAPI:
     holders: dict[str, dict] = field(default_factory=dict)  # code -> bonus, field1, active
     invalid_codes: set[str] = field(default_factory=set)  # answer 40056
     pay_rules: list[dict] = field(default_factory=list)  # 支付即会员 rules added
+    menu: dict[str, Any] | None = None  # what menu/create set, as menu/get answers it
     _loop: Any = None
     _thread: Any = None
 
@@ -82,6 +83,8 @@ class FakeWeChatAPI:
         app.router.add_get("/cgi-bin/user/info", self.api)
         for path in CARD_PATHS:
             app.router.add_post(path, self.api)
+        app.router.add_post("/cgi-bin/menu/create", self.api)
+        app.router.add_get("/cgi-bin/menu/get", self.api)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -131,6 +134,13 @@ class FakeWeChatAPI:
             await asyncio.sleep(self.delay)
         return call
 
+    def _create_menu(self, body: dict[str, Any]) -> dict[str, Any]:
+        err = _check_menu(body)
+        if err is not None:
+            return err
+        self.menu = _as_menu_get(body)
+        return {"errcode": 0, "errmsg": "ok"}
+
     async def token(self, request: web.Request) -> web.Response:
         call = await self._record(request)
         q = call.query
@@ -158,6 +168,12 @@ class FakeWeChatAPI:
             if openid in self.unionids:
                 info["unionid"] = self.unionids[openid]
             return web.json_response(info)
+        if call.path == "/cgi-bin/menu/create":
+            return web.json_response(self._create_menu(call.body or {}))
+        if call.path == "/cgi-bin/menu/get":
+            if self.menu is None:
+                return web.json_response({"errcode": 46003, "errmsg": "menu no exist"})
+            return web.json_response({"menu": self.menu})
         if call.path == "/cgi-bin/qrcode/create":
             scene = call.body["action_info"]["scene"]["scene_str"]
             return web.json_response({"ticket": f"TICKET/{scene}==", "expire_seconds":
@@ -232,3 +248,46 @@ CARD_PATHS = ("/card/create", "/card/membercard/activateuserform/set", "/card/up
               "/card/get", "/card/qrcode/create", "/card/paygiftcard/add",
               "/card/membercard/userinfo/get", "/card/membercard/activate",
               "/card/membercard/updateuser")
+
+def _button_error(b: dict[str, Any], sub: bool) -> dict[str, Any] | None:
+    """WeChat's documented limits: name ≤ 16 bytes (top) / 60 bytes (sub), click key ≤ 128
+    bytes, view url ≤ 1024 bytes."""
+    name = str(b.get("name", ""))
+    if not name or len(name.encode()) > (60 if sub else 16):
+        return {"errcode": 40018, "errmsg": "invalid button name size"}
+    kind = b.get("type")
+    if kind == "click" and not 0 < len(str(b.get("key", "")).encode()) <= 128:
+        return {"errcode": 40019, "errmsg": "invalid button key size"}
+    if kind == "view" and not 0 < len(str(b.get("url", "")).encode()) <= 1024:
+        return {"errcode": 40055, "errmsg": "invalid button url domain"}
+    if kind not in ("click", "view", "miniprogram"):
+        return {"errcode": 40017, "errmsg": "invalid button type"}
+    return None
+
+
+def _check_menu(body: dict[str, Any]) -> dict[str, Any] | None:
+    buttons = body.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return {"errcode": 40016, "errmsg": "invalid button size"}
+    for b in buttons:
+        subs = b.get("sub_button")
+        if subs:
+            if len(subs) > 5:
+                return {"errcode": 40023, "errmsg": "invalid sub button size"}
+            if not b.get("name") or len(str(b["name"]).encode()) > 16:
+                return {"errcode": 40018, "errmsg": "invalid button name size"}
+            for sb in subs:
+                err = _button_error(sb, True)
+                if err:
+                    return err
+        else:
+            err = _button_error(b, False)
+            if err:
+                return err
+    return None
+
+
+def _as_menu_get(body: dict[str, Any]) -> dict[str, Any]:
+    # menu/get answers every button with a sub_button list (empty for a leaf)
+    return {"button": [{**b, "sub_button": [dict(sb) for sb in b.get("sub_button") or []]}
+                       for b in body["button"]]}
