@@ -182,3 +182,18 @@ def sidebar_quota(staff: str, day: str) -> str:
 def sidebar_coupon(request_id: str) -> str:
     """A coupon a staff member issued from the sidebar: once per request_id."""
     return f"staffcoupon:{request_id}"
+
+
+def admin_account(name: str) -> str:
+    """One /admin account: role, Argon2 hash, disabled."""
+    return f"admin:account:{name}"
+
+
+def admin_accounts() -> str:
+    """The names of the /admin accounts (a JSON list)."""
+    return "admin:accounts"
+
+
+def admin_audit() -> str:
+    """The account changes (add-user, disable): who, what, when, before -> after."""
+    return "admin:audit"
