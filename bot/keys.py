@@ -170,7 +170,7 @@ def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
 
 
 def sidebar_state(nonce: str) -> str:
-    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    """An OAuth ``state`` nonce of the sidebar login, marked when it is used (once)."""
     return f"sidebar:state:{nonce}"
 
 
@@ -197,3 +197,28 @@ def admin_accounts() -> str:
 def admin_audit() -> str:
     """The account changes (add-user, disable): who, what, when, before -> after."""
     return "admin:audit"
+
+
+# -- the member card (WeChat card wallet) ------------------------------------------------
+CARD_DEFINITION = "card:definition"  # kv: the created card's id, status and when
+CARD_PAUSED = "card:sync:paused-until"  # kv: a 45009 rate limit holds the card sync
+
+
+def card_event(message_key: str) -> str:
+    """The use case one card event (get, submit form, delete) runs: once per callback."""
+    return f"card:{message_key}"
+
+
+def card_sync_lock(member_id: str) -> str:
+    """kv: the one sender sending a member's card updates, so they leave in order."""
+    return f"card:sync:lock:{member_id}"
+
+
+def card_sync_sent(member_id: str) -> str:
+    """kv: the highest card update sequence sent for a member (never sent backwards)."""
+    return f"card:sync:sent:{member_id}"
+
+
+def card_qr(outer_str: str) -> str:
+    """kv: a card QR code's URL, cached."""
+    return f"card:qr:{outer_str}"

@@ -35,7 +35,7 @@ from .rules.timeutil import local_day, ts
 from .settings import Settings
 from .templating import render, yuan
 
-STATE_TTL = 600  # an OAuth round trip takes seconds; a state older than this is refused
+STATE_TTL = 600  # an OAuth round trip takes seconds; an older state is refused
 QUOTA_TTL = 2 * 86400
 AUDIT_KINDS = ["adjust", "staff_coupon", "tag"]
 REASON_MAX = 100
@@ -73,15 +73,14 @@ class StaffDesk:
                      userid in self.admins)
 
     # -- OAuth2 login ---------------------------------------------------------------------------
-    async def new_state(self) -> str:
-        """A fresh nonce for the OAuth ``state``, remembered until it is used once."""
-        nonce = secrets.token_urlsafe(18)
-        await self.store.kv_set(keys.sidebar_state(nonce), "1", ttl=STATE_TTL, only_new=True)
-        return nonce
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(18)
 
-    async def take_state(self, nonce: str) -> bool:
-        """True once for a nonce this service issued and that has not expired."""
-        return bool(nonce) and await self.store.kv_delete(keys.sidebar_state(nonce))
+    async def use_nonce(self, nonce: str, ttl: float) -> bool:
+        """True the first time an OAuth ``state`` nonce is used (remembered while the state
+        is valid), so a state works once."""
+        return await self.store.kv_set(keys.sidebar_state(nonce), "1", ttl=ttl, only_new=True)
 
     async def login(self, wecom: WeComClient, code: str) -> str:
         """The userid of an OAuth2 ``code`` (auth/getuserinfo); a bad or used code, or a

@@ -13,7 +13,7 @@ from storage import Store, StoreError, StoreUnavailable, open_store
 
 from . import keys, templating, webhooks
 from .context import CTX, MAX_BODY, Context, open_clients, system_clock
-from .handlers import admin, api, metrics, oa, sidebar, wecom
+from .handlers import admin, api, card, metrics, oa, sidebar, wecom
 from .jobs.registry import load_rules
 from .jsonout import json_response
 from .members import Members
@@ -85,7 +85,7 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    for mod in (oa, wecom, api, admin, sidebar, metrics):  # each adds its routes (and middleware)
+    for mod in (oa, card, wecom, api, admin, sidebar, metrics):  # each adds its routes
         mod.setup(app)
     webhooks.setup(app, ctx)  # after the store's resources: its lifespan uses the store
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from datetime import date, datetime
@@ -22,6 +23,7 @@ from markupsafe import Markup
 
 from .. import keys
 from ..admins import BOOTSTRAP, Accounts, allows
+from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
@@ -29,6 +31,8 @@ from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..staff import StaffDesk
 from ..templating import render_html
+
+log = logging.getLogger("memberbot.admin")
 
 COOKIE = "memberbot_admin"
 ADMIN = web.RequestKey("admin", dict)  # the signed-in account: {"name", "role"}
@@ -236,14 +240,21 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+async def _card(ctx: Context) -> dict[str, Any] | None:
+    """The member card: its QR code, holders, sync backlog and failures."""
+    if ctx.rules.card is None:
+        return None
+    return await ctx.members.card_overview(CardAPI(ctx.oa) if ctx.oa is not None else None)
+
+
 @guarded
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
     report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
-                stock=await _stock(ctx), jobs=await _jobs(ctx), webhooks=await _webhooks(ctx),
-                csrf=csrf_token(request, sid),
+                stock=await _stock(ctx), jobs=await _jobs(ctx), card=await _card(ctx),
+                webhooks=await _webhooks(ctx), csrf=csrf_token(request, sid),
                 can_run=allows(request[ADMIN]["role"], "operator"))
 
 

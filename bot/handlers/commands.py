@@ -283,7 +283,7 @@ async def tell_inviter(ctx: Context, inviter_id: str, invitee_id: str, points: i
         log.warning("invite reward message to %s not sent: %s", inviter_id, e)
 
 
-@router.command("会员", "等级", "会员码", "会员卡", menu="CARD", help="等级、权益和会员码")
+@router.command("会员", "等级", "会员码", menu="CARD", help="等级、权益和会员码")
 async def card(t: Turn) -> str:
     m = await t.member()
     return render("replies/card.j2", member_code=m.member_code,
@@ -320,6 +320,16 @@ async def birthday(t: Turn) -> str:
     res = await t.members.set_birthday(t.member_id, f"{y}-{int(mo):02d}-{int(d):02d}", t.now,
                                        key=keys.chat_action("birthday", t.msg.dedup_key))
     return render("replies/birthday.j2", **res)
+
+
+@router.command("手机", "手机号", arg=True, usage="手机 手机号",
+                help="登记手机号，与生日一起完善资料得积分")
+async def phone(t: Turn) -> str:
+    if not t.arg:
+        return render("replies/usage.j2", usage="手机 手机号", example="手机 13800138000")
+    res = await t.members.set_profile(t.member_id, t.now, phone=t.arg,
+                                      key=keys.chat_action("phone", t.msg.dedup_key))
+    return render("replies/profile.j2", field="手机号", **res)
 
 
 @router.command("退订", "取消推送", help="不再接收活动推送")

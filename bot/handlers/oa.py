@@ -26,7 +26,7 @@ from ..rules.models import Refusal
 from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
-from . import commands
+from . import card, commands
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
 from .wxproto import (
@@ -44,8 +44,8 @@ log = logging.getLogger("memberbot.oa")
 
 # Events answered through the router; every other event (VIEW, LOCATION, TEMPLATESENDJOBFINISH…)
 # is acknowledged with "success" and changes nothing.
-ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click"}
-NOT_LIMITED = {"subscribe", "unsubscribe", "scan"}
+ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click", *card.EVENTS}
+NOT_LIMITED = {"subscribe", "unsubscribe", "scan", *card.EVENTS}
 LATE_MARK_SECONDS = 3 * 86400
 CREATE_TIME_SLACK = 600  # seconds a retry may come after the message; older is not trusted
 
@@ -213,6 +213,8 @@ class OfficialAccount:
         kind = msg.event.strip().lower() if msg.msg_type == "event" else msg.msg_type
         if msg.msg_type == "event" and kind not in ROUTED_EVENTS:
             return None
+        if kind in card.EVENTS and ctx.rules.card is None:
+            return None  # no member card configured: nothing changes
         handler, arg, same = self.resolve(msg, kind)
         members, key, now = ctx.members, msg.dedup_key, message_time(msg, ctx.now())
         mid = self._openids.get(msg.from_user)
@@ -225,9 +227,9 @@ class OfficialAccount:
                 if done:
                     return await self._stored(key, stored)
         text: str | None = None
+        if (kind == "unsubscribe" or kind in card.NEEDS_MEMBER) and mid is None:
+            return None
         if kind == "unsubscribe":
-            if mid is None:
-                return None
             await ctx.members.unfollow(mid, now)
         else:
             registration = None

@@ -12,7 +12,7 @@ import base64
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
@@ -56,6 +56,7 @@ class Incoming:
     msg_id: str = ""
     event: str = ""
     event_key: str = ""
+    fields: dict[str, str] = field(default_factory=dict, repr=False)  # every element, as sent
 
     @property
     def dedup_key(self) -> str:
@@ -89,6 +90,7 @@ def incoming(fields: dict[str, str]) -> Incoming:
     msg.msg_id = fields.get("MsgId", "")
     msg.event = fields.get("Event", "")
     msg.event_key = fields.get("EventKey", "")
+    msg.fields = fields
     return msg
 
 
@@ -155,7 +157,7 @@ def nonce() -> str:
 
 def callback_xml(to_user: str, from_user: str, msg_type: str, *, content: str = "",
                  event: str = "", event_key: str = "", msg_id: str = "",
-                 create_time: int | None = None) -> str:
+                 create_time: int | None = None, extra: dict[str, str] | None = None) -> str:
     """A callback body as WeChat builds it (plain text of the message)."""
     parts = [f"<xml><ToUserName>{cdata(to_user)}</ToUserName>",
              f"<FromUserName>{cdata(from_user)}</FromUserName>",
@@ -165,6 +167,7 @@ def callback_xml(to_user: str, from_user: str, msg_type: str, *, content: str = 
         parts.append(f"<Event>{cdata(event)}</Event>")
         if event_key:
             parts.append(f"<EventKey>{cdata(event_key)}</EventKey>")
+        parts += [f"<{k}>{cdata(v)}</{k}>" for k, v in (extra or {}).items()]
     else:
         parts.append(f"<Content>{cdata(content)}</Content><MsgId>{msg_id}</MsgId>")
     parts.append("</xml>")

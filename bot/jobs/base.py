@@ -252,6 +252,35 @@ async def on_days(store: Store, index: str, now: datetime, rules: Rules,
     return unique(ids)
 
 
+async def within(store: Store, index: str, now: datetime, rules: Rules, lo: int,
+                 hi: int) -> list[str]:
+    """Members whose day ``index`` lies ``lo``..``hi`` days from today (negative: ago): a
+    job's window, so that a day without a run loses nothing (the period de-duplicates)."""
+    today = local_day(now, rules.tz)
+    return await ranged(store, index, day_num(today + timedelta(days=lo)),
+                        day_num(today + timedelta(days=hi)))
+
+
+def stage(left: int, days: Iterable[int]) -> int | None:
+    """Which of the warnings ``days`` ahead (30 and 7) is current ``left`` days before a
+    deadline: the nearest one not yet passed (``None`` past the deadline or before the
+    first). A warning whose moment has passed is superseded by the next."""
+    if left < 0:
+        return None
+    ahead = [d for d in days if left <= d]
+    return min(ahead) if ahead else None
+
+
+def first_open(kind: str, m: Member, dues: Iterable[Due]) -> Due | None:
+    """The first of ``dues`` (in order of preference) not yet marked on the member; when
+    every one is, the first (it reads "already done"); ``None`` when nothing is due."""
+    dues = list(dues)
+    for d in dues:
+        if f"{kind}:{d.period}" not in m.pushes:
+            return d
+    return dues[0] if dues else None
+
+
 def unique(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 

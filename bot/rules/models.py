@@ -94,6 +94,16 @@ class Member:
     orders: dict[str, Order] = field(default_factory=dict)
     lifetime_spend: int = 0
     profile_rewarded: bool = False
+    gender: str | None = None  # 男 / 女, from the card's activation form
+    # the member card in WeChat's card wallet (rules/card.py)
+    card_id: str | None = None
+    card_code: str | None = None
+    card_channel: str | None = None  # OuterStr of the QR code or scene it was taken from
+    card_got_at: int | None = None
+    card_active: bool = False
+    card_bonus: int = 0  # the balance and tier last enqueued to the card
+    card_tier: str | None = None
+    card_seq: int = 0
     tags: list[str] = field(default_factory=list)
     rfm: str | None = None
     pushes: dict[str, int] = field(default_factory=dict)  # "kind:period" -> when enqueued

@@ -82,7 +82,8 @@ async def test_second_checkin_the_same_day_says_already(bot, clock):
 
 async def test_balance_shows_points_about_to_expire_with_the_date_and_tier_gap(bot, clock):
     await bot.wx.follow("o_e")
-    await bot.wx.text("o_e", "生日 1990-05-20")  # +50, earned 2026-11-25
+    await bot.wx.text("o_e", "手机 13800138005")
+    await bot.wx.text("o_e", "生日 1990-05-20")  # profile complete: +50, earned 2026-11-25
     await bot.wx.text("o_e", "签到")  # +5, earned 2026-11-25
     clock.advance(days=25)
     await bot.wx.text("o_e", "签到")  # +5, earned 2026-12-20
@@ -172,7 +173,10 @@ async def test_commands_card_birthday_opt_out_help_and_hints(bot):
     card = await bot.wx.click("o_g", "CARD")
     assert m.member_code in card.content and "新品折扣、生日礼包" in card.content
     assert (await bot.wx.text("o_g", "会员码")).content == card.content
-    bd = await bot.wx.text("o_g", "生日 1990/05/20")
+    ph = await bot.wx.text("o_g", "手机 138-0013-8007")
+    assert "已登记手机号" in ph.content and "生日" in ph.content and "获得" not in ph.content
+    assert (await bot.member("o_g")).phone == "13800138007"
+    bd = await bot.wx.text("o_g", "生日 1990/05/20")  # phone and birthday: 完善资料 +50
     assert "获得 50 积分" in bd.content and "当前积分 50" in bd.content
     again = await bot.wx.text("o_g", "生日 1991-01-01")
     assert "不能修改" in again.content and await ledger_points(bot, "o_g") == 50

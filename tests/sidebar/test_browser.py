@@ -135,3 +135,16 @@ async def test_another_staff_members_customer_is_refused_on_the_page(browser, ma
     assert await browser.wait_for("document.documentElement.dataset.ready") == "notice"
     assert "不在你的客户列表中" in await text(browser, "[data-notice]")
     assert await browser.evaluate("document.querySelectorAll('[data-issue]').length") == 0
+
+
+async def test_a_contact_who_is_not_a_member_gets_a_one_tap_invitation(browser, make_client):
+    client = await make_client(sidebar_preview=True, join_url="https://brand.test/join")
+    base = str(client.make_url("/")).rstrip("/")
+    await browser.send("Page.addScriptToEvaluateOnNewDocument", source=FAKE_WX)
+    await browser.goto(f"{base}/sidebar?preview_member=999999999999&preview_staff={STAFF}")
+    assert await browser.wait_for("document.documentElement.dataset.ready") == "notice"
+    assert "还不是会员" in await text(browser, "[data-notice]")
+    await browser.evaluate("document.querySelector('[data-send-join]').click()")
+    sent = await browser.wait_for("window.__sent.length && window.__sent")
+    assert "https://brand.test/join" in sent[0]["args"]["text"]["content"]
+    assert [p for p in browser.problems() if "404" not in p] == []  # the card's 404 only
