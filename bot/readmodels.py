@@ -40,6 +40,24 @@ class ReadModels:
     store: Store
     rules: Rules
 
+    async def ledger_page(self, member_id: str, page: int, size: int = 20
+                          ) -> tuple[list[dict[str, Any]], bool]:
+        """Page ``page`` (1 = newest) of the member's whole ledger, and whether one follows:
+        every line, with who made it and why (the admin member page)."""
+        rows = await self.store.ledger(member_id=member_id, newest_first=True,
+                                       limit=page * size + 1)
+        tz = self.rules.tz
+        out = []
+        for r in rows[(page - 1) * size:page * size]:
+            d = r.data or {}
+            out.append({"at": datetime.fromtimestamp(r.at, tz).strftime("%Y-%m-%d %H:%M"),
+                        "kind": r.kind, "points": r.points, "amount_fen": r.amount_fen,
+                        "reason": reason_text(r.kind, str(d.get("reason", "")))
+                        if r.points else "", "why": str(d.get("reason", "")) if r.kind in (
+                            "adjust", "staff_coupon") else "",
+                        "by": str(d.get("staff") or d.get("by") or ""), "ref": r.ref})
+        return out, len(rows) > page * size
+
     async def statement(self, member_id: str, now: datetime, limit: int = 10) -> dict[str, Any]:
         """The member's last ``limit`` points lines, newest first (day, reason in Chinese,
         signed points), with the balance and any debt as of ``now``."""
