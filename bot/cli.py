@@ -10,6 +10,7 @@ import click
 from storage import StoreError
 
 from . import (
+    admins,
     backup,
     card_cli,
     chat,
@@ -104,5 +105,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 # The operator commands live with their features; each module adds itself to the group.
 for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
-             rotate, wecom_cli):
+             rotate, admins, wecom_cli):
     _mod.register(main)

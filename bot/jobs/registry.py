@@ -15,6 +15,7 @@ from ..settings import Settings, rules_for
 from . import (
     birthday,
     confirm,
+    coupon_expiry,
     demotion_warning,
     dormant,
     handover,
@@ -34,8 +35,8 @@ log = logging.getLogger("memberbot.jobs")
 
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
-    demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
-    confirm.JOB, reconcile.JOB, tags.JOB, handover.JOB,
+    demotion_warning.JOB, coupon_expiry.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB,
+    outbox.JOB, confirm.JOB, reconcile.JOB, tags.JOB, handover.JOB,
 )}
 
 
