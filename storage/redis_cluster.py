@@ -54,7 +54,7 @@ from .base import (
     UniqueTaken,
 )
 from .codec import Codec, dumps, loads
-from .redis import RedisStore, _idx_ops, _terms, _why, outbox_id
+from .redis import RedisStore, _idx_ops, _why, outbox_id
 from .redis_cluster_lua import (
     CLAIM_NEW,
     COMMIT,
@@ -66,6 +66,7 @@ from .redis_cluster_lua import (
     STOCK_TAKE,
 )
 from .redis_lua import CLAIM, INCR_WINDOW, KV_CAD, KV_CAS, RELEASE
+from .shared import index_terms as _terms
 
 SHARDS = 16
 MAX_TRIES = 50
