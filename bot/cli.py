@@ -39,7 +39,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            jobs_scheduler.attach(app)
+            jobs_scheduler.setup(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
