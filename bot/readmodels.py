@@ -19,7 +19,7 @@ from .rules.models import Change, Member
 from .rules.timeutil import from_ts, local_day
 
 # The ledger kinds that move points, and the words a member reads for each (by its reason).
-POINT_KINDS = ["credit", "spend", "expire", "reverse"]
+POINT_KINDS = ["credit", "spend", "expire", "reverse", "restore"]
 REASONS = {
     ("credit", "purchase"): "消费得积分", ("credit", "checkin"): "签到",
     ("credit", "inviter"): "邀请好友", ("credit", "invitee"): "受邀加入",
@@ -27,6 +27,7 @@ REASONS = {
     ("credit", "refund"): "退款退回", ("spend", "exchange"): "积分兑换",
     ("spend", "order"): "积分抵现", ("spend", "adjust"): "客服调整",
     ("expire", ""): "积分过期", ("reverse", ""): "退款扣回",
+    ("reverse", "invite_cycle"): "邀请无效扣回", ("restore", ""): "退款退回抵现积分",
 }
 
 

@@ -363,6 +363,15 @@ class PostgresStore(Store):
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > $1"]
         args: list[Any] = [after_id]
+        if member_id is None:
+            # Ids are drawn when a row is inserted, not when its transaction commits: a
+            # transaction still running may commit a smaller id than rows already visible. A
+            # reader that pages by id (the changes feed, webhooks) would pass it for good, so
+            # rows are shown only once no writing transaction that started before their id was
+            # drawn is still running (any id it draws later is larger than theirs).
+            q.append("AND drawn_at < (SELECT coalesce(min(xact_start), 'infinity') "
+                     "FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL)")
         for cond, val in (("member_id = ${}", member_id), ("at >= ${}", since),
                           ("at < ${}", until), ("kind = ANY(${})", kinds or None)):
             if val is not None:

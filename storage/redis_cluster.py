@@ -195,8 +195,7 @@ class RedisClusterStore(RedisStore):
         """Mark the member before its commit: (this writer's score, whether another writer's
         mark was there, whose unpublished state this writer must then republish)."""
         g = shard_of(member_id)
-        score, prior = await self._intent((f"{g}:intent",),
-                                          (member_id, int(time.time() * 1e6)))
+        score, prior = await self._intent((f"{g}:intent",), (member_id,))
         return score.decode(), bool(prior)
 
     async def _settle_own(self, member_id: str, intent: str, prior: bool) -> None:
@@ -500,6 +499,14 @@ class RedisClusterStore(RedisStore):
                                       after_id=after_id, limit=2**62)
             return every[::-1][:limit]
         await self._repair_all()
+        # A row's id is drawn at its commit, and published after it: a member marked now may
+        # still publish a row with an id above any mark's time but below rows already
+        # visible. Rows are shown up to the oldest mark (after the repair, marks of updates
+        # still running or of a writer that died within SETTLE_AFTER), so a reader paging by
+        # id never passes a row that is yet to appear.
+        marks = [s for rows in await self._each_shard(
+            lambda p, g: p.zrange(f"{g}:intent", 0, 0, withscores=True)) for _, s in rows]
+        horizon = int(min(marks)) * 10**8 if marks else None
         # a k-way merge of the shards' rows in id order, each shard read in chunks
         chunk = limit if since is None and until is None and not kinds else LEDGER_CHUNK
         chunk = max(chunk, 1)
@@ -529,6 +536,8 @@ class RedisClusterStore(RedisStore):
         while heap and len(out) < limit:
             raw, k = heapq.heappop(heap)
             row = _ledger_row(raw)
+            if horizon is not None and row.id >= horizon:
+                break
             if wanted(row):
                 out.append(row)
             if buffers[k]:
