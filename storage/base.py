@@ -1,4 +1,4 @@
-"""The storage contract every backend implements (SQLite, Redis).
+"""The storage contract every backend implements (SQLite, Redis, Redis Cluster, PostgreSQL).
 
 One member, one atomic step: :meth:`Store.update` loads the aggregate, runs a pure step and
 commits the new aggregate with its ledger entries, index entries and outbox entries together,
@@ -73,7 +73,8 @@ UNIQUE_KINDS = ("member_code", "openid", "unionid", "external_userid", "invite_c
 
 
 class Store(abc.ABC):
-    """A member store. Backends: ``sqlite:///path`` and ``redis://host:port/db``."""
+    """A member store. Backends: ``sqlite:///path``, ``redis://host:port/db`` (and
+    ``redis+sentinel://``), ``redis+cluster://h1:p1,h2:p2`` and ``postgresql://user@host/db``."""
 
     kind: str = "?"  # the backend's name: the label of its metrics, shown on /healthz
     conflicts: int = 0  # version conflicts retried so far (memberbot_store_conflicts_total)
