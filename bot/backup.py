@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from storage import Store, StoreError
 
+from . import keys
 from .rules import indexes
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member
@@ -120,8 +121,21 @@ async def dump(store: Store, rules: Rules, out: IO[str], now: datetime,
         remaining = await store.stock(key)
         if remaining is not None:
             write(json.dumps({"type": "stock", "template": key, "remaining": remaining}) + "\n")
+    for key in await kept_kv(store):
+        value = await store.kv_get(key)
+        if value is not None:
+            write(json.dumps({"type": "kv", "key": key, "value": value}, ensure_ascii=False)
+                  + "\n")
     write(json.dumps({"type": "end", "members": n}) + "\n")
     return n
+
+
+async def kept_kv(store: Store) -> list[str]:
+    """The small state a backup keeps besides members: the /admin accounts and their audit
+    trail (token caches, locks and counters are short-lived and left out)."""
+    raw = await store.kv_get(keys.admin_accounts())
+    names = json.loads(raw) if raw else []
+    return [keys.admin_accounts(), keys.admin_audit(), *map(keys.admin_account, names)]
 
 
 def records(lines: Iterable[str], source: str) -> Iterable[dict[str, Any]]:
@@ -215,6 +229,8 @@ async def restore(store: Store, rules: Rules, lines: Callable[[], Iterable[str]]
             progress.advance()
         elif t == "stock":
             await store.stock_set(rec["template"], int(rec["remaining"]))
+        elif t == "kv":
+            await store.kv_set(str(rec["key"]), str(rec["value"]))
         elif t == "end":
             expected = rec.get("members")
     if expected is not None and expected != n:

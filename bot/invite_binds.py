@@ -74,7 +74,8 @@ class InviteBinds:
             m.inviter_id = None
             ref = keys.invite_undo(invitee_id)
             entries = [Entry("invite_cycle", ts(now), ref=ref, data={"inviter": inviter_id})]
-            entries += points.reverse(m, pts, keys.invite(invitee_id), ref, now, self.rules)
+            entries += points.reverse(m, pts, keys.invite(invitee_id), ref, now, self.rules,
+                                      reason="invite_cycle")
             return {"undone": True}, entries
 
         await self.run(invitee_id, now, body, key=keys.invite_undo(invitee_id))

@@ -184,6 +184,21 @@ def sidebar_coupon(request_id: str) -> str:
     return f"staffcoupon:{request_id}"
 
 
+def admin_account(name: str) -> str:
+    """One /admin account: role, Argon2 hash, disabled."""
+    return f"admin:account:{name}"
+
+
+def admin_accounts() -> str:
+    """The names of the /admin accounts (a JSON list)."""
+    return "admin:accounts"
+
+
+def admin_audit() -> str:
+    """The account changes (add-user, disable): who, what, when, before -> after."""
+    return "admin:audit"
+
+
 # -- the member card (WeChat card wallet) ------------------------------------------------
 CARD_DEFINITION = "card:definition"  # kv: the created card's id, status and when
 CARD_PAUSED = "card:sync:paused-until"  # kv: a 45009 rate limit holds the card sync

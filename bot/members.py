@@ -438,14 +438,17 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
             raise Refusal("adjust_cap", f"单次调整需在 1 到 {cap} 分之间", cap=cap)
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
-            audit = Entry("adjust", ts(now), points=0, ref=key,
-                          data={"staff": staff, "reason": reason, "delta": delta,
-                                **({"via": via} if via else {})})
+            day = local_day(now, self.rules.tz)
+            before = points.balance(m, day)
             if delta > 0:
                 more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
             else:
                 more = points.spend(m, -delta, key, now, self.rules, reason="adjust")
-            bal = points.balance(m, local_day(now, self.rules.tz))
+            bal = points.balance(m, day)
+            audit = Entry("adjust", ts(now), points=0, ref=key,
+                          data={"staff": staff, "reason": reason, "delta": delta,
+                                "before": before, "after": bal,
+                                **({"via": via} if via else {})})
             return {"delta": delta, "balance": bal}, [audit, *more]
 
         return await self.run(member_id, now, body, key=keys.staff_adjust(key))

@@ -180,7 +180,9 @@ ORDER = Body("Order", "An order paid in a store or online; recorded once per ord
     Field("amount_fen", "integer", "order total in fen, before coupon and points",
           required=True, minimum=0, maximum=10**10, example=12800),
     Field("paid_at", "date-time", "when it was paid, ISO 8601; without an offset the "
-          "configured time zone (Asia/Shanghai) is meant", required=True,
+          "configured time zone (Asia/Shanghai) is meant; not before the rules' "
+          "orders.earliest_paid_at (default 2000-01-01), at most 10 minutes ahead",
+          required=True,
           example="2026-11-25T10:00:00+08:00"),
     Field("store_id", "string", "the store or channel", required=True, max_length=64,
           pattern=ID, example="SH-001"),

@@ -37,7 +37,7 @@ from .templating import render, yuan
 
 STATE_TTL = 600  # an OAuth round trip takes seconds; an older state is refused
 QUOTA_TTL = 2 * 86400
-AUDIT_KINDS = ["adjust", "staff_coupon"]
+AUDIT_KINDS = ["adjust", "staff_coupon", "tag"]
 REASON_MAX = 100
 
 
@@ -59,6 +59,14 @@ class StaffDesk:
         self.rules = members.rules
         self.settings = settings
         self.admins = tuple(settings.sidebar_admins)
+
+    def admin_staff(self, name: str, role: str) -> Staff:
+        """An /admin account acting on the member page: an operator has the rules' default
+        staff role (its caps), an admin the admin role; ``admin:<name>`` in the audit."""
+        staff = self.rules.staff
+        key = staff.admin_role if role == "admin" else staff.default_role
+        # admin=True: the member page serves any member, not only one's WeCom contacts
+        return Staff(f"admin:{name}", staff.roles[key], True)
 
     def staff(self, userid: str) -> Staff:
         return Staff(userid, self.rules.staff.role_of(userid, admins=self.admins),
@@ -310,6 +318,9 @@ class StaffDesk:
         """Staff actions (points adjustments, coupons issued by staff), newest first."""
         since = ts(now - timedelta(days=days))
         rows = await self.store.ledger(since=since, kinds=AUDIT_KINDS, limit=100_000)
+        for r in rows:  # tags edited on /admin carry "by": the account that edited them
+            if r.kind == "tag" and str(r.data.get("by", "")).startswith("admin:"):
+                r.data = {**r.data, "staff": r.data["by"], "via": "admin"}
         rows = [r for r in rows if r.data.get("staff") and (not staff or
                                                              r.data["staff"] == staff)]
         rows = rows[::-1][:limit]
@@ -322,6 +333,11 @@ class StaffDesk:
             if r.kind == "adjust":
                 d = int(r.data.get("delta", 0))
                 change = f"积分 {d:+d}"
+                if "before" in r.data:
+                    change += f"（{r.data['before']} → {r.data['after']}）"
+            elif r.kind == "tag":
+                change = "标签 " + " ".join([*(f"+{t}" for t in r.data.get("add", [])),
+                                             *(f"−{t}" for t in r.data.get("remove", []))])
             else:
                 tpl = self.rules.coupons.get(r.data.get("template", ""))
                 change = f"发券 {tpl.name if tpl else r.data.get('template')} " \

@@ -18,11 +18,11 @@ from ..context import CTX, Context
 from ..rules import tiers
 from ..templating import render
 from .commands import Turn, router
+from .wxproto import CARD_EVENTS
 
 log = logging.getLogger("memberbot.card")
 
-EVENTS = ("user_get_card", "submit_membercard_user_info", "user_del_card",
-          "update_member_card")
+EVENTS = CARD_EVENTS
 NEEDS_MEMBER = {"submit_membercard_user_info", "user_del_card", "update_member_card"}
 
 

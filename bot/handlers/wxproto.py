@@ -91,7 +91,16 @@ def incoming(fields: dict[str, str]) -> Incoming:
     msg.event = fields.get("Event", "")
     msg.event_key = fields.get("EventKey", "")
     msg.fields = fields
+    if msg.msg_type == "event" and msg.event.strip().lower() in CARD_EVENTS:
+        for name in ("CardId", "UserCardCode"):  # a card event names its card and code
+            if not fields.get(name, "").strip():
+                raise BadRequest(f"missing <{name}>")
     return msg
+
+
+# the member card's events (handlers/card.py); each must name the card and the code
+CARD_EVENTS = ("user_get_card", "submit_membercard_user_info", "user_del_card",
+               "update_member_card")
 
 
 class _Prp(PrpCrypto):

@@ -192,6 +192,12 @@ async def test_get_card_binds_a_new_member_and_a_retry_changes_nothing(carded):
     assert len(await carded.bot.ledger("o_card", ["card_get"])) == 1
     bad = await carded.bot.wx.post_raw(carded.bot.wx.query("o_card"), xml)
     assert bad.status in (400, 403)  # safe mode: a plain body is refused
+    # a card event without its code is malformed: 400 naming the field, nothing changes
+    no_code = card_event("o_new", "user_get_card", carded.t + 1, CardId=carded.card_id)
+    params, body = carded.bot.wx.envelope(no_code, carded.bot.wx.query("o_new"))
+    r = await carded.bot.wx.post_raw(params, body)
+    assert r.status == 400 and "UserCardCode" in r.body
+    assert await carded.bot.member("o_new") is None
 
 
 async def test_the_form_is_stored_rewarded_once_and_the_card_activated(carded):

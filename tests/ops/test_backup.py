@@ -109,6 +109,9 @@ async def test_a_dump_taken_under_load_restores_balances_equal_to_ledgers(
             finally:
                 stop.set()
 
+        from bot.admins import Accounts
+
+        await Accounts(src).add("vera", "viewer", "viewer-password", now)
         n, writes = await asyncio.gather(backup(), load(members, ids, now, stop, 3000))
         assert n == 40 and writes > 0
         await src.close()
@@ -128,6 +131,9 @@ async def test_a_dump_taken_under_load_restores_balances_equal_to_ledgers(
             assert sum(r.points for r in await dst.ledger(member_id=ids[0])) == before
             assert await dst.lookup("member_code", m.member_code) == ids[0]
             assert await dst.lookup("openid", "o-0") == ids[0]
+            from bot.admins import Accounts
+
+            assert await Accounts(dst).verify("vera", "viewer-password") is not None
             with pytest.raises(BackupError, match="not empty"):
                 await restore(dst, rules, lambda: lines, "dump.jsonl", now)
         finally:

@@ -173,7 +173,9 @@ async def test_points_within_the_cap_are_adjusted_once_per_request(client, fake,
     assert s1 == s2 == 200 and r1 == r2 and r1["balance"] == card0["balance"] + 150
     adj = [x for x in await ledger(client, seeded) if x.kind == "adjust"]
     assert len(adj) == 1 and adj[0].data == {"staff": STAFF, "reason": "补录门店积分",
-                                             "delta": 150, "via": "sidebar"}
+                                             "delta": 150, "via": "sidebar",
+                                             "before": card0["balance"],
+                                             "after": card0["balance"] + 150}
     card = await (await client.get("/sidebar/api/customer",
                                    params={"external_userid": CUSTOMER})).json()
     assert card["balance"] == card0["balance"] + 150

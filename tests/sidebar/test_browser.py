@@ -1,7 +1,8 @@
 """The sidebar in real headless Chromium at the chat-toolbar width (360 px), in preview mode:
 the card shows what the ledger says, a script is sent with sendChatMessage, issuing a coupon
-(two taps: the template, then 确定) updates the card, and a double tap on 确定 gives one
-coupon. A screenshot is saved as an artifact (its path is printed)."""
+(two taps: the template, then 确定) updates the card, a double tap on 确定 gives one
+coupon, and a points adjustment with a reason shows the new balance. A screenshot is saved
+as an artifact (its path is printed)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,17 @@ async def test_the_sidebar_card_scripts_and_a_coupon_in_chromium(browser, make_c
     codes = await browser.evaluate(
         "Array.from(document.querySelectorAll('[data-coupon]')).map(e => e.dataset.coupon)")
     assert issued[0].code in codes
+
+    # a points adjustment with a reason: the card shows the new balance and today's quota
+    await browser.evaluate("""(() => {
+        document.querySelector('#sb-points').value = '50';
+        document.querySelector('#sb-reason').value = '补录门店积分';
+        document.querySelector('[data-adjust-submit]').click(); })()""")
+    await browser.wait_for(f"document.querySelector('[data-field=balance]').textContent === "
+                           f"'{balance + 50}'")
+    assert "今日已用 50/1000" in await text(browser, "[data-field=quota]")
+    adj = [r for r in await ctx(client).store.ledger(member_id=mid) if r.kind == "adjust"]
+    assert [(r.data["delta"], r.data["reason"]) for r in adj] == [(50, "补录门店积分")]
 
     await browser.evaluate("window.scrollTo(0, 0)")
     await browser.wait_for("document.querySelector('[data-toast]').classList.contains("
