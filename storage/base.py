@@ -1,4 +1,4 @@
-"""The storage contract every backend implements (SQLite, Redis).
+"""The storage contract every backend implements (SQLite, Redis, Redis Cluster, PostgreSQL).
 
 One member, one atomic step: :meth:`Store.update` loads the aggregate, runs a pure step and
 commits the new aggregate with its ledger entries, index entries and outbox entries together,
@@ -73,9 +73,11 @@ class OutboxRow:
 
 
 class Store(abc.ABC):
-    """A member store. A backend is one module (and its schema) implementing this class,
-    chosen by :func:`storage.open_store` from its URL scheme, and one parameter of the
-    contract suite (``tests/contract``)."""
+    """A member store. Backends: ``sqlite:///path``, ``redis://host:port/db`` (and
+    ``redis+sentinel://``), ``redis+cluster://h1:p1,h2:p2`` and ``postgresql://user@host/db``.
+    A backend is one module (and its schema) implementing this class, chosen by
+    :func:`storage.open_store` from its URL scheme, and one parameter of the contract suite
+    (``tests/contract``)."""
 
     # What every backend declares: its name (the label of its metrics, shown on /healthz and
     # by the operator commands), the version conflicts it retried so far (carried over to

@@ -136,6 +136,8 @@ class RedisClusterStore(RedisStore):
         self.user, password, self.nodes, _ = parse_nodes(url)
         self.where = url.replace(f":{password}@", "@") if password else url
         self.password = password
+        self._cpending: list[Any] = []
+        self._cflusher: asyncio.Task | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -161,8 +163,6 @@ class RedisClusterStore(RedisStore):
              self._take, self._return, self._claim, self._release, self._kv_cas,
              self._kv_cad, self._incr, self._claim_new) = (
                 self.client.register_script(s) for s in scripts)
-            self._cpending: list[Any] = []
-            self._cflusher: asyncio.Task | None = None
             self._commit, self._intent, self._publish = (
                 self._batched_script(s) for s in (self._commit, self._intent, self._publish))
             for s in scripts:  # on every primary, so updates run EVALSHA straight away
@@ -178,6 +178,12 @@ class RedisClusterStore(RedisStore):
                     else "start the cluster or fix MEMBERBOT_STORE")
             raise StoreError(f"cannot use the Redis Cluster at {self.where} ({why}): "
                              f"{hint}") from e
+
+    async def close(self) -> None:
+        if self._cflusher is not None:  # let the script calls already sent come back
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._cflusher
+        await super().close()
 
     async def ping(self) -> dict[str, Any]:
         try:
