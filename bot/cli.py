@@ -9,7 +9,20 @@ import click
 
 from storage import StoreError
 
-from . import admins, backup, card_cli, chat, dbcli, export, importer, menu, report, rotate, staff
+from . import (
+    admins,
+    backup,
+    card_cli,
+    chat,
+    dbcli,
+    export,
+    importer,
+    menu,
+    report,
+    rotate,
+    staff,
+    wecom_cli,
+)
 from .jobs import cli as jobs_cli
 from .jobs import scheduler as jobs_scheduler
 from .operator import fail, load_settings
@@ -99,5 +112,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 # The operator commands live with their features; each module adds itself to the group.
 for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
-             rotate, admins):
+             rotate, admins, wecom_cli):
     _mod.register(main)

@@ -118,7 +118,12 @@ class WeComCallback:
         if change in REMOVED:
             await self.ctx.members.unlink_wecom(eu, staff, now)
         elif change in ADDED:
-            await self.added(eu, staff, ev.get("WelcomeCode", ""))
+            await self.added(eu, staff, ev.get("WelcomeCode", ""), ev.get("State", ""))
+        elif change == "transfer_fail":  # UserID is the staff member who was to take over
+            mid = await self.ctx.members.resolve(external_userid=eu)
+            if mid is not None:
+                await self.ctx.members.end_handover(mid, staff, now, taken_over=False,
+                                                    reason=ev.get("FailReason", ""))
         elif change == "edit_external_contact" and (contact := await self._contact(eu)):
             await self._link(eu, staff, contact)
 
@@ -139,7 +144,7 @@ class WeComCallback:
             eu, self.ctx.now(), staff=staff, unionid=ext.get("unionid") or None,
             follow_users=follow or None, nickname=ext.get("name") or None)
 
-    async def added(self, eu: str, staff: str, code: str) -> None:
+    async def added(self, eu: str, staff: str, code: str, state: str = "") -> None:
         contact = await self._contact(eu)
         if contact is None and self.wecom is not None:
             # without the unionid a link could duplicate an OA member: greet now, link later
@@ -147,24 +152,31 @@ class WeComCallback:
                 await welcome.send(self.ctx.members, self.wecom, member_id=None,
                                    welcome_code=code, staff=staff, now=self.ctx.now(),
                                    linked=False)
-            self.spawn(self._link_later(eu, staff))
+            self.spawn(self._link_later(eu, staff, state))
             return
         res = await self._link(eu, staff, contact or {})
-        if not code:
-            return
-        if self.wecom is None:
+        if code and self.wecom is None:
             log.warning("a WelcomeCode arrived but WECOM_SECRET is not set: no welcome sent")
-            return
-        await welcome.send(self.ctx.members, self.wecom, member_id=res["member_id"],
-                           welcome_code=code, staff=staff, now=self.ctx.now(),
-                           linked=res["linked"], coupon=res.get("coupon"))
+        elif code:
+            await welcome.send(self.ctx.members, self.wecom, member_id=res["member_id"],
+                               welcome_code=code, staff=staff, now=self.ctx.now(),
+                               linked=res["linked"], coupon=res.get("coupon"))
+        await self._attribute(res["member_id"], state)  # after the welcome: its code lives 20 s
 
-    async def _link_later(self, eu: str, staff: str) -> None:
+    async def _attribute(self, member_id: str, state: str) -> None:
+        if state:
+            res = await self.ctx.members.attribute_contact(member_id, state, self.ctx.now())
+            if "refused" in res:
+                log.info("contact way state of member %s refused: %s", member_id,
+                         res["refused"])
+
+    async def _link_later(self, eu: str, staff: str, state: str = "") -> None:
         for delay in self.link_retry_delays:
             await asyncio.sleep(delay)
             contact = await self._contact(eu)
             if contact is not None:
-                await self._link(eu, staff, contact)
+                res = await self._link(eu, staff, contact)
+                await self._attribute(res["member_id"], state)
                 return
         # linking without the unionid could duplicate an OA member: leave it to the next
         # event for this contact (every event links again)
