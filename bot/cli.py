@@ -28,7 +28,7 @@ from .jobs import scheduler as jobs_scheduler
 from .operator import fail, load_settings
 from .rules.config import RulesError
 from .settings import SettingsError
-from .web import create_app
+from .web import CTX, create_app
 
 
 @click.group()
@@ -52,10 +52,16 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            jobs_scheduler.attach(app)
+            jobs_scheduler.setup(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
+    accounts = [0]
+
+    async def count_accounts(app: web.Application) -> None:  # the store is open by now
+        accounts[0] = len(await admins.Accounts(app[CTX].store).names())
+
+    app.on_startup.append(count_accounts)
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
@@ -63,7 +69,8 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} ({settings.loaded()}); "
+                        f"memberbot serving on http://{host}:{port} "
+                        f"({settings.loaded(accounts[0])}); "
                         f"health: http://{host}:{port}/healthz", err=True))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))

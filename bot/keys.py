@@ -185,6 +185,21 @@ def sidebar_coupon(request_id: str) -> str:
     return f"staffcoupon:{request_id}"
 
 
+def admin_account(name: str) -> str:
+    """One /admin account: role, Argon2 hash, disabled."""
+    return f"admin:account:{name}"
+
+
+def admin_accounts() -> str:
+    """The names of the /admin accounts (a JSON list)."""
+    return "admin:accounts"
+
+
+def admin_audit() -> str:
+    """The account changes (add-user, disable): who, what, when, before -> after."""
+    return "admin:audit"
+
+
 def groupmsg_reminders(msgid: str) -> str:
     """When the staff of a WeCom task were reminded (JSON list of times): ≤ 3 in 24 h."""
     return f"wecom:groupmsg:remind:{msgid}"
@@ -202,21 +217,6 @@ def channel(member_id: str) -> str:
 
 
 CONTACT_WAYS = "wecom:contact-ways"  # the contact QRs memberbot created (JSON list)
-
-
-def admin_account(name: str) -> str:
-    """One /admin account: role, Argon2 hash, disabled."""
-    return f"admin:account:{name}"
-
-
-def admin_accounts() -> str:
-    """The names of the /admin accounts (a JSON list)."""
-    return "admin:accounts"
-
-
-def admin_audit() -> str:
-    """The account changes (add-user, disable): who, what, when, before -> after."""
-    return "admin:audit"
 
 
 # -- the member card (WeChat card wallet) ------------------------------------------------

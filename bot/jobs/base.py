@@ -105,6 +105,7 @@ class Summary:
     show: int = 0  # a dry run keeps this many rendered messages (``samples``) to print
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    quiet_end: str = "09:00"  # the rules' push.quiet_end, for "held: quiet hours (until …)"
 
     def lines(self) -> list[str]:
         when = self.now.strftime("%Y-%m-%d %H:%M %Z")
@@ -121,7 +122,7 @@ class Summary:
             rows += [("enqueued", self.enqueued), ("sent", self.sent)]
         rows += [("skipped: daily cap", self.skipped["cap"]),
                  ("skipped: opted out", self.skipped["opt_out"]),
-                 ("held: quiet hours (until 09:00)", self.held["quiet"])]
+                 (f"held: quiet hours (until {self.quiet_end})", self.held["quiet"])]
         rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
                  if k not in ("cap", "opt_out") and v]
         rows += [(HELD.get(k, f"held: {k}"), v) for k, v in sorted(self.held.items())

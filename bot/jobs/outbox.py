@@ -10,8 +10,9 @@ passed, the next sender resolves them from the record: never called → pending 
 with no answer recorded → ``uncertain``, never blindly resent; answered → the recorded msgid
 and fail_list (checked with get_groupmsg_send_result).
 
-Held, not dropped: quiet hours (21:00–09:00), a rate limit still on after backing off, a
-configuration error (40001), WeCom unreachable. Those rows stay pending for the next run.
+Held, not dropped: quiet hours (the rules' push.quiet_start to quiet_end), a rate limit still
+on after backing off, a configuration error (40001), WeCom unreachable. Those rows stay
+pending for the next run.
 """
 
 from __future__ import annotations
@@ -340,7 +341,7 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
 async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
                   summary: Summary | None = None) -> Summary:
     """Send what is pending (of ``kinds``, or all), as of ``now`` for quiet hours."""
-    summary = summary or Summary(KIND, now)
+    summary = summary or Summary(KIND, now, quiet_end=env.rules.push["quiet_end"])
     await resolve(env, summary)
     held: dict[str, str] = {}
     p = env.rules.push
