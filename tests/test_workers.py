@@ -153,10 +153,12 @@ async def test_two_processes_apply_each_event_once(shared_store, tmp_path):
                 codes = {o: (await s.get(await s.lookup("openid", o))).member_code
                          for o in members}
 
+                paid_at = datetime.now().astimezone().isoformat()  # one body for the resends
+
                 async def order(o: str) -> int:
                     body = json.dumps({"order_id": f"ord-{o}", "member_code": codes[o],
                                        "amount_fen": 10_000, "store_id": "SH-1",
-                                       "paid_at": datetime.now().astimezone().isoformat()})
+                                       "paid_at": paid_at})
                     ts = str(int(time.time()))
                     h = {"X-Memberbot-Timestamp": ts, "Content-Type": "application/json",
                          "X-Memberbot-Signature": api_sign(SECRET, ts, "POST", "/api/orders",
