@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from storage.base import StoreUnavailable
+from storage.base import OutOfStock, StoreUnavailable
 
 from . import keys
-from .rules import invites, points
+from .rules import coupons, invites, points
 from .rules.models import Entry, Member, Refusal
 from .rules.timeutil import ts
 
@@ -51,9 +51,44 @@ class InviteBinds:
                 await self._undo_bind(invitee_id, inviter_id, res["points"], now)
         if (await self.store.get(invitee_id)).inviter_id != inviter_id:
             raise Refusal("invite_cycle", "不能互相邀请")  # this bind closed a cycle: undone
-        rew = await self.run(inviter_id, now, lambda m: invites.reward_inviter(
-            m, invitee_id, key, now, self.rules), key=key)
+        rew = await self._reward_inviter(inviter_id, invitee_id, key, now)
         return {**res, "inviter_points": rew["points"], "inviter_rewarded": rew["rewarded"]}
+
+    async def _reward_inviter(self, inviter_id: str, invitee_id: str, key: str,
+                              now: datetime) -> dict:
+        """The inviter's reward and the ladder rung it reaches, in one step under ``key``.
+        A rung with a coupon takes a claimed code and a unit of its stock in that commit; with
+        none left the rung gives its points alone (and says so in the ledger)."""
+        ladder: dict = {}
+        for _ in range(5):
+            takes = ladder.pop("_takes", ())
+            try:
+                res = await self.run(inviter_id, now, lambda m, kw=ladder: invites.reward_inviter(
+                    m, invitee_id, key, now, self.rules, **kw), key=key,
+                    **({"takes": takes} if takes else {}))
+            except invites.LadderCoupon as e:
+                await self._drop_code(inviter_id, ladder)
+                code = await self._claim_new(
+                    "coupon_code", lambda: "".join(
+                        secrets.choice(coupons.CODE_ALPHABET)
+                        for _ in range(coupons.CODE_LENGTH)), inviter_id)
+                take = (e.rung.coupon, keys.invite_ladder(inviter_id, e.rung.invites))
+                ladder = {"coupon_code": code, "coupon_rung": e.rung.invites,
+                          "_takes": (take,)}
+                continue
+            except OutOfStock:
+                await self._drop_code(inviter_id, ladder)
+                ladder = {"out_of_stock": True}
+                continue
+            got = ((res.get("ladder") or {}).get("coupon") or {}).get("code")
+            if ladder.get("coupon_code") and ladder["coupon_code"] != got:
+                await self._drop_code(inviter_id, ladder)
+            return res
+        raise StoreUnavailable("the invite ladder kept moving: retry later")
+
+    async def _drop_code(self, member_id: str, ladder: dict) -> None:
+        if ladder.get("coupon_code"):
+            await self.store.release("coupon_code", ladder["coupon_code"], member_id)
 
     async def _inviter_chain(self, member_id: str) -> list[str]:
         """The ids above ``member_id`` (its inviter, that one's inviter, ...), as stored now."""

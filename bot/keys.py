@@ -31,8 +31,18 @@ def refund(refund_id: str) -> str:
     return f"refund:{refund_id}"
 
 
+def task_event(event_id: str) -> str:
+    """A task completion reported with ``POST /api/events``: once per event id."""
+    return f"event:{event_id}"
+
+
 def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
+
+
+def invite_ladder(inviter_id: str, rung: int) -> str:
+    """The unit of coupon stock an inviter's ladder rung takes."""
+    return f"ladder:{inviter_id}:{rung}"
 
 
 def invite_notice(invitee_id: str) -> str:

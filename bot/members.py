@@ -22,7 +22,19 @@ from .contacts import WeComContacts
 from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
-from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers, wecom_tags
+from .rules import (
+    card,
+    coupons,
+    indexes,
+    invites,
+    orders,
+    points,
+    profile,
+    rfm,
+    tasks,
+    tiers,
+    wecom_tags,
+)
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
@@ -430,6 +442,31 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
                 claims=(("refund", refund_id),))
         except UniqueTaken as e:
             raise conflict from e
+
+    # -- tasks (任务积分) ------------------------------------------------------------------------
+    async def report_task(self, member_id: str, event_id: str, task: str, at: datetime,
+                          now: datetime) -> dict:
+        """A reported task completion, rewarded once per ``event_id`` (unique across
+        members); the same id with another task or time is a conflict."""
+        conflict = Refusal("event_conflict", "事件号已存在且内容不同", event_id=event_id)
+        if await self.store.lookup("event", event_id) not in (None, member_id):
+            raise conflict
+        try:
+            res = await self.run(member_id, now, lambda m: tasks.complete(
+                m, self.rules.tasks, task, event_id, at, now, self.rules),
+                key=keys.task_event(event_id), claims=(("event", event_id),))
+        except UniqueTaken as e:
+            raise conflict from e
+        if res["task"] != task or res["at"] != int(at.timestamp()):
+            raise conflict
+        m = await self.store.get(member_id)
+        return {**res, "member_code": m.member_code if m else ""}
+
+    def task_board(self, m: Member, now: datetime) -> list[dict]:
+        """The tasks open today with the member's progress (chat 任务)."""
+        today = local_day(now, self.rules.tz)
+        return [tasks.progress(m, t, today) for t in self.rules.tasks.values()
+                if t.open_on(today)]
 
     # -- staff and housekeeping -------------------------------------------------------------------
     async def adjust_points(self, member_id: str, delta: int, reason: str, staff: str,

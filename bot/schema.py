@@ -210,6 +210,24 @@ REDEEM = Body("CouponRedeem", "Redeem a coupon on an order; once per (code, orde
             "this member's", max_length=f.max_length, pattern=f.pattern) for f in _member),
 ))
 
+EVENT = Body("TaskEvent", "A task a member completed (分享好友, 问卷, 阅读文章): rewarded with "
+             "the task's points once per event_id, within the task's caps and window.", (
+    Field("event_id", "string", "the reporting system's event id; unique", required=True,
+          max_length=64, pattern=ID, example="EVT-20261125-0001"),
+    *_member,
+    Field("task", "string", "the task key from the rules file ([[tasks]] key)", required=True,
+          max_length=32, pattern=r"^[a-z][a-z0-9_]*$", example="share"),
+    Field("at", "date-time", "when the member completed it, ISO 8601; the day of it counts "
+          "for the daily cap; at most 10 minutes ahead", required=True,
+          example="2026-11-25T10:00:00+08:00"),
+), one_of=MEMBER_FIELDS)
+
+
+def check_at(name: str, at: datetime, now: datetime) -> None:
+    """An event time not ahead of now (+ 10 minutes of clock drift)."""
+    if at > now + FUTURE_SLACK:
+        raise BadField(name, f"字段 {name} 是将来的时间", f"field {name} lies in the future")
+
 
 def order_hash(order: dict[str, Any]) -> str:
     """A hash of the canonical order fields: the same order sent twice hashes the same,
@@ -270,6 +288,12 @@ _RESULTS: dict[str, dict[str, Any]] = {
                                        "description": "last valid instant, ISO 8601"}}}},
                    "segment": ["string", "null"], "tags": "array", "opted_out": "boolean",
                    "followed": "boolean", "progress": "object"},
+    "EventResult": {"event_id": "string", "member_code": "string", "task": "string",
+                    "task_name": "string", "points": "integer",
+                    "day": {"type": "string", "format": "date",
+                            "description": "the calendar day the daily cap counts on"},
+                    "today": "integer", "daily_cap": "integer", "total": "integer",
+                    "lifetime_cap": "integer", "balance": "integer"},
     "Error": {"code": "string", "message": "string", "field": ["string", "null"],
               "detail": "object"},
 }
@@ -293,6 +317,9 @@ OPERATIONS: tuple[tuple[str, str, str, str, Body | None, Field | None, str], ...
      "RefundResult"),
     ("post", "/api/coupons/redeem", "redeemCoupon", "Redeem a coupon once per (code, order)",
      REDEEM, None, "RedeemResult"),
+    ("post", "/api/events", "reportEvent", "Report a completed task (任务积分): its points once "
+     "per event_id; 422 task_unknown / task_closed / task_daily_cap / task_lifetime_cap, "
+     "409 event_conflict", EVENT, None, "EventResult"),
     ("get", "/api/members/{member_code}", "getMember", "A member's tier, balance, valid "
      "coupons, RFM segment and tags", None, MEMBER_CODE, "MemberCard"),
 )
@@ -300,7 +327,7 @@ OPERATIONS: tuple[tuple[str, str, str, str, Body | None, Field | None, str], ...
 
 def openapi(version: str = "0.1.0") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the store API, built from the declarations above."""
-    schemas: dict[str, Any] = {b.name: b.schema() for b in (ORDER, REFUND, REDEEM)}
+    schemas: dict[str, Any] = {b.name: b.schema() for b in (ORDER, REFUND, REDEEM, EVENT)}
     for name, props in _RESULTS.items():
         schemas[name] = {"type": "object", "properties": {
             k: v if isinstance(v, dict) else {"type": v} for k, v in props.items()}}

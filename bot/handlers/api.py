@@ -53,6 +53,12 @@ ERRORS: dict[str, tuple[int, str]] = {
     "points_exceed_amount": (422, "points paid with are worth more than the order"),
     "refund_amount": (422, "the refund amount exceeds what is refundable"),
     "bad_amount": (422, "invalid amount"),
+    "event_conflict": (409, "this event_id was reported before with a different body"),
+    "task_unknown": (422, "no such task in the rules file"),
+    "task_not_reportable": (422, "this task is earned by the member's profile, not reported"),
+    "task_closed": (422, "the task is outside its active window"),
+    "task_daily_cap": (422, "the task's daily cap is reached for this member"),
+    "task_lifetime_cap": (422, "the task's lifetime cap is reached for this member"),
     "store_unavailable": (503, "service busy, retry later"),
 }
 ZH_DEFAULTS = {"api_disabled": "接口未启用", "not_found": "接口不存在",
@@ -186,6 +192,16 @@ async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.R
 
 
 @signed
+async def report_event(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    body = schema.EVENT.parse(raw, ctx.rules.tz)
+    now = ctx.now()
+    schema.check_at("at", body["at"], now)
+    mid = await _member_id(ctx, body)
+    res = await ctx.members.report_task(mid, body["event_id"], body["task"], body["at"], now)
+    return json_response({k: v for k, v in res.items() if k != "at"})
+
+
+@signed
 async def get_member(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
     code = _param(request, schema.MEMBER_CODE, ctx)
     mid = await ctx.members.resolve(member_code=code)
@@ -254,6 +270,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/orders", record_order)
     app.router.add_post("/api/orders/{order_id}/refund", refund_order)
     app.router.add_post("/api/coupons/redeem", redeem_coupon)
+    app.router.add_post("/api/events", report_event)
     app.router.add_get("/api/members/{member_code}", get_member)
     app.router.add_get("/api/changes", list_changes)
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -18,7 +18,7 @@ from typing import Any
 from .. import keys
 from ..channels.wechat import WeChatClient
 from ..context import Context
-from ..rules import points, tiers
+from ..rules import invites, points, tiers
 from ..rules.models import Member, Refusal
 from ..rules.timeutil import from_ts, local_day
 from ..templating import render
@@ -201,7 +201,11 @@ async def my_coupons(t: Turn) -> str:
 @router.command("邀请码", "邀请", "我的邀请码", menu="INVITE", help="邀请好友，双方各得积分")
 async def invite_code(t: Turn) -> str:
     m = await t.member()
-    return render("replies/invite.j2", code=m.invite_code, invited=m.invited_total,
+    nxt = invites.next_rung(m, t.rules)
+    rung = nxt and {"invites": nxt.invites, "gap": nxt.invites - m.invited_rewarded_total,
+                    "points": nxt.points,
+                    "coupon": nxt.coupon and t.rules.coupons[nxt.coupon].name}
+    return render("replies/invite.j2", code=m.invite_code, invited=m.invited_total, rung=rung,
                   inviter_points=t.rules.invite["inviter_points"],
                   invitee_points=t.rules.invite["invitee_points"],
                   window=t.rules.invite["bind_window_days"], qr=await _invite_qr(t, m))
@@ -306,6 +310,12 @@ async def exchange(t: Turn) -> str:
     m = await t.member()
     return render("replies/exchange.j2", coupon=res, until=t.day(res["valid_until"]),
                   balance=points.balance(m, local_day(t.now, t.rules.tz)))
+
+
+@router.command("任务", "每日任务", menu="TASKS", help="今日任务和完成进度")
+async def task_board(t: Turn) -> str:
+    m = await t.member()
+    return render("replies/tasks.j2", tasks=t.members.task_board(m, t.now))
 
 
 _DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
+from .models import PROFILE, Task
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
@@ -24,7 +25,6 @@ DEFAULTS: dict[str, Any] = {
         "points_per_yuan": 1,
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
-        "profile_bonus": 50,
         "refund_min_days": 30,
     },
     "orders": {"earliest_paid_at": "2000-01-01"},
@@ -39,6 +39,10 @@ DEFAULTS: dict[str, Any] = {
         "daily_cap": 20,
         "bind_window_days": 7,
     },
+    # the invite ladder (阶梯式礼品): rungs of rewarded invites, each rewarded once per inviter
+    # with points and/or a coupon, e.g. {invites = 3, coupon = "points_500"},
+    # {invites = 5, points = 200}. Empty: no ladder.
+    "invite_ladder": [],
     "grace": {"months": 6, "warning_days": [30, 7]},
     "tiers": [
         {"key": "normal", "name": "普通会员", "metric": "lifetime", "threshold_fen": 0,
@@ -108,6 +112,15 @@ DEFAULTS: dict[str, Any] = {
         },
         "users": {},
     },
+    # tasks (任务积分): points per completion, per-day and lifetime caps (0 = none), an optional
+    # window [start, end] of days. "profile" (完善资料) is earned by phone + birthday, once;
+    # the others are reported by store systems with POST /api/events.
+    "tasks": [
+        {"key": "profile", "name": "完善资料", "points": 50, "daily_cap": 0, "lifetime_cap": 1},
+        {"key": "share", "name": "分享好友", "points": 20, "daily_cap": 3, "lifetime_cap": 0},
+        {"key": "survey", "name": "参与问卷", "points": 20, "daily_cap": 1, "lifetime_cap": 0},
+        {"key": "article", "name": "阅读文章", "points": 10, "daily_cap": 2, "lifetime_cap": 0},
+    ],
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
 }
 
@@ -187,6 +200,13 @@ class CatalogueItem:
 
 
 @dataclass(frozen=True)
+class Rung:
+    invites: int  # rewarded invites that reach it
+    points: int
+    coupon: str  # a coupon template key, or "" for none
+
+
+@dataclass(frozen=True)
 class Rules:
     tz: ZoneInfo
     points: dict[str, int]
@@ -206,6 +226,8 @@ class Rules:
     wecom: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS["wecom"]))
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     card: CardDef | None = None
+    tasks: dict[str, Task] = field(default_factory=dict)
+    invite_ladder: tuple[Rung, ...] = ()
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -389,6 +411,87 @@ def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
                        {str(k): str(v) for k, v in users.items()})
 
 
+def _day(v: Any, path: str) -> date | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, datetime):
+        return v.date()
+    if isinstance(v, date):
+        return v
+    try:
+        return date.fromisoformat(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+
+def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
+    if not isinstance(items, list):
+        raise RulesError("tasks: must be a list of [[tasks]] tables")
+    out: dict[str, Task] = {}
+    for i, t in enumerate(items):
+        p = f"tasks[{i}]"
+        if not isinstance(t, dict):
+            raise RulesError(f"{p}: must be a table")
+        unknown = set(t) - {"key", "name", "points", "daily_cap", "lifetime_cap", "start",
+                            "end"}
+        if unknown:
+            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+        t = {"daily_cap": 0, "lifetime_cap": 0, **t}
+        key = _str(t, "key", p)
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", key):
+            raise RulesError(f"{p}.key: must be lower-case letters, digits and _, got {key!r}")
+        window = []
+        for name in ("start", "end"):
+            d = _day(t.get(name), p)
+            if d is None and t.get(name) not in (None, ""):
+                raise RulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {t[name]!r}")
+            window.append(d)
+        if window[0] and window[1] and window[1] < window[0]:
+            raise RulesError(f"{p}.end: before {p}.start")
+        task = Task(key, _str(t, "name", p), _int(t, "points", p, minimum=1),
+                    _int(t, "daily_cap", p), _int(t, "lifetime_cap", p), *window)
+        if key == PROFILE and task.lifetime_cap != 1:
+            raise RulesError(f"{p}.lifetime_cap: the profile task is earned once (1)")
+        if key in out:
+            raise RulesError(f"{p}.key: duplicate task key {key!r}")
+        out[key] = task
+    if PROFILE not in out:  # built in: a file listing only its own tasks keeps it
+        d = DEFAULTS["tasks"][0]
+        out[PROFILE] = Task(PROFILE, d["name"], d["points"], 0, 1)
+    if legacy_profile is not None:  # points.profile_bonus of older rules files
+        declared = items is not DEFAULTS["tasks"] and any(
+            t.get("key") == PROFILE for t in items)
+        prof = out[PROFILE]
+        if declared and prof.points != legacy_profile:
+            raise RulesError("points.profile_bonus: the profile bonus is now the points of "
+                             'the [[tasks]] entry key = "profile"; set it there only')
+        out[PROFILE] = Task(PROFILE, prof.name, legacy_profile, 0, 1, prof.start, prof.end)
+    return out
+
+
+def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
+    if not isinstance(items, list):
+        raise RulesError("invite_ladder: must be a list of [[invite_ladder]] tables")
+    out: list[Rung] = []
+    for i, r in enumerate(items):
+        p = f"invite_ladder[{i}]"
+        if not isinstance(r, dict):
+            raise RulesError(f"{p}: must be a table")
+        unknown = set(r) - {"invites", "points", "coupon"}
+        if unknown:
+            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+        r = {"points": 0, "coupon": "", **r}
+        rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
+        if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
+            raise RulesError(f"{p}.coupon: no coupon template {r['coupon']!r}")
+        if not rung.points and not rung.coupon:
+            raise RulesError(f"{p}.points: a rung rewards points, a coupon or both")
+        if out and rung.invites <= out[-1].invites:
+            raise RulesError(f"{p}.invites: rungs must be listed from fewest to most invites")
+        out.append(rung)
+    return tuple(out)
+
+
 def build_rules(data: dict[str, Any]) -> Rules:
     """Validate a merged rules mapping into :class:`Rules`."""
     known = set(DEFAULTS)
@@ -399,7 +502,13 @@ def build_rules(data: dict[str, Any]) -> Rules:
         tz = ZoneInfo(_str(data, "timezone", "rules"))
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise RulesError(f"timezone: unknown time zone {data.get('timezone')!r}") from e
-    points = _ints(data["points"], "points", list(DEFAULTS["points"]))
+    raw_points = data["points"]
+    legacy_profile = None
+    if isinstance(raw_points, dict) and "profile_bonus" in raw_points:
+        # older files: the profile bonus is now the points of the "profile" task
+        legacy_profile = _int(raw_points, "profile_bonus", "points", minimum=1)
+        raw_points = {k: v for k, v in raw_points.items() if k != "profile_bonus"}
+    points = _ints(raw_points, "points", list(DEFAULTS["points"]))
     if points["redeem_points_per_yuan"] < 1:
         raise RulesError("points.redeem_points_per_yuan: must be at least 1")
     checkin = _ints(data["checkin"], "checkin", list(DEFAULTS["checkin"]))
@@ -450,10 +559,13 @@ def build_rules(data: dict[str, Any]) -> Rules:
         card = parse_card(data.get("card"), [t.key for t in tiers])
     except CardRulesError as e:
         raise RulesError(str(e)) from e
+    tasks = _tasks(data["tasks"], legacy_profile)
+    points["profile_bonus"] = tasks[PROFILE].points
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
                  test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
-                 raw=data, card=card)
+                 raw=data, card=card, tasks=tasks,
+                 invite_ladder=_ladder(data["invite_ladder"], coupons))
 
 
 SEND_LIMITS = ("month", "week", "day")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from .config import Rules
+from . import coupons
+from .config import Rules, Rung
 from .models import Entry, Member, Refusal
 from .points import credit
 from .timeutil import from_ts, local_day, ts
@@ -42,9 +43,60 @@ def bind(invitee: Member, inviter: Member, ancestors: list[str], ref: str, now: 
     return {"bound": True, "again": False, "points": pts}, entries
 
 
+class LadderCoupon(Exception):  # noqa: N818 - a signal to the use case, not an error
+    """The step reaches a ladder rung with a coupon but holds no code for it: the use case
+    claims a code and its unit of stock for ``rung`` and runs the step again."""
+
+    def __init__(self, rung: Rung) -> None:
+        super().__init__(rung.invites)
+        self.rung = rung
+
+
+def rung_at(count: int, rules: Rules) -> Rung | None:
+    return next((r for r in rules.invite_ladder if r.invites == count), None)
+
+
+def next_rung(m: Member, rules: Rules) -> Rung | None:
+    """The first rung the inviter has not reached yet."""
+    return next((r for r in rules.invite_ladder if r.invites > m.invited_rewarded_total
+                 and r.invites not in m.ladder_done), None)
+
+
+def climb(inviter: Member, ref: str, now: datetime, rules: Rules, *,
+          coupon_code: str | None = None, coupon_rung: int | None = None,
+          out_of_stock: bool = False) -> tuple[dict | None, list[Entry]]:
+    """The ladder rung reached by the inviter's rewarded invite just counted, once per rung.
+    A coupon needs a code claimed for that rung (``coupon_rung``); without one the step is
+    refused with :class:`LadderCoupon`. ``out_of_stock``: the rung's coupon had none left."""
+    rung = rung_at(inviter.invited_rewarded_total, rules)
+    if rung is None or rung.invites in inviter.ladder_done:
+        return None, []
+    at = ts(now)
+    entries = [Entry("invite_ladder", at, ref=f"{ref}:ladder:{rung.invites}",
+                     data={"invites": rung.invites, "points": rung.points,
+                           "coupon": rung.coupon})]
+    got: dict = {"invites": rung.invites, "points": rung.points, "coupon": None}
+    if rung.coupon and not out_of_stock:
+        if coupon_code is None or coupon_rung != rung.invites:
+            raise LadderCoupon(rung)
+        tpl = rules.coupons[rung.coupon]
+        c, more = coupons.issue(inviter, tpl, coupon_code, f"{ref}:ladder:{rung.invites}", now,
+                                rules)
+        entries += more
+        got["coupon"] = {"code": c.code, "template": tpl.key, "name": tpl.name}
+    elif rung.coupon:
+        entries.append(Entry("invite_ladder_no_stock", at, ref=ref,
+                             data={"invites": rung.invites, "coupon": rung.coupon}))
+    inviter.ladder_done = [*inviter.ladder_done, rung.invites]
+    entries += credit(inviter, rung.points, f"{ref}:ladder:{rung.invites}", now, now, rules,
+                      reason="invite_ladder")
+    return got, entries
+
+
 def reward_inviter(inviter: Member, invitee_id: str, ref: str, now: datetime,
-                   rules: Rules) -> tuple[dict, list[Entry]]:
-    """The inviter's side: count the invite, credit it while under the daily cap."""
+                   rules: Rules, **ladder: object) -> tuple[dict, list[Entry]]:
+    """The inviter's side: count the invite, credit it while under the daily cap, and reward
+    the ladder rung it reaches (``ladder``: the arguments of :func:`climb`)."""
     day = local_day(now, rules.tz).isoformat()
     if inviter.inviter_id == invitee_id:
         # two members who bound each other's codes at the same moment: the cycle check ran
@@ -60,11 +112,18 @@ def reward_inviter(inviter: Member, invitee_id: str, ref: str, now: datetime,
                 [Entry("invite_capped", ts(now), ref=ref, data={"invitee": invitee_id})])
     inviter.invited_rewarded[day] = done + 1
     pts = rules.invite["inviter_points"]
+    inviter.invited_rewarded_total += 1
+    entries = credit(inviter, pts, ref, now, now, rules, reason="inviter")
+    rung, more = climb(inviter, ref, now, rules, **ladder)  # type: ignore[arg-type]
     # told in the inviter's next reply (and by a customer-service message when allowed)
-    inviter.notices = [*inviter.notices, {"kind": "invite_reward", "points": pts,
-                                          "at": ts(now)}][-MAX_NOTICES:]
-    return ({"rewarded": True, "points": pts},
-            credit(inviter, pts, ref, now, now, rules, reason="inviter"))
+    notice: dict = {"kind": "invite_reward", "points": pts, "at": ts(now)}
+    if rung is not None:
+        notice["ladder"] = rung
+    inviter.notices = [*inviter.notices, notice][-MAX_NOTICES:]
+    res: dict = {"rewarded": True, "points": pts}
+    if rung is not None:
+        res["ladder"] = rung
+    return res, entries + more
 
 
 def take_notices(m: Member) -> list[dict]:

@@ -7,7 +7,29 @@ configured zone; money is integer fen; points are integers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import date
 from typing import Any
+
+PROFILE = "profile"  # the built-in task the profile (phone + birthday) earns
+
+
+@dataclass(frozen=True)
+class Task:
+    key: str
+    name: str
+    points: int
+    daily_cap: int  # completions rewarded per calendar day; 0 = no cap
+    lifetime_cap: int  # completions rewarded ever; 0 = no cap
+    start: date | None = None  # active from this day (inclusive); None = always
+    end: date | None = None  # active until this day (inclusive); None = always
+
+    @property
+    def reported(self) -> bool:
+        """Reported over ``POST /api/events`` (the profile task is earned in chat)."""
+        return self.key != PROFILE
+
+    def open_on(self, day: date) -> bool:
+        return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 
 @dataclass
@@ -84,6 +106,8 @@ class Member:
     inviter_id: str | None = None
     invited_total: int = 0
     invited_rewarded: dict[str, int] = field(default_factory=dict)  # day -> rewarded invites
+    invited_rewarded_total: int = 0  # rewarded invites ever: the invite ladder counts these
+    ladder_done: list[int] = field(default_factory=list)  # invite-ladder rungs rewarded
     lots: list[Lot] = field(default_factory=list)
     debt: int = 0
     checkin_last: str | None = None
@@ -94,6 +118,8 @@ class Member:
     orders: dict[str, Order] = field(default_factory=dict)
     lifetime_spend: int = 0
     profile_rewarded: bool = False
+    # task key -> {"total": rewarded completions, "days": {day: completions that day}}
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     gender: str | None = None  # 男 / 女, from the card's activation form
     # the member card in WeChat's card wallet (rules/card.py)
     card_id: str | None = None
@@ -129,11 +155,13 @@ class Member:
         d["follow_users"] = list(self.follow_users)
         d["tags"] = list(self.tags)
         d["invited_rewarded"] = dict(self.invited_rewarded)
+        d["ladder_done"] = list(self.ladder_done)
         d["pushes"] = dict(self.pushes)
         d["push_days"] = dict(self.push_days)
         d["notices"] = [dict(n) for n in self.notices]
         d["wecom_tags"] = dict(self.wecom_tags)
         d["handover"] = dict(self.handover)
+        d["tasks"] = {k: {**v, "days": dict(v.get("days") or {})} for k, v in self.tasks.items()}
         return d
 
     @classmethod

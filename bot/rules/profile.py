@@ -47,7 +47,7 @@ def reward(m: Member, now: datetime, rules: Rules) -> tuple[int, list[Entry]]:
     if m.profile_rewarded or not (m.phone and m.birthday):
         return 0, []
     m.profile_rewarded = True
-    pts = rules.points["profile_bonus"]
+    pts = rules.tasks["profile"].points  # the built-in task 完善资料
     return pts, points.credit(m, pts, f"profile:{m.id}", now, now, rules, reason="profile")
 
 

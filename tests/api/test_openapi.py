@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.schema import ORDER, REDEEM, REFUND
+from bot.schema import EVENT, ORDER, REDEEM, REFUND
 
 # A valid value for every documented field. A field added to the document without a value
 # here fails test_every_documented_field_has_a_test_value, so this table cannot fall behind.
@@ -15,13 +15,13 @@ VALID = {
     "order_id": "DOC-1", "member_code": None, "openid": "o-doc", "unionid": "u-doc",
     "phone": "13900139000", "amount_fen": 12000, "paid_at": "2026-11-25T09:00:00+08:00",
     "store_id": "SH-001", "coupon_code": None, "points_used": 500, "refund_id": "RF-DOC",
-    "code": None,
+    "code": None, "event_id": "EV-DOC", "task": "share", "at": "2026-11-25T09:00:00+08:00",
 }
 WRONG_TYPE = {"integer": "12", "string": 12}
 BAD_VALUE = {"member_code": "12345", "openid": "o doc", "unionid": "u/doc", "phone": "phone",
              "amount_fen": -1, "paid_at": "25/11/2026", "store_id": "SH 001",
              "coupon_code": "SHORT", "points_used": -5, "refund_id": "RF DOC", "code": "X",
-             "order_id": "DOC 1"}
+             "order_id": "DOC 1", "event_id": "EV DOC", "task": "Share!", "at": "25/11/2026"}
 
 
 @pytest.fixture
@@ -92,6 +92,8 @@ async def test_every_documented_field_is_accepted(doc, api, member):
             body[name] = values[name]
             if "order_id" in body and path == "/api/orders":
                 body["order_id"] = f"DOC-{name}"
+            if path == "/api/events":
+                body["event_id"] = f"EV-{name}"
             if path == "/api/coupons/redeem":
                 body["order_id"] = f"DOCR-{name}"
             s, b = await api.call(method, concrete(path, values), body)
@@ -133,6 +135,6 @@ async def test_optional_fields_may_be_null_as_documented(doc, api, member, clock
 
 
 async def test_the_documented_examples_are_valid_values(ctx):
-    for f in (*ORDER.fields, *REFUND.fields, *REDEEM.fields):
+    for f in (*ORDER.fields, *REFUND.fields, *REDEEM.fields, *EVENT.fields):
         if f.example is not None:
             f.check(f.example, ctx.rules.tz)

@@ -41,7 +41,7 @@ def test_create_sets_the_default_menu_and_show_prints_it_back_as_toml(tmp_path, 
     assert "签到" in call.raw.decode()  # UTF-8 as is: WeChat shows \uXXXX literally
     keys = [b.get("key") or [s["key"] for s in b["sub_button"]] for b in call.body["button"]]
     assert keys == ["CHECKIN", ["BALANCE", "HISTORY", "COUPONS", "CARD", "MEMBER_CARD"],
-                    ["REDEEM", "INVITE", "HELP"]]
+                    ["REDEEM", "INVITE", "TASKS", "HELP"]]
     shown = run(tmp_path, oa_api, "show")
     assert shown.exit_code == 0 and 'key = "CHECKIN"' in shown.output
     # what show prints is a file create takes: the same menu again
