@@ -42,6 +42,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
 
     from aiohttp import web
 
+    from .handlers import guard
     from .web import create_app
 
     try:
@@ -66,6 +67,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
+                    **guard.server_options(settings),
                     print=lambda _: click.echo(
                         f"memberbot serving on http://{host}:{port} (store: "
                         f"{settings.store_url.split('@')[-1]}); "

@@ -69,3 +69,18 @@ def wecom_welcome(welcome_code: str) -> str:
 def push_batch(batch_id: str) -> str:
     """The record of one delivery batch (its rows, state, msgid) in the store's kv."""
     return f"outbox:batch:{batch_id}"
+
+
+def callback_nonce(channel: str, timestamp: str, nonce: str) -> str:
+    """A signed callback's (timestamp, nonce): used once, by one body (retries repeat it)."""
+    return f"nonce:{channel}:{timestamp}:{nonce}"
+
+
+def admin_login_failures(account: str, address: str) -> str:
+    """Failed admin logins of one account from one client address, in a window."""
+    return f"admin:login:fail:{account}:{address}"
+
+
+def admin_flash(session_id: str) -> str:
+    """The notice the server set for an admin session's next page (shown once)."""
+    return f"admin:flash:{session_id}"

@@ -62,12 +62,26 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
                                   "message": "系统繁忙，请稍后再试 / internal error"}, status=500)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+async def health(ctx: Context) -> dict[str, Any]:
+    """Everything /healthz knows; the public sees ``public_health`` of it, admins all."""
+    from .jobs.scheduler import LEADER_KEY
+
     store = await ctx.store.ping()
-    ok = bool(store.get("ok")) and not ctx.problems
-    return web.json_response({"ok": ok, "store": ctx.store.kind, "store_status": store,
-                              "problems": ctx.problems}, status=200 if ok else 503)
+    try:
+        leader = await ctx.store.kv_get(LEADER_KEY)
+    except StoreError:
+        leader = None
+    here = ctx.extras.get("scheduler")
+    return {"ok": bool(store.get("ok")) and not ctx.problems, "store": ctx.store.kind,
+            "scheduler": {"leader": leader, "this_process": getattr(here, "sid", None)},
+            "store_status": store, "problems": ctx.problems}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Public: ok, the store kind and the scheduler's leader; no paths, no settings."""
+    h = await health(request.app[CTX])
+    return web.json_response({k: h[k] for k in ("ok", "store", "scheduler")},
+                             status=200 if h["ok"] else 503)
 
 
 def create_app(settings: Settings, store: Store | None = None, *, rules: Rules | None = None,
@@ -92,9 +106,10 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(store_ctx)
     app.router.add_get("/healthz", healthz)
-    from .handlers import admin, api, metrics, oa, wecom  # they import this module
+    from .handlers import admin, api, guard, metrics, oa, wecom  # they import this module
 
-    for mod in (oa, wecom, api, admin, metrics):  # each adds its routes (and middleware)
+    # each adds its routes (and middleware); guard's body deadline sits inside api's errors
+    for mod in (oa, wecom, api, guard, admin, metrics):
         mod.setup(app)
     return app
 

@@ -10,23 +10,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics
+from .. import analytics, keys
 from ..rules.models import Refusal
 from ..templating import render_html
-from ..web import CTX, Context
+from ..web import CTX, Context, health
+from .guard import client_address
 
 COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
-LOGIN_TRIES = 10  # per client address per 5 minutes
+LOGIN_TRIES = 10  # failures per (account, client address) per 5 minutes
+LOGIN_WINDOW = 300
+FLASH_S = 300
+COOKIE_SHAPE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([0-9a-f]{64})")
+EARLIEST = date(2000, 1, 1)  # analytics reach back from as_of: bound it both ways
 STATIC = Path(__file__).resolve().parent.parent / "static"
 FALLBACK_JOBS = ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
                  "demotion_warning", "tier_upgrade", "welcome", "housekeeping", "outbox")
@@ -59,13 +65,13 @@ def new_session(ctx: Context, now: float) -> str:
 def session(request: web.Request) -> str | None:
     """The session id of a valid, unexpired cookie."""
     ctx = request.app[CTX]
-    raw = request.cookies.get(COOKIE, "")
-    parts = raw.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    m = COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
+    if m is None:  # anything else (non-ASCII, '²', garbage) is simply no session
         return None
-    if not hmac.compare_digest(_mac(ctx, f"{parts[0]}.{parts[1]}"), parts[2]):
+    sid, expires, mac = m.groups()
+    if not hmac.compare_digest(_mac(ctx, f"{sid}.{expires}"), mac):
         return None
-    return parts[0] if int(parts[1]) > time.time() else None
+    return sid if int(expires) > time.time() else None
 
 
 def csrf_token(request: web.Request, sid: str) -> str:
@@ -117,13 +123,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.store.incr_window(f"admin:login:{request.remote}", 300)
-    if tries > LOGIN_TRIES:
+    # failures only, per account and client address: nobody can lock out everyone
+    account = str(form.get("user") or "admin")[:64]
+    failures = keys.admin_login_failures(account, client_address(request))
+    if int(await ctx.store.kv_get(failures) or 0) >= LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
     given = str(form.get("password") or "").encode()
     if not hmac.compare_digest(hashlib.sha256(given).digest(),
                                hashlib.sha256(ctx.settings.admin_password.encode()).digest()):
+        await ctx.store.incr_window(failures, LOGIN_WINDOW)
         return page("login.html", status=401, error="密码错误 / wrong password", next=target)
     resp = web.HTTPSeeOther(target)
     resp.set_cookie(COOKIE, new_session(ctx, time.time()), max_age=SESSION_S, httponly=True,
@@ -150,10 +159,14 @@ def _json_for_script(data: Any) -> Markup:
 def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
     today = ctx.now().astimezone(ctx.rules.tz).date()
     error = None
+    latest = today + timedelta(days=366)
     try:
         as_of = date.fromisoformat(request.query.get("as_of") or today.isoformat())
     except ValueError:
         as_of, error = today, "日期格式应为 YYYY-MM-DD / as_of must be YYYY-MM-DD"
+    if not EARLIEST <= as_of <= latest:
+        as_of, error = today, (f"日期应在 {EARLIEST} 至 {latest} 之间 / as_of must be between "
+                               f"{EARLIEST} and {latest}")
     try:
         days = max(1, min(int(request.query.get("days") or 30), 3660))
     except ValueError:
@@ -221,8 +234,13 @@ async def member_lookup(request: web.Request, sid: str) -> web.Response:
             error = "未找到会员 / no member with this code or phone"
         else:
             info = _member_info(ctx, m)
+    # a notice only the server set (never text from the URL), shown once
+    flash = keys.admin_flash(sid)
+    message = await ctx.store.kv_get(flash)
+    if message is not None:
+        await ctx.store.kv_delete(flash)
     return page("member.html", q=q, m=info, error=error, csrf=csrf_token(request, sid),
-                message=request.query.get("msg"))
+                message=message)
 
 
 def _member_info(ctx: Context, m: Any) -> dict[str, Any]:
@@ -262,7 +280,17 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
         msg = e.message
     from urllib.parse import urlencode
 
-    raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
+    await ctx.store.kv_set(keys.admin_flash(sid), msg, ttl=FLASH_S)
+    raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
+
+
+@guarded
+async def health_details(request: web.Request, sid: str) -> web.Response:
+    """/healthz with what the public does not see: store status and paths, problems."""
+    h = await health(request.app[CTX])
+    resp = web.json_response(h, status=200 if h["ok"] else 503)
+    resp.headers.update({"Cache-Control": "no-store"})
+    return resp
 
 
 def setup(app: web.Application) -> None:
@@ -271,5 +299,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
+    app.router.add_get("/admin/health", health_details)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_static("/admin/static", STATIC, append_version=False)

@@ -4,6 +4,7 @@ that counts requests by route and status and times the WeChat/WeCom callbacks.""
 from __future__ import annotations
 
 import functools
+import hmac
 import time
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS, STORE_CONFLICTS
 from ..web import CTX
+from .guard import GUARD, client_address, direct_loopback, ip_of
 
 CALLBACK_ROUTES = ("/wechat", "/wecom")
 SEEN_CONFLICTS = "metrics:conflicts_seen"
@@ -54,7 +56,25 @@ async def count_requests(request: web.Request, handler: Callable) -> web.StreamR
             _latency(route).observe(time.perf_counter() - t0)
 
 
+def allowed(request: web.Request) -> bool:
+    """Loopback (not through a proxy), a configured network, or the configured token."""
+    g = request.app[GUARD]
+    if direct_loopback(request):
+        return True
+    if g.metrics_networks:
+        ip = ip_of(client_address(request))
+        if ip is not None and any(ip in n for n in g.metrics_networks):
+            return True
+    given = request.headers.get("Authorization", "")
+    return bool(g.metrics_token) and hmac.compare_digest(
+        given.encode("utf-8", "replace"), f"Bearer {g.metrics_token}".encode())
+
+
 async def metrics(request: web.Request) -> web.Response:
+    if not allowed(request):
+        raise web.HTTPForbidden(text="metrics are served to loopback, to "
+                                     "MEMBERBOT_METRICS_NETWORKS or with the bearer token "
+                                     "MEMBERBOT_METRICS_TOKEN")
     ctx = request.app[CTX]
     # the stores count retried version conflicts themselves; carry the increase over
     seen = ctx.extras.get(SEEN_CONFLICTS, 0)
