@@ -4,69 +4,36 @@ one quiet line and no 500, malformed HTTP logs no traceback and names no softwar
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+
+from tests.serving import Served
 
 DEADLINE = 2  # MEMBERBOT_READ_TIMEOUT for this server
 CAP = 3  # MEMBERBOT_MAX_PENDING_BODIES
 PATHS = ("/api/orders", "/admin/login", "/wechat")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, port: int, log: Path) -> None:
-        self.port, self.log = port, log
-
+class Server(Served):
     def connect(self, timeout: float = 15) -> socket.socket:
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        return s
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-            return r.read().decode()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+    def get(self, path: str, timeout: float = 5) -> str:  # type: ignore[override]
+        return super().get(path, timeout)[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MEMBERBOT_", "WECHAT_", "WECOM_"))}
-    env.update(MEMBERBOT_READ_TIMEOUT=str(DEADLINE), MEMBERBOT_MAX_PENDING_BODIES=str(CAP),
-               MEMBERBOT_ADMIN_PASSWORD="pw", MEMBERBOT_LOG="INFO")
-    port = free_port()
-    log = tmp / "serve.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port),
-                              "--no-scheduler"], cwd=tmp, env=env, stdout=out, stderr=out)
-    srv = Server(port, log)
+    srv = Server(tmp_path_factory.mktemp("serve"), {
+        "MEMBERBOT_READ_TIMEOUT": str(DEADLINE), "MEMBERBOT_MAX_PENDING_BODIES": str(CAP),
+        "MEMBERBOT_ADMIN_PASSWORD": "pw"})
     try:
-        for _ in range(150):
-            try:
-                srv.get("/healthz")
-                break
-            except OSError:
-                assert p.poll() is None, srv.log_text()
-                time.sleep(0.1)
-        yield srv
+        yield srv.start()
     finally:
-        p.terminate()
-        p.wait(timeout=20)
+        srv.stop()
 
 
 def recv_all(s: socket.socket) -> bytes:
