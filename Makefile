@@ -22,6 +22,7 @@ chat: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz and not faults"
 
 # schemathesis on the signed API and hypothesis on the callbacks (a few minutes, bounded)
@@ -34,6 +35,7 @@ faults: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/store_bench.py

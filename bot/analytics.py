@@ -107,6 +107,8 @@ class _Scan:
             self.issued[d.get("reason", "credit")] += r.points
         elif k == "spend" and d.get("reason") in REDEEM_REASONS:
             self.redeemed += -r.points
+        elif k == "restore":  # points paid with, given back by a refund: not redeemed after all
+            self.redeemed -= r.points
         elif k == "expire":
             self.expired += -r.points
         elif k == "reverse":

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .handlers.commands import router
 from .handlers.wxproto import (
     BadRequest,
     BadSignature,
@@ -95,8 +96,6 @@ class Chat:
 
 
 def menu_keys() -> list[tuple[str, str]]:
-    from .handlers.commands import router
-
     return [(c.menu, c.name) for c in router.commands if c.menu]
 
 

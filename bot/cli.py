@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
-from multiprocessing import Process
 
 import click
 
 from storage import StoreError
 
+from . import chat, dbcli, importer, report, staff
+from .handlers import guard
+from .jobs import cli as jobs_cli
+from .jobs import scheduler as jobs_scheduler
+from .operator import fail, load_settings
 from .rules.config import RulesError
-from .settings import Settings, SettingsError
-
-
-def fail(message: str) -> None:
-    """One line for the operator, non-zero exit, no traceback."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def load_settings() -> Settings:
-    try:
-        settings = Settings.load()
-    except SettingsError as e:
-        fail(str(e))
-    settings.warn_generated()
-    return settings
+from .settings import SettingsError
+from .web import create_app
 
 
 @click.group()
@@ -42,9 +31,6 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
 
     from aiohttp import web
 
-    from .handlers import guard
-    from .web import create_app
-
     try:
         import uvloop
 
@@ -55,8 +41,6 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            from .jobs import scheduler as jobs_scheduler
-
             jobs_scheduler.attach(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
@@ -96,31 +80,20 @@ async def _tune_process(app: object) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="processes sharing the port (SO_REUSEPORT)")
+              help="processes sharing the port (SO_REUSEPORT); needs PostgreSQL or Redis")
 @click.option("--no-scheduler", is_flag=True, help="do not run scheduled jobs in this server")
 def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
     """Start the HTTP server (and, unless --no-scheduler, the job scheduler)."""
-    load_settings()  # generate local secrets once, before any worker starts
+    settings = load_settings()  # generate local secrets once, before any worker starts
     if workers == 1:
         _serve_one(host, port, not no_scheduler, False)
         return
-    if not hasattr(socket, "SO_REUSEPORT"):
-        fail("--workers needs SO_REUSEPORT, which this system lacks")
-    procs = [Process(target=_serve_one, args=(host, port, not no_scheduler, True))
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+    from .workers import serve_workers
+
+    serve_workers(settings, host, port, workers, lambda p: _serve_one(
+        host, p, not no_scheduler, True))
 
 
 # The operator commands live with their features; each module adds itself to the group.
-from . import chat, importer, report  # noqa: E402
-from .jobs import cli as jobs_cli  # noqa: E402
-
-for _mod in (chat, jobs_cli, report, importer):
+for _mod in (chat, jobs_cli, report, importer, dbcli, staff):
     _mod.register(main)

@@ -1,7 +1,9 @@
 """``memberbot import-orders FILE.csv``: historical orders through the store API's use case.
 
 数据清洗: test accounts are skipped, malformed rows are rejected, and both are written to a
-report (CSV: row, order_id, status, reason, detail). Rows are validated against the same
+report (CSV: row, order_id, status, reason, detail). A test account is a row whose member
+field or name matches one of the rules file's ``importer.test_accounts`` patterns as a whole
+field (never a substring: a real openid may contain "test"). Rows are validated against the same
 declaration as ``POST /api/orders`` and recorded with the same body hash, so importing twice,
 or importing what a POS already sent, changes nothing. Columns: see docs/operators.md.
 """
@@ -23,14 +25,15 @@ import click
 
 from . import keys, schema
 from .members import Members
-from .offline import OperatorError
+from .offline import run_with_members
+from .operator import OperatorError, load_settings
+from .rules.config import Rules
 from .rules.models import Refusal
 
 MEMBER_COLUMNS = schema.MEMBER_FIELDS
 COLUMNS = ("order_id", *MEMBER_COLUMNS, "name", "amount_fen", "paid_at", "store_id",
            "coupon_code", "points_used")
 REQUIRED = ("order_id", "amount_fen", "paid_at", "store_id")
-DEFAULT_SKIP = ("test", "测试")
 SKIP_FIELDS = (*MEMBER_COLUMNS, "name")
 REPORT_HEADER = ("row", "order_id", "status", "reason", "detail")
 # a malformed field's rejection reason
@@ -119,11 +122,13 @@ def read_rows(path: Path, encoding: str = "auto") -> tuple[list[str], list[tuple
 class Cleaner:
     """Row by row: test accounts, malformed values and duplicates within the file."""
 
-    def __init__(self, header: list[str], patterns: Iterable[str], now: datetime, tz) -> None:
+    def __init__(self, header: list[str], patterns: Iterable[str], now: datetime,
+                 rules: Rules) -> None:
         self.header = header
-        self.patterns = [(p, re.compile(p, re.I)) for p in patterns]
+        self.patterns = [(p, re.compile(p)) for p in patterns]
         self.now = now
-        self.tz = tz
+        self.tz = rules.tz
+        self.earliest = rules.orders["earliest_paid_at"]
         self.first_row: dict[str, int] = {}
 
     def clean(self, line: int, cells: list[str]) -> Row | Problem:
@@ -135,7 +140,7 @@ class Cleaner:
         oid = rec.get("order_id", "")
         for col in SKIP_FIELDS:
             for text, rx in self.patterns:
-                if rec.get(col) and rx.search(rec[col]):
+                if rec.get(col) and rx.fullmatch(rec[col]):
                     return Problem(line, oid, "skipped", "test_account",
                                    f"{col} matches {text!r}")
         ident = next(((c, rec[c]) for c in MEMBER_COLUMNS if rec.get(c)), None)
@@ -152,7 +157,7 @@ class Cleaner:
                     raise schema.BadField(col, "", f"{col} must be whole fen, got {v!r}")
                 data[col] = int(v) if v else None
             order = schema.ORDER.check(data, self.tz)
-            schema.check_paid_at(order["paid_at"], self.now)
+            schema.check_paid_at(order["paid_at"], self.now, self.earliest, self.tz)
         except schema.BadField as e:
             return Problem(line, oid, "rejected", FIELD_REASONS.get(e.field or "", "bad_row"),
                            e.en)
@@ -164,21 +169,24 @@ class Cleaner:
 
 
 async def import_orders(members: Members, path: Path, now: datetime, *,
-                        patterns: Iterable[str] = DEFAULT_SKIP, encoding: str = "auto",
+                        patterns: Iterable[str] | None = None, encoding: str = "auto",
                         concurrency: int = 64,
                         progress: Callable[[int], None] | None = None,
                         total: Callable[[int], None] | None = None) -> Summary:
     """Import ``path``; each member's orders in paid_at order, members concurrently.
 
     ``total(n)`` is told the number of rows once they are read; ``progress(k)`` each time
-    ``k`` more are done."""
+    ``k`` more are done. ``patterns``: the test accounts, by default the rules file's
+    ``importer.test_accounts``."""
     t0 = time.perf_counter()
     tick = progress or (lambda n: None)
     header, raw_rows = read_rows(path, encoding)
     if total is not None:
         total(len(raw_rows))
     summary = Summary(rows=len(raw_rows))
-    cleaner = Cleaner(header, patterns, now, members.rules.tz)
+    if patterns is None:
+        patterns = members.rules.test_accounts
+    cleaner = Cleaner(header, patterns, now, members.rules)
     good: list[Row] = []
     for line, cells in raw_rows:
         r = cleaner.clean(line, cells)
@@ -254,28 +262,25 @@ def register(main: click.Group) -> None:
     @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="where to write skipped and rejected rows [FILE.report.csv]")
     @click.option("--skip-pattern", "skip", multiple=True, metavar="REGEX",
-                  help="skip rows whose member fields or name match (case-insensitive); "
-                       "repeatable, added to the defaults")
+                  help="also skip rows whose member field or name matches REGEX as a whole "
+                       "field; repeatable, added to the rules' importer.test_accounts")
     @click.option("--no-default-skips", is_flag=True,
-                  help=f"do not skip the default test patterns {list(DEFAULT_SKIP)}")
+                  help="do not skip the rules file's importer.test_accounts patterns")
     @click.option("--encoding", default="auto", show_default=True,
                   help="file encoding; auto = UTF-8, else GB18030")
     @click.option("--concurrency", default=64, show_default=True, type=click.IntRange(1, 1024))
     def import_orders_cmd(file: Path, report_path: Path | None, skip: tuple[str, ...],
                           no_default_skips: bool, encoding: str, concurrency: int) -> None:
         """Import historical orders from FILE.csv (columns: docs/operators.md)."""
-        from .cli import load_settings
-        from .offline import run_with_members
-
-        patterns = [*(() if no_default_skips else DEFAULT_SKIP), *skip]
-        for p in patterns:
+        for p in skip:
             try:
                 re.compile(p)
             except re.error as e:
                 raise click.BadParameter(f"{p!r}: {e}", param_hint="--skip-pattern") from e
         report_path = report_path or file.with_suffix(".report.csv")
         summary = run_with_members(load_settings(), lambda members, now: _run(
-            members, now, file, patterns, encoding, concurrency))
+            members, now, file, [*(() if no_default_skips else members.rules.test_accounts),
+                                 *skip], encoding, concurrency))
         write_report(report_path, summary)
         click.echo(f"{summary.rows} rows: {summary.imported} imported, {summary.already} "
                    f"already imported, {summary.skipped} skipped (test accounts), "

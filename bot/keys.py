@@ -1,4 +1,5 @@
-"""Every idempotency key is built here, so one event always maps to one key."""
+"""Every storage key the application builds: idempotency keys (one event always maps to
+one key) and the kv keys of small shared state. Backends lay out their own keys."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def refund(refund_id: str) -> str:
 
 def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
+
+
+def invite_undo(invitee_id: str) -> str:
+    """A bind that closed an invite cycle, reversed on the invitee's side."""
+    return f"invite_undo:{invitee_id}"
+
+
+def invite_graph_lease() -> str:
+    """The short lease binds hold while they read the inviter chain and commit (kv)."""
+    return "lease:invite-graph"
 
 
 def redeem(code: str, order_id: str) -> str:
@@ -71,6 +82,25 @@ def push_batch(batch_id: str) -> str:
     return f"outbox:batch:{batch_id}"
 
 
+# -- kv keys: small shared state in the store's kv (locks, caches, marks, counters) ----------
+def job_last(kind: str) -> str:
+    """The last run of job ``kind`` and what it did (JSON), shown by /admin and ``jobs list``."""
+    return f"jobs:last:{kind}"
+
+
+SCHEDULER_LEADER = "scheduler:leader"  # the leading scheduler's id: see scheduler_id
+OUTBOX_PAUSED = "outbox:wecom:paused-until"
+
+
+def scheduler_fired(kind: str, instant: str) -> str:
+    """One scheduled instant of a job, claimed once by the leader that runs it."""
+    return f"scheduler:fired:{kind}:{instant}"
+
+
+def admin_revoked(session_id: str) -> str:
+    return f"admin:revoked:{session_id}"
+
+
 def callback_nonce(channel: str, timestamp: str, nonce: str) -> str:
     """A signed callback's (timestamp, nonce): used once, by one body (retries repeat it)."""
     return f"nonce:{channel}:{timestamp}:{nonce}"
@@ -84,3 +114,68 @@ def admin_login_failures(account: str, address: str) -> str:
 def admin_flash(session_id: str) -> str:
     """The notice the server set for an admin session's next page (shown once)."""
     return f"admin:flash:{session_id}"
+
+
+def chat_rate(member_id: str) -> str:
+    """The per-member command counter of the Official Account."""
+    return f"ratelimit:wechat:{member_id}"
+
+
+def invite_qr(scene: str) -> str:
+    """A member's invite QR link, cached for most of its 30-day life."""
+    return f"wechat:qr:{scene}"
+
+
+def unionid_try(member_id: str) -> str:
+    """A unionid look-up tried today for a member (one try a day)."""
+    return f"wechat:unionid-try:{member_id}"
+
+
+def wechat_token(appid: str) -> str:
+    return f"wechat:token:{appid}"
+
+
+def wecom_token(corp_id: str, tag: str) -> str:
+    return f"wecom:token:{corp_id}:{tag}"
+
+
+def token_lock(token_key: str) -> str:
+    """The refresh lock of a shared access token: one process refreshes at a time."""
+    return f"{token_key}:lock"
+
+
+def exchange(message_key: str) -> str:
+    """A coupon bought with points (兑换), once per message."""
+    return f"exchange:{message_key}"
+
+
+def scheduler_id(pid: int, host: str, token: str) -> str:
+    """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
+    return f"{pid}@{host}:{token}"
+
+
+def parse_scheduler_id(sid: str) -> dict[str, object] | None:
+    pid, _, rest = sid.partition("@")
+    host = rest.rpartition(":")[0]
+    return {"pid": int(pid), "host": host} if pid.isdigit() and host else None
+
+
+def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
+    """A JS-SDK ticket (``jsapi`` for wx.config, ``agent_config`` for wx.agentConfig), shared
+    by every process like the access token."""
+    return f"wecom:ticket:{corp_id}:{agent_id}:{kind}"
+
+
+def sidebar_state(nonce: str) -> str:
+    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    return f"sidebar:state:{nonce}"
+
+
+def sidebar_quota(staff: str, day: str) -> str:
+    """What one staff member adjusted on one day: the daily cap's reservations."""
+    return f"sidebar:quota:{staff}:{day}"
+
+
+def sidebar_coupon(request_id: str) -> str:
+    """A coupon a staff member issued from the sidebar: once per request_id."""
+    return f"staffcoupon:{request_id}"

@@ -7,18 +7,22 @@ aggregate, ledger, indexes and outbox.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from storage.base import Store
+from storage.base import OutOfStock, Store, StoreUnavailable, UniqueTaken
 
 from . import keys
 from .contacts import WeComContacts
 from .metrics import STORE_UPDATE_LATENCY
+from .readmodels import ReadModels
 from .rules import coupons, indexes, invites, orders, points, rfm, tiers
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
@@ -46,11 +50,16 @@ def _tag(text: str) -> str:
     return t
 
 
+INVITE_CHAIN_MAX = 100
+INVITE_LEASE_S = 10.0  # a bind holds it for milliseconds; a dead holder frees it this fast
+INVITE_LEASE_WAIT_S = 5.0
+
+
 def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts):
+class Members(WeComContacts, ReadModels):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
@@ -81,16 +90,22 @@ class Members(WeComContacts):
         return Change(m, result, entries, outbox, idx, returns)
 
     async def run(self, member_id: str, now: datetime, body: Body, *,
-                  key: str | None = None) -> Any:
-        """Apply ``body`` to an existing member in one atomic, idempotent step."""
+                  key: str | None = None, claims: tuple[tuple[str, str], ...] = (),
+                  takes: tuple[tuple[str, str], ...] = ()) -> Any:
+        """Apply ``body`` to an existing member in one atomic, idempotent step.
+
+        ``claims`` (kind, value) are bound to the member and ``takes`` (template, key) take
+        their unit of stock by the same commit, or the store refuses it whole."""
 
         def step(m: Member | None) -> Change:
             if m is None:
                 raise Refusal("member_not_found", "未找到会员", member_id=member_id)
             entries, returns = self.normalise(m, now)
             out = body(m)  # (result, entries) or (result, entries, outbox entries)
-            return self._finish(m, now, out[0], entries + out[1], returns,
-                                out[2] if len(out) > 2 else None)
+            change = self._finish(m, now, out[0], entries + out[1], returns,
+                                  out[2] if len(out) > 2 else None)
+            change.claims, change.stock_takes = list(claims), list(takes)
+            return change
 
         return await self._update(member_id, step, key)
 
@@ -246,25 +261,69 @@ class Members(WeComContacts):
         return await self.run(member_id, now, body)
 
     async def bind_invite(self, invitee_id: str, code: str, now: datetime) -> dict:
-        """Accept an invite: the invitee's side, then the inviter's, both under one key."""
+        """Accept an invite: the invitee's side, then the inviter's, both under one key.
+
+        The cycle check reads the inviter chain, which other members' binds change: binds
+        take turns on a short lease of the invite graph while they read it and commit. Should
+        a lease run out under a stalled process, the chain is read again after the commit and
+        a bind that closed a cycle is reversed (with a ledger entry) before any inviter is
+        rewarded. Never one transaction across members."""
         code = code.strip().upper()
         inviter_id = await self.store.lookup("invite_code", code)
         if inviter_id is None:
             raise Refusal("invite_unknown", "邀请码不存在，请核对后再试")
-        inviter = await self.store.get(inviter_id)
-        ancestors: list[str] = []
-        cur = inviter
-        while cur is not None and cur.inviter_id and len(ancestors) < 100:
-            ancestors.append(cur.inviter_id)
-            cur = await self.store.get(cur.inviter_id)
         key = keys.invite(invitee_id)
-        res = await self.run(invitee_id, now, lambda m: self._bind(m, inviter, ancestors, now),
-                             key=key)
-        if res["inviter_id"] != inviter_id:
-            raise Refusal("invite_already", "你已绑定过邀请人，不能重复绑定")
+        async with self._invite_lease():
+            inviter = await self.store.get(inviter_id)
+            ancestors = await self._inviter_chain(inviter_id)
+            res = await self.run(invitee_id, now,
+                                 lambda m: self._bind(m, inviter, ancestors, now), key=key)
+            if res["inviter_id"] != inviter_id:
+                raise Refusal("invite_already", "你已绑定过邀请人，不能重复绑定")
+            if invitee_id in await self._inviter_chain(inviter_id):
+                await self._undo_bind(invitee_id, inviter_id, res["points"], now)
+        if (await self.store.get(invitee_id)).inviter_id != inviter_id:
+            raise Refusal("invite_cycle", "不能互相邀请")  # this bind closed a cycle: undone
         rew = await self.run(inviter_id, now, lambda m: invites.reward_inviter(
             m, invitee_id, key, now, self.rules), key=key)
         return {**res, "inviter_points": rew["points"], "inviter_rewarded": rew["rewarded"]}
+
+    async def _inviter_chain(self, member_id: str) -> list[str]:
+        """The ids above ``member_id`` (its inviter, that one's inviter, ...), as stored now."""
+        chain: list[str] = [member_id]
+        cur = await self.store.get(member_id)
+        while cur is not None and cur.inviter_id and len(chain) <= INVITE_CHAIN_MAX:
+            if cur.inviter_id in chain:
+                break
+            chain.append(cur.inviter_id)
+            cur = await self.store.get(cur.inviter_id)
+        return chain[1:]
+
+    async def _undo_bind(self, invitee_id: str, inviter_id: str, pts: int,
+                         now: datetime) -> None:
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if m.inviter_id != inviter_id:
+                return {"undone": False}, []
+            m.inviter_id = None
+            ref = keys.invite_undo(invitee_id)
+            entries = [Entry("invite_cycle", ts(now), ref=ref, data={"inviter": inviter_id})]
+            entries += points.reverse(m, pts, keys.invite(invitee_id), ref, now, self.rules)
+            return {"undone": True}, entries
+
+        await self.run(invitee_id, now, body, key=keys.invite_undo(invitee_id))
+
+    @contextlib.asynccontextmanager
+    async def _invite_lease(self) -> AsyncIterator[None]:
+        key, token = keys.invite_graph_lease(), secrets.token_hex(8)
+        deadline = time.monotonic() + INVITE_LEASE_WAIT_S
+        while not await self.store.kv_set(key, token, ttl=INVITE_LEASE_S, only_new=True):
+            if time.monotonic() > deadline:
+                raise StoreUnavailable("the invite graph stayed leased: retry later")
+            await asyncio.sleep(random.uniform(0.002, 0.02))
+        try:
+            yield
+        finally:
+            await self.store.kv_delete(key, expect=token)
 
     def _bind(self, m: Member, inviter: Member, ancestors: list[str],
               now: datetime) -> tuple[dict, list[Entry]]:
@@ -277,9 +336,11 @@ class Members(WeComContacts):
             await self.store.stock_init(tpl.key, tpl.stock)
 
     async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
-                           *, spend_points: int = 0) -> dict:
+                           *, spend_points: int = 0, audit: dict | None = None) -> dict:
         """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
-        optionally paid with points (兑换). Stock is given back if the member is refused."""
+        optionally paid with points (兑换). Stock is given back if the member is refused.
+        ``audit`` (who issued it, from where) is written to the ledger in the same commit as
+        a ``staff_coupon`` entry."""
         tpl = self.rules.coupons.get(template)
         if tpl is None:
             raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
@@ -292,23 +353,34 @@ class Members(WeComContacts):
         coupons.check_issue(m, tpl)
         if await self.store.stock(template) is None:
             await self.store.stock_init(template, tpl.stock)
-        if not await self.store.stock_take(template, ref):
-            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
         code = await self._claim_new(
             "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
             c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            if audit is not None:
+                more = [*more, Entry("staff_coupon", ts(now), ref=ref,
+                                     data={**audit, "template": tpl.key, "code": c.code})]
             return {"code": c.code, "template": tpl.key, "name": tpl.name,
                     "label": tpl.label(), "valid_until": c.valid_until,
                     "points_spent": spend_points}, entries + more
 
         try:
-            return await self.run(member_id, now, body, key=ref)
+            # the coupon and its unit of stock are one commit: a refused or retried issue
+            # never takes a unit it does not keep
+            res = await self.run(member_id, now, body, key=ref, takes=((template, ref),))
+        except OutOfStock:
+            res = None
         except Refusal:
-            await self.store.stock_return(template, ref)
+            await self.store.release("coupon_code", code, member_id)
             raise
+        if res is None:
+            await self.store.release("coupon_code", code, member_id)
+            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
+        if res["code"] != code:  # a concurrent retry of the same ref issued it
+            await self.store.release("coupon_code", code, member_id)
+        return res
 
     async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
         """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
@@ -316,7 +388,7 @@ class Members(WeComContacts):
         if not 1 <= item <= len(cat):
             raise Refusal("exchange_unknown_item", f"没有第 {item} 项，发送「兑换」查看可兑换项目")
         it = cat[item - 1]
-        return await self.issue_coupon(member_id, it.coupon, f"exchange:{key}", now,
+        return await self.issue_coupon(member_id, it.coupon, keys.exchange(key), now,
                                        spend_points=it.points)
 
     async def redeem_coupon(self, code: str, order_id: str, amount_fen: int,
@@ -331,9 +403,14 @@ class Members(WeComContacts):
         def body(m: Member) -> tuple[dict, list[Entry]]:
             c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
             return {"code": c.code, "order_id": order_id, "discount_fen": off,
-                    "member_code": m.member_code, "template": c.template}, entries
+                    "member_code": m.member_code, "template": c.template,
+                    "amount_fen": amount_fen}, entries
 
-        return await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        res = await self.run(mid, now, body, key=keys.redeem(code, order_id))
+        if res.get("amount_fen", amount_fen) != amount_fen:  # a replay with another amount
+            raise Refusal("coupon_conflict", "该优惠券已按另一金额用于此订单", code=code,
+                          amount_fen=res["amount_fen"])
+        return res
 
     # -- orders --------------------------------------------------------------------------------
     async def record_order(self, member_id: str, order_id: str, amount_fen: int,
@@ -345,30 +422,42 @@ class Members(WeComContacts):
             holder = await self.store.lookup("coupon_code", coupon_code.strip().upper())
             if holder is not None and holder != member_id:
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
-        owner = await self.store.claim("order", order_id, member_id)
-        if owner != member_id:
+        if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
-        res = await self.run(member_id, now, lambda m: orders.record(
-            m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-            coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
-            key=keys.order(order_id))
+        try:
+            # only the commit that records the order binds its id: a refused one leaves it free
+            res = await self.run(member_id, now, lambda m: orders.record(
+                m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
+                key=keys.order(order_id), claims=(("order", order_id),))
+        except UniqueTaken as e:
+            raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:
+        """Refund once per ``refund_id``; refund ids are unique across members, and only a
+        recorded refund binds its id."""
         mid = await self.store.lookup("order", order_id)
         if mid is None:
             raise Refusal("order_not_found", "未找到该订单", order_id=order_id)
-        return await self.run(mid, now, lambda m: orders.refund(
-            m, order_id, refund_id, amount_fen, now, self.rules), key=keys.refund(refund_id))
+        conflict = Refusal("refund_conflict", "退款单号已存在且内容不同", refund_id=refund_id)
+        if await self.store.lookup("refund", refund_id) not in (None, mid):
+            raise conflict
+        try:
+            return await self.run(mid, now, lambda m: orders.refund(
+                m, order_id, refund_id, amount_fen, now, self.rules), key=keys.refund(refund_id),
+                claims=(("refund", refund_id),))
+        except UniqueTaken as e:
+            raise conflict from e
 
     # -- staff and housekeeping -------------------------------------------------------------------
     async def adjust_points(self, member_id: str, delta: int, reason: str, staff: str,
-                            now: datetime, *, key: str) -> dict:
+                            now: datetime, *, key: str, via: str = "") -> dict:
         """A staff adjustment with a reason, capped by the rules, written to the ledger."""
-        cap = self.rules.staff["adjust_cap"]
+        cap = self.rules.staff.adjust_cap
         if not reason.strip():
             raise Refusal("adjust_reason", "调整积分必须填写原因")
         if delta == 0 or abs(delta) > cap:
@@ -376,7 +465,8 @@ class Members(WeComContacts):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             audit = Entry("adjust", ts(now), points=0, ref=key,
-                          data={"staff": staff, "reason": reason, "delta": delta})
+                          data={"staff": staff, "reason": reason, "delta": delta,
+                                **({"via": via} if via else {})})
             if delta > 0:
                 more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
             else:

@@ -8,22 +8,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
-import click
-
 from storage import StoreError, open_store
 
+from .jobs.registry import load_rules
 from .members import Members
+from .operator import OperatorError
 from .rules.config import RulesError
-from .settings import Settings, rules_for
+from .settings import Settings
 
 T = TypeVar("T")
-
-
-class OperatorError(click.ClickException):
-    """One line for the operator, ``error: ...`` like every memberbot command, exit 1."""
-
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
-        click.echo(f"error: {self.format_message()}", err=True)
 
 
 def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Awaitable[T]],
@@ -31,7 +24,7 @@ def run_with_members(settings: Settings, fn: Callable[[Members, datetime], Await
     """Open the store, run ``fn(members, now)``, close the store. ``now`` defaults to the
     current time in the configured zone."""
     try:
-        rules = rules_for(settings)
+        rules = load_rules(settings)
     except RulesError as e:
         raise OperatorError(str(e)) from e
 

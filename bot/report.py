@@ -12,6 +12,8 @@ from rich.table import Table
 
 from . import analytics
 from .members import Members
+from .offline import run_with_members
+from .operator import load_settings
 
 
 def pct(v: float | None) -> str:
@@ -84,8 +86,6 @@ def register(main: click.Group) -> None:
     def report_cmd(as_of: datetime | None, days: int, as_json: bool) -> None:
         """Programme analytics for a period: conversion, activity, points, coupons, tiers,
         check-ins, pushes, unsubscribes, RFM. Definitions: docs/operators.md."""
-        from .cli import load_settings
-        from .offline import run_with_members
 
         async def go(members: Members, now: datetime) -> dict[str, Any]:
             day: date = as_of.date() if as_of else now.date()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -99,9 +99,14 @@ def parse_time(name: str, value: str, tz: ZoneInfo) -> datetime:
     return t.replace(tzinfo=tz) if t.tzinfo is None else t
 
 
-def check_paid_at(paid_at: datetime, now: datetime) -> None:
+def check_paid_at(paid_at: datetime, now: datetime, earliest: date, tz: ZoneInfo) -> None:
+    """A payment time within [``earliest`` (rules ``orders.earliest_paid_at``), now + 10 min]."""
     if paid_at > now + FUTURE_SLACK:
         raise BadField("paid_at", "字段 paid_at 是将来的时间", "field paid_at lies in the future")
+    if paid_at < datetime.combine(earliest, time(0), tzinfo=tz):
+        raise BadField("paid_at", f"字段 paid_at 不能早于 {earliest.isoformat()}",
+                       f"field paid_at lies before {earliest.isoformat()} "
+                       "(orders.earliest_paid_at)")
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,8 @@ _ERROR_STATUSES = {
     "401": "missing, stale or wrong signature, or the API has no secret configured",
     "404": "unknown member, order or coupon",
     "413": "the body is larger than 64 KiB",
-    "409": "the id was used before with a different body, or the coupon was used elsewhere",
+    "409": "the id was used before with a different body, or the coupon was used elsewhere "
+           "or on this order with another amount",
     "422": "refused by the programme rules (threshold not met, coupon expired, not enough "
            "points, ...)",
     "503": "the store is unavailable; nothing was changed, retry later",
@@ -248,7 +254,7 @@ _RESULTS: dict[str, dict[str, Any]] = {
                      "balance": "integer", "debt": "integer", "tier": "string",
                      "grace_until": ["integer", "null"]},
     "RedeemResult": {"code": "string", "order_id": "string", "discount_fen": "integer",
-                     "member_code": "string", "template": "string"},
+                     "member_code": "string", "template": "string", "amount_fen": "integer"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
                    "expiring_on": ["string", "null"], "coupons": "array",

@@ -8,6 +8,7 @@ missing secret stops the start instead.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import secrets
 import sys
@@ -15,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .rules.config import Rules, RulesError, load_rules
 
 GENERATED = {
     "MEMBERBOT_DATA_KEY": lambda: base64.b64encode(os.urandom(32)).decode(),
@@ -71,6 +75,10 @@ class Settings:
     wecom_aes_key: str = ""
     wecom_api_base: str = "https://qyapi.weixin.qq.com"
     admin_password: str = ""
+    wecom_agent_secret: str = ""
+    public_url: str = ""
+    join_url: str = ""
+    sidebar_admins: tuple[str, ...] = ()
     sidebar_preview: bool = False
     # hardening (PRODUCT.md 9): deadlines, replay window, who may see what
     read_timeout: float = 10.0
@@ -102,6 +110,9 @@ class Settings:
         if missing and production:
             raise SettingsError(f"{missing[0]} is not set: MEMBERBOT_ENV=production needs every "
                                 f"secret configured ({', '.join(missing)} missing)")
+        if production and merged.get("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1":
+            raise SettingsError("MEMBERBOT_SIDEBAR_PREVIEW=1 is refused with "
+                                "MEMBERBOT_ENV=production: preview mode skips the WeCom login")
         generated: list[str] = []
         if missing and generate:
             new = {k: GENERATED[k]() for k in missing}
@@ -130,6 +141,11 @@ class Settings:
             wecom_aes_key=g("WECOM_AES_KEY", ""),
             wecom_api_base=(g("WECOM_API_BASE") or "https://qyapi.weixin.qq.com").rstrip("/"),
             admin_password=g("MEMBERBOT_ADMIN_PASSWORD", ""),
+            wecom_agent_secret=g("WECOM_AGENT_SECRET", ""),
+            public_url=(g("MEMBERBOT_PUBLIC_URL") or "").rstrip("/"),
+            join_url=g("MEMBERBOT_JOIN_URL", ""),
+            sidebar_admins=tuple(u.strip() for u in g("MEMBERBOT_SIDEBAR_ADMINS", "")
+                                 .replace("，", ",").split(",") if u.strip()),
             sidebar_preview=(g("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1" and not production),
             read_timeout=_number(g, "MEMBERBOT_READ_TIMEOUT", 10.0, float),
             max_pending_bodies=_number(g, "MEMBERBOT_MAX_PENDING_BODIES", 100, int),
@@ -181,13 +197,8 @@ def _append_secrets(path: Path, values: dict[str, str]) -> None:
                             "writable or set the secrets in the environment") from e
 
 
-def rules_for(settings: Settings):  # -> Rules (kept untyped to avoid an import cycle)
+def rules_for(settings: Settings) -> Rules:
     """The rules file of ``settings``, with ``MEMBERBOT_TZ`` as the calendar zone when set."""
-    import dataclasses
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from .rules.config import RulesError, load_rules
-
     rules = load_rules(settings.rules_path)
     env_tz = settings.tz
     if env_tz and env_tz != getattr(rules.tz, "key", None):

@@ -1,10 +1,19 @@
-"""Storage: one contract (:class:`storage.base.Store`), SQLite and Redis backends."""
+"""Storage: one contract (:class:`storage.base.Store`); SQLite, Redis and PostgreSQL backends."""
 
 from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from .base import ConflictError, LedgerRow, OutboxRow, Store, StoreError, StoreUnavailable
+from .base import (
+    ConflictError,
+    LedgerRow,
+    OutboxRow,
+    OutOfStock,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UniqueTaken,
+)
 from .codec import Codec
 
 DEFAULT_URL = "sqlite:///./data/memberbot.db"
@@ -35,9 +44,23 @@ def open_store(url: str, data_key: bytes | str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url, codec)
+    if scheme == "redis+cluster":
+        from .redis_cluster import RedisClusterStore
+
+        return RedisClusterStore(url, codec)
+    if scheme == "redis+sentinel":
+        from .redis_cluster import RedisSentinelStore
+
+        return RedisSentinelStore(url, codec)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, codec)
     raise StoreError(f"unknown store URL scheme {scheme or url!r} in MEMBERBOT_STORE: use "
-                     "sqlite:///path/to/file.db or redis://host:port/db")
+                     "sqlite:///path/to/file.db, redis://host:port/db, "
+                     "redis+cluster://host:port,host:port, redis+sentinel://host:port/service/db "
+                     "or postgresql://user@host:port/db")
 
 
-__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutboxRow", "Store",
-           "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",
+           "Store", "StoreError", "StoreUnavailable", "UniqueTaken", "open_store"]

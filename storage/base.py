@@ -29,6 +29,22 @@ class ConflictError(StoreError):
     """Too many concurrent writers on one member: the step was retried and never committed."""
 
 
+class UniqueTaken(Exception):  # noqa: N818 - a rule outcome, not a failure of the store
+    """A commit's claim (``Change.claims``) is bound to another member: nothing was written."""
+
+    def __init__(self, kind: str, value: str, owner: str) -> None:
+        super().__init__(f"{kind} {value} belongs to another member")
+        self.kind, self.value, self.owner = kind, value, owner
+
+
+class OutOfStock(Exception):  # noqa: N818
+    """A commit's stock take (``Change.stock_takes``) found no unit left: nothing was written."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__(f"no stock left for {template}")
+        self.template = template
+
+
 @dataclass
 class LedgerRow:
     id: int
@@ -53,13 +69,14 @@ class OutboxRow:
 
 
 UNIQUE_KINDS = ("member_code", "openid", "unionid", "external_userid", "invite_code",
-                "coupon_code", "phone", "order")
+                "coupon_code", "phone", "order", "refund")
 
 
 class Store(abc.ABC):
     """A member store. Backends: ``sqlite:///path`` and ``redis://host:port/db``."""
 
-    kind: str = "?"
+    kind: str = "?"  # the backend's name: the label of its metrics, shown on /healthz
+    conflicts: int = 0  # version conflicts retried so far (memberbot_store_conflicts_total)
 
     # -- life cycle ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -91,6 +108,13 @@ class Store(abc.ABC):
 
         If ``key`` was committed before for this member, ``step`` is not run and the stored
         result is returned. A step that raises commits nothing and the exception propagates.
+
+        The change's preconditions hold at commit or nothing is written: every
+        ``Change.claims`` (kind, value) is free or already this member's (else
+        :class:`UniqueTaken`), and is bound to the member by the commit (an order id is
+        bound only by the commit that records the order); every ``Change.stock_takes``
+        (template, key) holds a unit or takes one (else :class:`OutOfStock`), so a coupon and
+        its unit of stock are one write.
         """
 
     @abc.abstractmethod
@@ -142,11 +166,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stock_take(self, template: str, key: str) -> bool:
-        """Take one unit for ``key`` (idempotent per key); False when none is left."""
+        """Take one unit for ``key``; False when none is left. Idempotent while the key holds
+        its unit; once given back, the key's next take takes a new unit (or fails)."""
 
     @abc.abstractmethod
     async def stock_return(self, template: str, key: str) -> None:
-        """Give back the unit taken for ``key`` (at most once per key)."""
+        """Give back the unit ``key`` holds (at most once per take)."""
 
     @abc.abstractmethod
     async def stock(self, template: str) -> int | None: ...
@@ -155,8 +180,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
-        """Ledger rows in commit order, filtered."""
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
+        """Ledger rows in commit order (``newest_first``: the reverse), filtered; at most
+        ``limit`` of them (a statement: ``member_id=m, newest_first=True, limit=10``)."""
 
     @abc.abstractmethod
     async def outbox(self, *, status: str | None = None, kind: str | None = None,

@@ -30,6 +30,7 @@ import functools
 import os
 import random
 import time
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 from urllib.parse import urlparse
@@ -45,10 +46,12 @@ from .base import (
     ConflictError,
     LedgerRow,
     OutboxRow,
+    OutOfStock,
     Step,
     Store,
     StoreError,
     StoreUnavailable,
+    UniqueTaken,
     outbox_id,
 )
 from .codec import Codec, dumps, loads
@@ -158,14 +161,7 @@ class RedisStore(Store):
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
         try:
-            # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung
-            # one fails fast with StoreUnavailable instead of holding callers.
-            extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
-                "redis") and FastConnection is not None else {}
-            self.client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
-                **extra,
-                retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+            self.client = self._connect()
             await self.client.ping()
             scripts = (COMMIT, CLAIM, RELEASE, STOCK_TAKE, STOCK_RETURN, OUTBOX_CAS,
                        KV_CAS, KV_CAD, INCR_WINDOW)
@@ -180,6 +176,18 @@ class RedisStore(Store):
             await self.close()
             raise StoreError(f"cannot reach Redis at {self.where} ({_why(e)}): start Redis or "
                              "fix MEMBERBOT_STORE") from e
+
+    # Few, quick retries and timeouts: a restarted Redis is found again, a dead or hung one
+    # fails fast with StoreUnavailable instead of holding callers.
+    @staticmethod
+    def client_options() -> dict[str, Any]:
+        return dict(socket_connect_timeout=5, socket_timeout=5, health_check_interval=30,
+                    retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), 2))
+
+    def _connect(self) -> aioredis.Redis:
+        extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
+            "redis") and FastConnection is not None else {}
+        return aioredis.Redis.from_url(self.url, **self.client_options(), **extra)
 
     async def close(self) -> None:
         if self._flusher is not None:  # let commits already sent come back
@@ -243,6 +251,10 @@ class RedisStore(Store):
             if res[0] == 0:
                 self.commits += 1
                 return change.result
+            if res[0] == 3:  # a precondition failed: nothing was written
+                raise UniqueTaken(res[1].decode(), res[2].decode(), res[3].decode())
+            if res[0] == 4:
+                raise OutOfStock(res[1].decode())
         if res[0] == 1:
             return loads(res[1])
         raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
@@ -315,6 +327,10 @@ class RedisStore(Store):
                                "updated_at": now, "data": ob.get("data", {})}).decode())
         for template, skey in change.stock_returns:
             ops += ("R", template, skey, "")
+        for kind, value in change.claims:
+            ops += ("C", kind, self._uval(kind, value), "")
+        for template, skey in change.stock_takes:
+            ops += ("T", template, skey, "")
         args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 
@@ -379,7 +395,8 @@ class RedisStore(Store):
     # -- ledger and outbox --------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         def wanted(r: LedgerRow) -> bool:
             return ((since is None or r.at >= since) and (until is None or r.at < until)
                     and (not kinds or r.kind in kinds))
@@ -388,8 +405,11 @@ class RedisStore(Store):
         if member_id is not None:
             pairs = (i.split(b":", 1) for i in await self.client.lrange(self._keys(member_id)[2],
                                                                          0, -1))
-            rows = (_ledger_row(int(i), raw) for i, raw in pairs if int(i) > after_id)
-            return list(islice(filter(wanted, rows), limit))
+            found = [_ledger_row(int(i), raw) for i, raw in pairs if int(i) > after_id]
+            return list(islice(filter(wanted, reversed(found) if newest_first else found),
+                               limit))
+        if newest_first:
+            return await self._ledger_newest(wanted, after_id, limit)
         # The global list is read in chunks from the position after after_id (id = index + 1).
         chunk = limit if since is None and until is None and not kinds else LEDGER_CHUNK
         out: list[LedgerRow] = []
@@ -401,6 +421,20 @@ class RedisStore(Store):
             if len(batch) < chunk:
                 break
             start += chunk
+        return out
+
+    async def _ledger_newest(self, wanted: Callable[[LedgerRow], bool], after_id: int,
+                             limit: int) -> list[LedgerRow]:
+        """The global ledger from its end, in chunks, down to ``after_id``."""
+        out: list[LedgerRow] = []
+        end = await self.client.llen("ledger")  # ids 1..end
+        while len(out) < limit and end > after_id:
+            start = max(end - LEDGER_CHUNK, after_id)
+            batch = await self.client.lrange("ledger", start, end - 1)
+            rows = (_ledger_row(i, raw) for i, raw in zip(range(start + len(batch), start, -1),
+                                                          reversed(batch), strict=True))
+            out += islice(filter(wanted, rows), limit - len(out))
+            end = start
         return out
 
     async def outbox(self, *, status: str | None = None, kind: str | None = None,

@@ -9,6 +9,20 @@ local function give_back(t, k)  -- a coupon unit, once per key, and only if it w
     redis.call('HINCRBY', 'stock', t, 1)
   end
 end
+-- A key holds a unit between its take and its return; a key whose unit went back (a refused
+-- exchange retried) takes a new one, or none when none is left.
+local function holds(t, k)
+  return redis.call('SISMEMBER', 'stock:take:' .. t, k) == 1
+    and redis.call('SISMEMBER', 'stock:ret:' .. t, k) == 0
+end
+local function take(t, k)
+  if holds(t, k) then return 1 end
+  if tonumber(redis.call('HGET', 'stock', t) or '0') <= 0 then return 0 end
+  redis.call('HINCRBY', 'stock', t, -1)
+  redis.call('SADD', 'stock:take:' .. t, k)
+  redis.call('SREM', 'stock:ret:' .. t, k)
+  return 1
+end
 """
 
 # Expecting version -1 makes it a pure read: the stored result for the key, or the state.
@@ -20,13 +34,26 @@ if ARGV[6] == '1' then
 end
 local cur = redis.call('HMGET', agg, 'v', 'd', 'x')
 if (cur[1] or '0') ~= ARGV[1] then return {2, cur[1], cur[2], cur[3]} end
+-- the operations come as one JSON array of [op, a, b, c]: one argument to pack, not dozens
+local ops = cjson.decode(ARGV[9])
+-- preconditions, before the first write: claims free (or ours), stock there
+for _, o in ipairs(ops) do
+  if o[1] == 'C' then
+    local owner = redis.call('HGET', 'uq:' .. o[2], o[3])
+    if owner and owner ~= mid then return {3, o[2], o[3], owner} end
+  elseif o[1] == 'T' then
+    if not holds(o[2], o[3])
+        and tonumber(redis.call('HGET', 'stock', o[2]) or '0') <= 0 then
+      return {4, o[2]}
+    end
+  end
+end
 if ARGV[2] ~= '' then
   redis.call('HSET', agg, 'v', ARGV[2], 'd', ARGV[3], 'x', ARGV[4])
   if ARGV[1] == '0' then redis.call('ZADD', 'members', 0, mid) end
 end
 if ARGV[6] == '1' then redis.call('HSET', idem, ARGV[7], ARGV[8]) end
--- the operations come as one JSON array of [op, a, b, c]: one argument to pack, not dozens
-for _, o in ipairs(cjson.decode(ARGV[9])) do
+for _, o in ipairs(ops) do
   local op, a, b, c = o[1], o[2], o[3], o[4]
   if op == 'L' then
     local id = redis.call('RPUSH', 'ledger', a)
@@ -46,6 +73,10 @@ for _, o in ipairs(cjson.decode(ARGV[9])) do
         and redis.call('HINCRBY', 'idxv:' .. a, b, -1) <= 0 then
       redis.call('HDEL', 'idxv:' .. a, b)
     end
+  elseif op == 'C' then
+    redis.call('HSETNX', 'uq:' .. a, b, mid)
+  elseif op == 'T' then
+    take(a, b)
   else
     give_back(a, b)
   end
@@ -63,14 +94,7 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[
 return 0
 """
 
-STOCK_TAKE = """
-local t, k = ARGV[1], ARGV[2]
-if redis.call('SISMEMBER', 'stock:take:' .. t, k) == 1 then return 1 end
-if tonumber(redis.call('HGET', 'stock', t) or '0') <= 0 then return 0 end
-redis.call('HINCRBY', 'stock', t, -1)
-redis.call('SADD', 'stock:take:' .. t, k)
-return 1
-"""
+STOCK_TAKE = GIVE_BACK + "return take(ARGV[1], ARGV[2])"
 
 STOCK_RETURN = GIVE_BACK + "give_back(ARGV[1], ARGV[2]) return 0"
 

@@ -18,9 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bot.rules.models import Member
+from bot.rules.models import Change, Member
 
-from .base import LedgerRow, OutboxRow, Step, Store, StoreError, StoreUnavailable, outbox_id
+from .base import (
+    LedgerRow,
+    OutboxRow,
+    OutOfStock,
+    Step,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UniqueTaken,
+    outbox_id,
+)
 from .codec import Codec, dumps, loads
 from .sqlite_schema import SCHEMA, _idx_rows
 
@@ -200,6 +210,7 @@ class SQLiteStore(Store):
         member = None if row is None else self.codec.decode(row[1], row[0])
         change = step(member)
         now = int(time.time())
+        self._check_preconditions(c, member_id, change)
         new = change.member
         if new is not None:
             version = (row[0] if row else 0) + 1
@@ -231,10 +242,29 @@ class SQLiteStore(Store):
                        now, now, dumps(ob.get("data", {}))))
         for template, skey in change.stock_returns:
             self._stock_return(c, template, skey)
+        for kind, value in change.claims:
+            c.execute("INSERT OR IGNORE INTO uniques (kind, value, member_id) VALUES (?,?,?)",
+                      (kind, self._uval(kind, value), member_id))
+        for template, skey in change.stock_takes:
+            self._stock_take(c, template, skey)
         if key is not None:
             c.execute("INSERT INTO idem (member_id, key, result, at) VALUES (?,?,?,?)",
                       (member_id, key, dumps(change.result), now))
         return change.result
+
+    def _check_preconditions(self, c: sqlite3.Connection, member_id: str,
+                             change: Change) -> None:
+        """Before the first write: the change's claims are free and its stock is there."""
+        for kind, value in change.claims:
+            row = c.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
+                            (kind, self._uval(kind, value))).fetchone()
+            if row is not None and row[0] != member_id:
+                raise UniqueTaken(kind, value, row[0])
+        for template, skey in change.stock_takes:
+            if not self._holds(c, template, skey) and not c.execute(
+                    "SELECT 1 FROM stock WHERE template=? AND remaining>0",
+                    (template,)).fetchone():
+                raise OutOfStock(template)
 
     @staticmethod
     def _write_idx(c: sqlite3.Connection, member_id: str, old: dict, new: dict) -> None:
@@ -316,20 +346,29 @@ class SQLiteStore(Store):
             "DO UPDATE SET remaining=excluded.remaining", (template, remaining, remaining))
             and None)
 
-    async def stock_take(self, template: str, key: str) -> bool:
-        def fn(c: sqlite3.Connection) -> bool:
-            if c.execute("SELECT 1 FROM stock_log WHERE template=? AND key=? AND dir='take'",
-                         (template, key)).fetchone():
-                return True
-            cur = c.execute("UPDATE stock SET remaining=remaining-1 "
-                            "WHERE template=? AND remaining>0", (template,))
-            if cur.rowcount != 1:
-                return False
-            c.execute("INSERT INTO stock_log (template, key, dir) VALUES (?,?,'take')",
-                      (template, key))
-            return True
+    @staticmethod
+    def _holds(c: sqlite3.Connection, template: str, key: str) -> bool:
+        """Whether ``key`` holds a unit: taken and not given back since."""
+        return {r[0] for r in c.execute("SELECT dir FROM stock_log WHERE template=? AND key=?",
+                                        (template, key))} == {"take"}
 
-        return await self._write(fn)
+    @classmethod
+    def _stock_take(cls, c: sqlite3.Connection, template: str, key: str) -> bool:
+        # a key whose unit went back (a refused exchange retried) takes a new one
+        if cls._holds(c, template, key):
+            return True
+        cur = c.execute("UPDATE stock SET remaining=remaining-1 "
+                        "WHERE template=? AND remaining>0", (template,))
+        if cur.rowcount != 1:
+            return False
+        c.execute("DELETE FROM stock_log WHERE template=? AND key=? AND dir='ret'",
+                  (template, key))
+        c.execute("INSERT OR IGNORE INTO stock_log (template, key, dir) VALUES (?,?,'take')",
+                  (template, key))
+        return True
+
+    async def stock_take(self, template: str, key: str) -> bool:
+        return await self._write(lambda c: self._stock_take(c, template, key))
 
     @staticmethod
     def _stock_return(c: sqlite3.Connection, template: str, key: str) -> None:
@@ -352,7 +391,8 @@ class SQLiteStore(Store):
     # -- ledger and outbox ------------------------------------------------------------------
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,
                      until: int | None = None, kinds: list[str] | None = None,
-                     after_id: int = 0, limit: int = 10000) -> list[LedgerRow]:
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > ?"]
         args: list[Any] = [after_id]
@@ -368,7 +408,7 @@ class SQLiteStore(Store):
         if kinds:
             q.append(f"AND kind IN ({','.join('?' * len(kinds))})")
             args.extend(kinds)
-        q.append("ORDER BY id LIMIT ?")
+        q.append(f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ?")
         args.append(limit)
         return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
                 for r in self._r.execute(" ".join(q), args).fetchall()]

@@ -24,6 +24,8 @@ def serve(tmp_path, **env) -> subprocess.CompletedProcess:
     ({"MEMBERBOT_STORE": "sqlite:////proc/memberbot/m.db"}, "SQLite"),
     ({"MEMBERBOT_RULES": "missing.toml"}, "cannot read the rules file"),
     ({"MEMBERBOT_ENV": "production", "MEMBERBOT_DATA_KEY": ""}, "MEMBERBOT_DATA_KEY"),
+    ({"MEMBERBOT_ENV": "production", "MEMBERBOT_SIDEBAR_PREVIEW": "1", "WECHAT_TOKEN": "t",
+      "MEMBERBOT_API_SECRET": "s"}, "MEMBERBOT_SIDEBAR_PREVIEW=1 is refused"),
 ])
 def test_bad_configuration_is_one_line(tmp_path, env, expect):
     p = serve(tmp_path, **env)

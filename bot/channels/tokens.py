@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from storage import Store
 
+from .. import keys
+
 # fetch() -> (token, expires_in seconds); raises the platform's error when refused
 Fetch = Callable[[], Awaitable[tuple[str, int]]]
 
@@ -25,7 +27,7 @@ class SharedToken:
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
         self.key = key
-        self.lock_key = f"{key}:lock"
+        self.lock_key = keys.token_lock(key)
         self.refreshes = 0
 
     async def get(self, fetch: Fetch, *, stale: str | None = None) -> str:

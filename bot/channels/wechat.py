@@ -16,6 +16,7 @@ import orjson
 
 from storage import Store
 
+from .. import keys
 from ..settings import Settings
 from .tokens import SharedToken
 
@@ -47,7 +48,7 @@ class WeChatClient:
         self.base = settings.wechat_api_base.rstrip("/")
         self.appid = settings.wechat_appid
         self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._token = SharedToken(store, f"wechat:token:{self.appid}")
+        self._token = SharedToken(store, keys.wechat_token(self.appid))
 
     @property
     def configured(self) -> bool:

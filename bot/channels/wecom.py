@@ -25,6 +25,7 @@ import orjson
 
 from storage import Store
 
+from .. import keys
 from ..settings import Settings
 from .tokens import SharedToken
 
@@ -96,8 +97,9 @@ class WeComClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         # one token per (corp, secret): the contact secret and an app secret differ
         tag = hashlib.sha256(settings.wecom_secret.encode()).hexdigest()[:12]
-        self._token = SharedToken(store, f"wecom:token:{self.corp_id}:{tag}")
+        self._token = SharedToken(store, keys.wecom_token(self.corp_id, tag))
         self._refused: tuple[float, WeComConfigError] | None = None
+        self._tickets: dict[str, SharedToken] = {}
 
     @property
     def configured(self) -> bool:
@@ -211,6 +213,36 @@ class WeComClient:
                                body={"welcome_code": welcome_code, "text": {"content": text}},
                                backoff=Backoff(base=0.5, cap=2.0, tries=3))
 
+    # -- the sidebar app (WECOM_AGENT_ID): OAuth2 and JS-SDK tickets -----------------------
+    async def get_user_info(self, code: str) -> dict:
+        """The staff member an OAuth2 ``code`` belongs to: ``userid`` (a member of the corp),
+        or ``openid`` for someone outside it. Raises :class:`WeComError` (40029: bad code)."""
+        return await self.call("GET", "/cgi-bin/auth/getuserinfo", params={"code": code})
+
+    def _ticket(self, kind: str) -> SharedToken:
+        if kind not in self._tickets:
+            self._tickets[kind] = SharedToken(self.store, keys.wecom_ticket(
+                self.corp_id, self.settings.wecom_agent_id, kind))
+        return self._tickets[kind]
+
+    async def jsapi_ticket(self, kind: str = "jsapi") -> str:
+        """The corp ``jsapi`` ticket (wx.config) or the app's ``agent_config`` ticket
+        (wx.agentConfig), cached in the store and fetched once across processes."""
+        if kind == "jsapi":
+            path, params = "/cgi-bin/get_jsapi_ticket", {}
+        elif kind == "agent_config":
+            path, params = "/cgi-bin/ticket/get", {"type": "agent_config"}
+        else:
+            raise ValueError(f"unknown ticket kind {kind!r}")
+
+        async def fetch() -> tuple[str, int]:
+            data = await self.call("GET", path, params=params)
+            if not data.get("ticket"):
+                raise WeComError(-1, "no ticket in the answer", path)
+            return str(data["ticket"]), int(data.get("expires_in", 7200))
+
+        return await self._ticket(kind).get(fetch)
+
     async def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
         """Per-recipient status of a task (0 not sent yet, 1 sent, 2 not a contact, 3 got
         another message), every page."""
@@ -224,3 +256,11 @@ class WeComClient:
             cursor = data.get("next_cursor") or ""
             if not cursor:
                 return out
+
+
+def jsapi_signature(ticket: str, noncestr: str, timestamp: int | str, url: str) -> str:
+    """The JS-SDK signature: SHA-1 of ``jsapi_ticket=…&noncestr=…&timestamp=…&url=…`` (the
+    page URL without its ``#`` fragment), the same for wx.config and wx.agentConfig."""
+    url = url.split("#", 1)[0]
+    text = f"jsapi_ticket={ticket}&noncestr={noncestr}&timestamp={timestamp}&url={url}"
+    return hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - the JS-SDK's algorithm

@@ -20,11 +20,14 @@ from typing import Any
 from aiohttp import web
 from markupsafe import Markup
 
-from .. import analytics, keys
+from .. import keys
+from ..context import CTX, Context
+from ..jobs.base import last_run
+from ..jobs.registry import JOBS
 from ..rules.models import Refusal
+from ..staff import StaffDesk
 from ..templating import render_html
-from ..web import CTX, Context, health
-from .guard import client_address
+from .guard import client_address, health
 
 COOKIE = "memberbot_admin"
 SESSION_S = 8 * 3600
@@ -34,8 +37,6 @@ FLASH_S = 300
 COOKIE_SHAPE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([0-9a-f]{64})")
 EARLIEST = date(2000, 1, 1)  # analytics reach back from as_of: bound it both ways
 STATIC = Path(__file__).resolve().parent.parent / "static"
-FALLBACK_JOBS = ("member_day", "birthday", "points_expiry", "dormant", "wakeup",
-                 "demotion_warning", "tier_upgrade", "welcome", "housekeeping", "outbox")
 HEADERS = {
     "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -92,7 +93,7 @@ def guarded(fn: Any) -> Any:
         if not request.app[CTX].settings.admin_password:
             return page("disabled.html", status=403)
         sid = session(request)
-        if sid is not None and await request.app[CTX].store.kv_get(f"admin:revoked:{sid}"):
+        if sid is not None and await request.app[CTX].members.cached(keys.admin_revoked(sid)):
             sid = None  # logged out: the cookie alone is no longer enough
         if sid is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
@@ -126,13 +127,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     # failures only, per account and client address: nobody can lock out everyone
     account = str(form.get("user") or "admin")[:64]
     failures = keys.admin_login_failures(account, client_address(request))
-    if int(await ctx.store.kv_get(failures) or 0) >= LOGIN_TRIES:
+    if int(await ctx.members.cached(failures) or 0) >= LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
     given = str(form.get("password") or "").encode()
     if not hmac.compare_digest(hashlib.sha256(given).digest(),
                                hashlib.sha256(ctx.settings.admin_password.encode()).digest()):
-        await ctx.store.incr_window(failures, LOGIN_WINDOW)
+        await ctx.members.count(failures, LOGIN_WINDOW)
         return page("login.html", status=401, error="密码错误 / wrong password", next=target)
     resp = web.HTTPSeeOther(target)
     resp.set_cookie(COOKIE, new_session(ctx, time.time()), max_age=SESSION_S, httponly=True,
@@ -143,7 +144,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     sid = session(request)
     if sid is not None:  # revoke it on the server too, until it would have expired anyway
-        await request.app[CTX].store.kv_set(f"admin:revoked:{sid}", "1", ttl=SESSION_S)
+        await request.app[CTX].members.cache(keys.admin_revoked(sid), "1", SESSION_S)
     resp = web.HTTPSeeOther("/admin/login")
     resp.del_cookie(COOKIE, path="/admin")
     raise resp
@@ -175,31 +176,17 @@ def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
 
 
 async def _jobs(ctx: Context) -> list[dict[str, Any]]:
-    try:
-        from ..jobs import KINDS as kinds
-    except ImportError:
-        kinds = FALLBACK_JOBS
     out = []
-    for kind in kinds:
-        raw = await ctx.store.kv_get(f"job:last:{kind}") or \
-            await ctx.store.kv_get(f"jobs:last:{kind}")
-        info: dict[str, Any] = {}
-        if raw:
-            try:
-                parsed = json.loads(raw)
-                info = parsed if isinstance(parsed, dict) else {"at": str(parsed)}
-            except ValueError:
-                info = {"at": raw}
-        when = info.get("at") or info.get("finished_at") or info.get("now") or ""
-        rest = {k: v for k, v in info.items() if k not in ("at", "finished_at", "now")}
-        out.append({"kind": kind, "when": when or "never", "ran": bool(raw), "info": rest})
+    for kind in JOBS:
+        when, info = last_run(await ctx.members.cached(keys.job_last(kind)))
+        out.append({"kind": kind, "when": when or "never", "ran": bool(when), "info": info})
     return out
 
 
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
-        remaining = await ctx.store.stock(tpl.key)
+        remaining = await ctx.members.stock_left(tpl.key)
         rows.append({"key": tpl.key, "name": tpl.name, "label": tpl.label(), "total": tpl.stock,
                      "remaining": remaining,
                      "taken": None if remaining is None else tpl.stock - remaining})
@@ -210,7 +197,7 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
-    report = await analytics.compute(ctx.store, ctx.rules, as_of, days)
+    report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
                 stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
 
@@ -236,9 +223,9 @@ async def member_lookup(request: web.Request, sid: str) -> web.Response:
             info = _member_info(ctx, m)
     # a notice only the server set (never text from the URL), shown once
     flash = keys.admin_flash(sid)
-    message = await ctx.store.kv_get(flash)
+    message = await ctx.members.cached(flash)
     if message is not None:
-        await ctx.store.kv_delete(flash)
+        await ctx.members.forget(flash)
     return page("member.html", q=q, m=info, error=error, csrf=csrf_token(request, sid),
                 message=message)
 
@@ -280,7 +267,7 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
         msg = e.message
     from urllib.parse import urlencode
 
-    await ctx.store.kv_set(keys.admin_flash(sid), msg, ttl=FLASH_S)
+    await ctx.members.cache(keys.admin_flash(sid), msg, FLASH_S)
     raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
 
 
@@ -293,6 +280,19 @@ async def health_details(request: web.Request, sid: str) -> web.Response:
     return resp
 
 
+@guarded
+async def audit(request: web.Request, sid: str) -> web.Response:
+    """Staff actions from the sidebar (points adjustments, coupons), newest first."""
+    ctx = request.app[CTX]
+    try:
+        days = max(1, min(int(request.query.get("days") or 30), 3660))
+    except ValueError:
+        days = 30
+    staff = request.query.get("staff", "").strip()
+    rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
+    return page("audit.html", rows=rows, days=days, staff=staff)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/admin", dashboard)
     app.router.add_get("/admin/login", login_form)
@@ -300,5 +300,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
     app.router.add_get("/admin/health", health_details)
+    app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_static("/admin/static", STATIC, append_version=False)

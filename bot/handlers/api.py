@@ -18,8 +18,8 @@ from aiohttp import web
 from storage import ConflictError
 
 from .. import schema
+from ..context import CTX, Context
 from ..rules.models import Refusal
-from ..web import CTX, Context
 
 log = logging.getLogger("memberbot.api")
 
@@ -42,6 +42,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "order_conflict": (409, "this order_id was recorded before with a different body"),
     "refund_conflict": (409, "this refund_id was used before with a different body"),
     "coupon_used": (409, "the coupon was already used on another order"),
+    "coupon_conflict": (409, "the coupon was redeemed on this order with another amount"),
     "coupon_expired": (422, "the coupon has expired"),
     "coupon_threshold": (422, "the order amount is below the coupon's threshold"),
     "coupon_owner": (422, "the coupon belongs to another member"),
@@ -145,7 +146,8 @@ async def _member_id(ctx: Context, body: dict[str, Any]) -> str:
 async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
     body = schema.ORDER.parse(raw, ctx.rules.tz)
     now = ctx.now()
-    schema.check_paid_at(body["paid_at"], now)
+    schema.check_paid_at(body["paid_at"], now, ctx.rules.orders["earliest_paid_at"],
+                         ctx.rules.tz)
     mid = await _member_id(ctx, body)
     res = await ctx.members.record_order(
         mid, body["order_id"], body["amount_fen"], body["paid_at"], now,
@@ -159,12 +161,7 @@ async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Re
 async def refund_order(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
     order_id = _param(request, schema.ORDER_ID, ctx)
     body = schema.REFUND.parse(raw, ctx.rules.tz)
-    owner = await ctx.store.lookup("order", order_id)
-    if owner is None:
-        return error("order_not_found", "未找到该订单", detail={"order_id": order_id})
-    # refund ids are unique across members too, not only within one member's idempotency keys
-    if await ctx.store.claim("refund", body["refund_id"], owner) != owner:
-        return error("refund_conflict", detail={"refund_id": body["refund_id"]})
+    # refund ids are unique across members too: the use case binds one when it is recorded
     res = await ctx.members.refund(order_id, body["refund_id"], body.get("amount_fen"),
                                    ctx.now())
     # a refund id is once per member: the same id on another order or amount is a conflict

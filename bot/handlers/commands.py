@@ -12,10 +12,11 @@ import re
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from .. import keys
+from ..channels.wechat import WeChatClient
+from ..context import Context
 from ..rules import points, tiers
 from ..rules.models import Member, Refusal
 from ..rules.timeutil import from_ts, local_day
@@ -31,7 +32,7 @@ INVITE_SCENE = "inv_"
 class Turn:
     """One member's message being answered."""
 
-    ctx: Any  # bot.web.Context
+    ctx: Context
     msg: Incoming
     member_id: str
     now: datetime
@@ -48,9 +49,8 @@ class Turn:
         return self.ctx.rules
 
     @property
-    def wechat(self):
-        client = self.ctx.extras.get("wechat")
-        return client if client is not None and client.configured else None
+    def wechat(self) -> WeChatClient | None:
+        return self.ctx.oa
 
     def day(self, t: int) -> str:
         return from_ts(t, self.rules.tz).date().isoformat()
@@ -156,7 +156,7 @@ async def checkin(t: Turn) -> str:
     known = t.memo.get(key)
     if known is not None and known[0] != mine:
         return render("replies/checkin.j2", already=True, streak=known[1])
-    done, res = await t.ctx.store.seen(t.member_id, key)
+    done, res = await t.members.seen(t.member_id, key)
     if not done:
         res = await t.members.check_in(t.member_id, t.now, by=mine)
     if len(t.memo) >= 100_000:
@@ -171,17 +171,17 @@ async def checkin(t: Turn) -> str:
 async def balance(t: Turn) -> str:
     m = await t.member()
     today = local_day(t.now, t.rules.tz)
-    horizon = (today + timedelta(days=30)).isoformat()
-    by_day: dict[str, int] = {}
-    for lot in m.lots:
-        if today.isoformat() <= lot.expires_on <= horizon and lot.remaining:
-            by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
-    soon = sorted(by_day.items())
+    soon = t.members.balance_by_day(m, today)
     return render("replies/balance.j2", balance=points.balance(m, today), debt=m.debt,
                   expiring=sum(v for _, v in soon), expiring_days=soon,
                   progress=tiers.progress(m, t.now, t.rules),
                   keep_gap=tiers.keep_gap(m, t.now, t.rules),
                   grace_day=t.day(m.grace_until) if m.grace_until else None)
+
+
+@router.command("积分明细", "明细", menu="HISTORY", help="最近 10 笔积分变动和当前积分")
+async def history(t: Turn) -> str:
+    return render("replies/history.j2", **await t.members.statement(t.member_id, t.now))
 
 
 @router.command("优惠券", "我的优惠券", "券", menu="COUPONS", help="可用的优惠券")
@@ -211,8 +211,8 @@ async def _invite_qr(t: Turn, m: Member) -> str | None:
     if client is None or not m.invite_code:
         return None
     scene = INVITE_SCENE + m.invite_code
-    cache = f"wechat:qr:{scene}"
-    url = await t.ctx.store.kv_get(cache)
+    cache = keys.invite_qr(scene)
+    url = await t.members.cached(cache)
     if url:
         return url
     try:
@@ -220,7 +220,7 @@ async def _invite_qr(t: Turn, m: Member) -> str | None:
     except Exception as e:  # the code alone still works: 绑定 <code>
         log.warning("invite QR for member %s not created: %s", m.id, e)
         return None
-    await t.ctx.store.kv_set(cache, url, ttl=25 * 86400)
+    await t.members.cache(cache, url, 25 * 86400)
     return url
 
 
@@ -234,8 +234,7 @@ async def bind(t: Turn) -> str:
 
 async def bind_reply(t: Turn, code: str) -> str:
     m = await t.member()
-    again = m.inviter_id is not None and m.inviter_id == await t.ctx.store.lookup(
-        "invite_code", code)
+    again = m.inviter_id is not None and m.inviter_id == await t.members.invite_owner(code)
     try:
         # called again even when bound already: both sides are keyed by the invitee, so a
         # bind cut off between the two sides (a crash, a store blip) is finished here

@@ -19,17 +19,21 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 
+from storage import StoreError
+
 from .. import keys
+from ..context import CTX, Context
 from ..settings import Settings, SettingsError
-from ..web import CTX
 
 log = logging.getLogger("memberbot.http")
 
@@ -160,17 +164,37 @@ async def nonce_once(request: web.Request, channel: str, body: bytes) -> None:
     WeCom's retry, which the dedup keys answer once."""
     timestamp_fresh(request)
     g = request.app[GUARD]
-    store = request.app[CTX].store
+    members = request.app[CTX].members
     key = keys.callback_nonce(channel, request.query["timestamp"],
                               request.query.get("nonce", "")[:64])
     digest = hashlib.sha256(body).hexdigest()[:32]
-    if await store.kv_set(key, digest, ttl=2 * g.window + 60, only_new=True):
+    if await members.cache(key, digest, 2 * g.window + 60, only_new=True):
         return
-    if await store.kv_get(key) != digest:
+    if await members.cached(key) != digest:
         raise web.HTTPForbidden(text="this nonce was already used")
 
 
 # -- what the server says about itself ----------------------------------------------------
+PUBLIC_HEALTH = ("ok", "pid", "scheduler_leader", "store")
+
+
+async def health(ctx: Context) -> dict[str, Any]:
+    """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
+    and which process leads the scheduler (``scheduler_leader``: its pid and host, or null).
+    The public sees ``PUBLIC_HEALTH`` of it (/healthz); admins all (/admin/health)."""
+    store = await ctx.store.ping()
+    leader = None
+    if store.get("ok"):
+        try:
+            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
+            leader = keys.parse_scheduler_id(sid) if sid else None
+        except StoreError as e:
+            store = {**store, "ok": False, "error": str(e)}
+    ok = bool(store.get("ok")) and not ctx.problems
+    return {"ok": ok, "pid": os.getpid(), "scheduler_leader": leader, "store": ctx.store.kind,
+            "store_status": store, "problems": ctx.problems}
+
+
 async def server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER
 

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from storage import Store
+
+from ..context import CTX
 from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS, STORE_CONFLICTS
-from ..web import CTX
 from .guard import GUARD, client_address, direct_loopback, ip_of
 
 CALLBACK_ROUTES = ("/wechat", "/wecom")
-SEEN_CONFLICTS = "metrics:conflicts_seen"
 
 
 def route_of(request: web.Request) -> str:
@@ -70,18 +71,29 @@ def allowed(request: web.Request) -> bool:
         given.encode("utf-8", "replace"), f"Bearer {g.metrics_token}".encode())
 
 
+class Conflicts:
+    """The store counts the version conflicts it retried; each scrape carries the increase
+    since the last one over to the counter."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def carry(self, store: Store) -> None:
+        now = store.conflicts
+        if now > self.seen:
+            STORE_CONFLICTS.labels(store.kind).inc(now - self.seen)
+            self.seen = now
+
+
+CONFLICTS = web.AppKey("conflicts", Conflicts)
+
+
 async def metrics(request: web.Request) -> web.Response:
     if not allowed(request):
         raise web.HTTPForbidden(text="metrics are served to loopback, to "
                                      "MEMBERBOT_METRICS_NETWORKS or with the bearer token "
                                      "MEMBERBOT_METRICS_TOKEN")
-    ctx = request.app[CTX]
-    # the stores count retried version conflicts themselves; carry the increase over
-    seen = ctx.extras.get(SEEN_CONFLICTS, 0)
-    now = getattr(ctx.store, "conflicts", 0)
-    if now > seen:
-        STORE_CONFLICTS.labels(ctx.store.kind).inc(now - seen)
-        ctx.extras[SEEN_CONFLICTS] = now
+    request.app[CONFLICTS].carry(request.app[CTX].store)
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     resp.charset = "utf-8"
@@ -91,4 +103,5 @@ async def metrics(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     # outermost, so that statuses set by the error middleware (503, 500) are counted too
     app.middlewares.insert(0, count_requests)
+    app[CONFLICTS] = Conflicts()
     app.router.add_get("/metrics", metrics)

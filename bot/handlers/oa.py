@@ -21,11 +21,11 @@ from storage import StoreError
 
 from .. import keys
 from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
-from ..rules.models import Change, Refusal
+from ..context import CTX, MAX_BODY, Context
+from ..rules.models import Refusal
 from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
-from ..web import CTX, MAX_BODY, Context
 from . import commands
 from .guard import nonce_once, timestamp_fresh
 from .ratelimit import CommandLimit
@@ -89,7 +89,7 @@ class OfficialAccount:
         self._sent_late: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._openids: dict[str, str] = {}
-        self.limit = CommandLimit(ctx.store, ctx.rules.rate_limit["commands_per_minute"],
+        self.limit = CommandLimit(ctx.members, ctx.rules.rate_limit["commands_per_minute"],
                                   self.spawn)
         self.unionids = UnionIds(ctx, self.spawn)
         self._memo: dict[str, tuple] = {}  # facts that never change once stored (check-ins)
@@ -103,22 +103,14 @@ class OfficialAccount:
 
     @property
     def wechat(self) -> WeChatClient | None:
-        return self.ctx.extras.get("wechat")
+        return self.ctx.wechat
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        own = "wechat" not in self.ctx.extras
-        session = None
-        if own:
-            session = aiohttp.ClientSession()
-            self.ctx.extras["wechat"] = WeChatClient(self.ctx.store, self.ctx.settings, session)
         yield
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=5)
             for t in pending:
                 t.cancel()
-        if session is not None:
-            await session.close()
-            self.ctx.extras.pop("wechat", None)
 
     def spawn(self, coro: Coroutine) -> asyncio.Task:
         task = asyncio.create_task(coro)
@@ -231,14 +223,14 @@ class OfficialAccount:
         if msg.msg_type == "event" and kind not in ROUTED_EVENTS:
             return None
         handler, arg, same = self.resolve(msg, kind)
-        store, key, now = ctx.store, msg.dedup_key, message_time(msg, ctx.now())
+        members, key, now = ctx.members, msg.dedup_key, message_time(msg, ctx.now())
         mid = self._openids.get(msg.from_user)
         if mid is None:
-            mid = await store.lookup("openid", msg.from_user)
+            mid = await members.resolve(openid=msg.from_user)
         if mid is not None:
             self._remember(msg.from_user, mid)
             if not same:
-                done, stored = await store.seen(mid, key)
+                done, stored = await members.seen(mid, key)
                 if done:
                     return await self._stored(key, stored)
         text: str | None = None
@@ -273,7 +265,7 @@ class OfficialAccount:
                 # the reply is a function of the use case's keyed result and this message's
                 # key, so every copy computes the same text: nothing to store
                 return Recomputed(text) if text else None
-        stored = await store.update(mid, lambda _m: Change(None, text or ""), key=key)
+        stored = await members.keep_reply(mid, key, text or "")
         return stored or None
 
     async def _touch(self, mid: str, now: datetime) -> None:
@@ -310,7 +302,7 @@ class OfficialAccount:
         """A retry's reply, unless a copy was answered ``success`` and it went out late."""
         if not stored:
             return None
-        if await self.ctx.store.kv_get(keys.late_reply(key)):
+        if await self.ctx.members.cached(keys.late_reply(key)):
             return None  # already sent as a customer-service message
         return stored
 
@@ -319,8 +311,8 @@ class OfficialAccount:
         key = msg.dedup_key
         try:
             try:
-                if not await self.ctx.store.kv_set(keys.late_reply(key), "1",
-                                                   ttl=LATE_MARK_SECONDS, only_new=True):
+                if not await self.ctx.members.cache(keys.late_reply(key), "1",
+                                                    LATE_MARK_SECONDS, only_new=True):
                     return  # another process answered "success" first and delivers it
             except Exception as e:
                 log.warning("late reply mark not stored (%s); delivering anyway", e)

@@ -6,7 +6,8 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 
-from storage import Store
+from .. import keys
+from ..members import Members
 
 log = logging.getLogger("memberbot.oa")
 
@@ -14,7 +15,8 @@ WINDOW = 60.0
 
 
 class CommandLimit:
-    """``commands_per_minute`` per member, counted with the store's ``incr_window``.
+    """``commands_per_minute`` per member, counted with ``Members.count`` (the store's shared
+    ``incr_window``).
 
     Each process counts a member's commands in memory; past half the limit within the window,
     each command is also counted in the store, which all processes share, and that count
@@ -24,8 +26,9 @@ class CommandLimit:
     the shared count stops them.
     """
 
-    def __init__(self, store: Store, limit: int, spawn: Callable[[Coroutine], object]) -> None:
-        self.store = store
+    def __init__(self, members: Members, limit: int,
+                 spawn: Callable[[Coroutine], object]) -> None:
+        self.members = members
         self.limit = limit
         self.quiet = limit // 2
         self.spawn = spawn
@@ -42,18 +45,18 @@ class CommandLimit:
         w[0] += 1
         if w[0] <= self.quiet:
             return False
-        key = f"ratelimit:wechat:{member_id}"
+        key = keys.chat_rate(member_id)
         own = w[0] - self.quiet  # what this process adds to the store's count, this included
         if max(w[2] + 1, own) + self.quiet < self.limit:
             self.spawn(self._count(key, w))
             return False
-        n = await self.store.incr_window(key, WINDOW)
+        n = await self.members.count(key, WINDOW)
         w[2] = max(w[2], n)
         return n + self.quiet > self.limit
 
     async def _count(self, key: str, w: list) -> None:
         try:
-            n = await self.store.incr_window(key, WINDOW)
+            n = await self.members.count(key, WINDOW)
         except Exception as e:
             log.warning("rate-limit count not stored: %s", e)
             return

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+
+from .. import keys
+from ..channels.wechat import WeChatClient
+from ..context import Context
 
 log = logging.getLogger("memberbot.oa")
 
@@ -14,15 +17,14 @@ log = logging.getLogger("memberbot.oa")
 class UnionIds:
     timeout = 1.5  # on subscribe: the welcome reply must not wait long for user/info
 
-    def __init__(self, ctx: Any, spawn: Callable[[Coroutine], object]) -> None:
-        self.ctx = ctx  # bot.web.Context
+    def __init__(self, ctx: Context, spawn: Callable[[Coroutine], object]) -> None:
+        self.ctx = ctx
         self.spawn = spawn
         self._checked: set[str] = set()  # members whose unionid need not be looked up here
 
     @property
-    def client(self):
-        client = self.ctx.extras.get("wechat")
-        return client if client is not None and client.configured else None
+    def client(self) -> WeChatClient | None:
+        return self.ctx.oa
 
     async def on_subscribe(self, openid: str,
                            member_id: str | None) -> tuple[bool, str | None]:
@@ -58,14 +60,14 @@ class UnionIds:
         self._checked.add(member_id)
 
     async def _learn(self, member_id: str, openid: str) -> None:
-        store = self.ctx.store
+        members = self.ctx.members
         try:
             m = await self.ctx.members.get(member_id)
             if m is None or m.unionid:
                 return
-            mark = f"wechat:unionid-try:{member_id}"
-            if await store.kv_get(mark) or not await store.kv_set(mark, "1", ttl=86400,
-                                                                  only_new=True):
+            mark = keys.unionid_try(member_id)
+            if await members.cached(mark) or not await members.cache(mark, "1", 86400,
+                                                                     only_new=True):
                 return
             info = await asyncio.wait_for(self.client.user_info(openid), 10)
             if info.get("unionid"):

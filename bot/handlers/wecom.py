@@ -18,14 +18,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 
-import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import PrpCrypto
 
 from ..channels.wecom import WeComClient, WeComError
+from ..context import CTX, MAX_BODY, Context
 from ..jobs import welcome
 from ..metrics import CALLBACK_LATENCY
-from ..web import CTX, MAX_BODY, Context
 from .guard import nonce_once, timestamp_fresh
 from .wxproto import DECRYPT_FAILED, BadRequest, parse_xml, signature_ok
 
@@ -62,23 +61,14 @@ class WeComCallback:
 
     @property
     def wecom(self) -> WeComClient | None:
-        return self.ctx.extras.get("wecom")
+        return self.ctx.wecom
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        session = None
-        s = self.ctx.settings
-        if "wecom" not in self.ctx.extras and s.wecom_corp_id and s.wecom_secret:
-            session = aiohttp.ClientSession()
-            self.ctx.extras["wecom"] = WeComClient(self.ctx.store, s, session,
-                                                   problems=self.ctx.problems)
         yield
         for t in set(self._tasks):  # only link retries: the next event links again anyway
             t.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        if session is not None:
-            await session.close()
-            self.ctx.extras.pop("wecom", None)
 
     def spawn(self, coro: Coroutine) -> None:
         task = asyncio.create_task(coro)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from storage import Store
@@ -16,6 +17,7 @@ from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
 from ..templating import render
 from .env import Env
+from .schedule import Schedule
 
 PAGE = 5000
 
@@ -23,11 +25,46 @@ PAGE = 5000
 @dataclass(frozen=True)
 class Due:
     """A member is due for a push: once per ``period`` (the key is push:<m>:<kind>:<period>);
-    ``facts`` fill the template; ``coupon`` is a template issued with it."""
+    ``facts`` fill the template; ``coupon`` is a template issued with it; ``until`` is the
+    last day the message is still true (a row held past it is skipped as stale)."""
 
     period: str
     facts: dict[str, Any] = field(default_factory=dict)
     coupon: str | None = None
+    until: date | None = None
+
+
+Candidates = Callable[[Store, datetime, Rules], Awaitable[list[str]]]
+DueFn = Callable[[Member, datetime, Rules], "Due | None"]
+RunFn = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One lifecycle kind, declared once (its module's ``JOB``); the registry
+    (:mod:`bot.jobs.registry`), the outbox, the admin job table, the rules' priority check
+    and ``jobs list`` derive from it.
+
+    A push job has ``candidates`` (member ids from the store's indexes: who may be due) and
+    the pure ``due`` (what is due and its de-duplication period, ``once_per`` in words);
+    ``priority`` places it in the daily cap's default order; ``hold_days``: how many days
+    after the day it was enqueued a held message may still go out (the stale rule); a job
+    of another shape has ``run(env, now, dry_run=, summary=, progress=)``."""
+
+    kind: str
+    title: str
+    schedule: Callable[[Rules], Schedule]
+    once_per: str = ""
+    candidates: Candidates | None = None
+    due: DueFn | None = None
+    coupon: str | None = None
+    priority: int | None = None
+    hold_days: int = 1
+    run: RunFn | None = None
+
+    @property
+    def push(self) -> bool:
+        return self.due is not None
 
 
 @dataclass
@@ -86,6 +123,16 @@ class Summary:
         return [head] + [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
 
+    def result(self) -> dict[str, int]:
+        """The figures of the run that are not zero, in the order of :meth:`lines`: what
+        the admin job table shows as the last result."""
+        out = {"due": self.due, "already": self.already, "enqueued": self.enqueued,
+               "sent": self.sent, "skipped": sum(self.skipped.values()),
+               "held": sum(self.held.values()), "unreachable": self.unreachable,
+               "failed": sum(self.failed.values()), "uncertain": self.uncertain,
+               "coupons": self.coupons, "refreshed": self.refreshed}
+        return {k: v for k, v in out.items() if v or k == "due"}
+
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "now": self.now.isoformat(), "dry_run": self.dry_run,
                 "due": self.due, "already": self.already, "enqueued": self.enqueued,
@@ -94,6 +141,21 @@ class Summary:
                 "failed": {str(k): v for k, v in self.failed.items()},
                 "would_send": dict(self.would_send), "refreshed": self.refreshed,
                 "seconds": round(self.seconds, 3)}
+
+
+def last_run(raw: str | None) -> tuple[str, dict[str, Any]]:
+    """When a job last ran and what it did, from its ``keys.job_last`` record (JSON
+    ``{"at": ..., <figure>: n}``; a bare string is the time alone)."""
+    if not raw:
+        return "", {}
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return raw, {}
+    if not isinstance(info, dict):
+        return str(info), {}
+    info = dict(info)
+    return str(info.pop("at", "")), info
 
 
 class Progress:

@@ -11,7 +11,7 @@ from storage import Store
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, ranged
+from .base import Due, Job, ranged
 from .schedule import Daily, Schedule
 
 KIND = "birthday"
@@ -44,3 +44,6 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if celebrated_on(month, day, today.year) != today:
         return None
     return Due(str(today.year), {}, coupon=COUPON)
+
+
+JOB = Job(KIND, TITLE, schedule, "year", candidates, due, COUPON, priority=4)

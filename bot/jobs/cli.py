@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, time
 
+import aiohttp
 import click
 from jinja2 import TemplateError
 from rich.console import Console
@@ -13,9 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from . import KINDS, UnknownJob, job
-from .base import Progress, Summary
-from .env import Env, open_env
+from storage import Store, StoreError, open_store
+
+from .. import keys
+from ..context import make_wecom
+from ..members import Members
+from ..operator import fail, load_settings
+from ..rules.config import Rules, RulesError
+from ..settings import Settings, SettingsError
+from .base import Progress, Summary, last_run
+from .env import Env, make_oa
+from .registry import JOBS, UnknownJob, job, load_rules
+from .runner import run_kind
 from .schedule import next_run, run_at
 from .welcome import NothingToRun
 
@@ -54,38 +66,55 @@ def as_of_time(env: Env, kind: str, day: date) -> datetime:
                   time(int(end[:2]), int(end[3:])))
 
 
+@asynccontextmanager
+async def open_env(settings: Settings, *, store: Store | None = None,
+                   rules: Rules | None = None) -> AsyncIterator[Env]:
+    """Open the store and API clients of ``settings`` for one command."""
+    rules = rules or load_rules(settings)
+    own = store is None
+    store = store or open_store(settings.store_url, settings.data_key)
+    if own:
+        await store.open()
+    try:
+        async with aiohttp.ClientSession() as session:
+            problems: dict[str, str] = {}
+            yield Env(settings, rules, store, Members(store, rules),
+                      make_wecom(store, settings, session, problems),
+                      make_oa(store, settings, session), problems)
+    finally:
+        if own:
+            await store.close()
+
+
 async def run(settings, kind: str, day: date | None, dry_run: bool) -> tuple[Summary, dict]:
     async with open_env(settings) as env:
         now = as_of_time(env, kind, day) if day else datetime.now(env.rules.tz)
         if not dry_run:
             await env.members.ensure_stock()
         with Bar(f"{kind}{' (dry run)' if dry_run else ''}") as bar:
-            from .runner import run_kind
-
             summary = await run_kind(env, kind, now, dry_run=dry_run, progress=bar)
         return summary, dict(env.problems)
 
 
 async def listing(settings) -> Table:
-    from .runner import run_kind
-
     table = Table(title="memberbot jobs")
     for col in ("kind", "schedule", "next run", "due now", "last run"):
         table.add_column(col)
     async with open_env(settings) as env:
         tz = env.rules.tz
         now = datetime.now(tz)
-        for kind in KINDS:
-            mod = job(kind)
-            s = mod.schedule(env.rules)
+        for kind in JOBS:
+            j = job(kind)
+            s = j.schedule(env.rules)
             nxt = next_run(s, now, tz)
             due = "—"
             if kind != "welcome":
                 summary = await run_kind(env, kind, now, dry_run=True)
                 due = str(summary.due - summary.already)
-            last = await env.store.kv_get(f"jobs:last:{kind}")
+            at, info = last_run(await env.store.kv_get(keys.job_last(kind)))
+            result = ", ".join(f"{k}={v}" for k, v in info.items())
             table.add_row(kind, s.describe(), nxt.strftime("%Y-%m-%d %H:%M") if nxt else "—",
-                          due, last or "never")
+                          due, f"{at}\n{result}".strip() if at else "never")
     return table
 
 
@@ -96,11 +125,6 @@ def _template_error(e: TemplateError) -> str:
 
 
 def register(main: click.Group) -> None:
-    from storage import StoreError
-
-    from ..cli import fail, load_settings
-    from ..rules.config import RulesError
-    from ..settings import SettingsError, rules_for
 
     @main.group()
     def jobs() -> None:
@@ -125,7 +149,7 @@ def register(main: click.Group) -> None:
                   help="run as at the job's scheduled time on that day")
     def run_cmd(kind: str, dry_run: bool, as_of: str | None) -> None:
         """Run job KIND now (or --as-of a day) and deliver what it enqueued."""
-        if kind not in KINDS:
+        if kind not in JOBS:
             fail(str(UnknownJob(kind)))
         if kind == "welcome":
             fail(str(NothingToRun()))
@@ -139,7 +163,7 @@ def register(main: click.Group) -> None:
                 fail(f"--as-of {as_of!r} is not a date YYYY-MM-DD")
         settings = load_settings()
         try:
-            today = datetime.now(rules_for(settings).tz).date()
+            today = datetime.now(load_rules(settings).tz).date()
         except RulesError as e:
             fail(str(e))
         if day is not None and not dry_run and day > today:

@@ -11,7 +11,7 @@ from ..rules import tiers
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, on_days
+from .base import Due, Job, on_days
 from .schedule import Daily, Schedule
 
 KIND = "demotion_warning"
@@ -35,3 +35,7 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
         return None
     deadline = local_day(from_ts(m.grace_until, rules.tz), rules.tz).isoformat()
     return Due(f"{deadline}:{left}", {"gap_fen": gap, "deadline": deadline, "days_left": left})
+
+
+JOB = Job(KIND, TITLE, schedule, "end of grace and days ahead (30, 7)", candidates, due,
+          priority=1)

@@ -10,7 +10,7 @@ from storage import Store
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, on_days
+from .base import Due, Job, on_days
 from .schedule import Daily, Schedule
 
 KIND = "dormant"
@@ -34,3 +34,7 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if (local_day(now, rules.tz) - day).days != days:
         return None
     return Due(day.isoformat(), {"days": days, "since": day.isoformat()})
+
+
+JOB = Job(KIND, TITLE, schedule, "start of dormancy (the last activity)", candidates, due,
+          priority=6)

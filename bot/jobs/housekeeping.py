@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from ..rules.config import Rules
 from ..rules.timeutil import day_num, local_day
-from .base import Progress, Summary, ranged, unique
+from .base import Job, Progress, Summary, ranged, unique
 from .env import Env
 from .schedule import Daily, Schedule
 
@@ -55,3 +55,6 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
             else:
                 summary.refreshed += 1
         progress.advance(len(chunk))
+
+
+JOB = Job(KIND, TITLE, schedule, run=run)

@@ -11,7 +11,7 @@ from storage import Store
 from ..rules.config import CouponTemplate, Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, tagged, unique
+from .base import Due, Job, tagged, unique
 from .schedule import Monthly, Schedule
 
 KIND = "member_day"
@@ -45,3 +45,6 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if today.day != rules.push["member_day"] or tpl is None:
         return None
     return Due(today.strftime("%Y-%m"), {}, coupon=tpl.key)
+
+
+JOB = Job(KIND, TITLE, schedule, "month", candidates, due, priority=5, hold_days=0)

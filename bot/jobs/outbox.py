@@ -36,7 +36,7 @@ from ..channels.wecom import (
     WeComRateLimited,
 )
 from ..metrics import PUSHES
-from .base import Progress, Summary, all_of, render_push, route
+from .base import Job, Progress, Summary, all_of, render_push, route
 from .env import Env
 from .schedule import Every, Schedule, in_quiet_hours
 
@@ -46,10 +46,8 @@ KIND = "outbox"
 TITLE = "投递（含 tier_upgrade 与被暂缓的消息）"
 PAGE = 10_000
 BATCH_TTL = 7 * 86400
-PAUSE_KEY = "outbox:wecom:paused-until"
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
-SCHEDULED = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
 
 
 def schedule(rules: Any) -> Schedule:
@@ -242,7 +240,7 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
             log.warning("%s batch not sent (%s): kept pending", channel, detail)
             stopped[channel] = detail
             if detail == "rate_limit" and env.wecom is not None:
-                await env.store.kv_set(PAUSE_KEY, str(env.wall() + env.wecom.backoff.cap),
+                await env.store.kv_set(keys.OUTBOX_PAUSED, str(env.wall() + env.wecom.backoff.cap),
                                        ttl=env.wecom.backoff.cap)
             await _revert(env, mine)
             held.update((rid, detail) for rid in mine)
@@ -260,13 +258,15 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
 
 
 def stale(row: OutboxRow, today: date) -> bool:
-    """A scheduled push held too long says something no longer true: the member-day coupon
-    is valid that day only; other kinds may wait one night (quiet hours), not longer."""
+    """A scheduled push held too long says something no longer true: past the last day it
+    may go out (``until``, set when enqueued from the job's ``hold_days`` and what the
+    message is about: the member-day coupon is valid that day only; most kinds may wait one
+    night of quiet hours, not longer). Rows enqueued without ``until`` may wait one night."""
+    until = row.data.get("until")
+    if until:
+        return today > date.fromisoformat(until)
     day = row.data.get("day")
-    if not day or row.kind not in SCHEDULED:
-        return False
-    limit = today if row.kind == "member_day" else today - timedelta(days=1)
-    return date.fromisoformat(day) < limit
+    return bool(day) and date.fromisoformat(day) < today - timedelta(days=1)
 
 
 async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
@@ -307,7 +307,7 @@ async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
         summary.held["quiet"] += len(await _pending(env, kinds, held))
         return summary
     stopped: dict[str, str] = {}
-    paused = await env.store.kv_get(PAUSE_KEY)
+    paused = await env.store.kv_get(keys.OUTBOX_PAUSED)
     if paused and float(paused) > env.wall():
         stopped["wecom"] = "rate_limit"
     sem = asyncio.Semaphore(env.concurrency)
@@ -358,3 +358,6 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
         await preview(env, now, None, summary)
     else:
         await deliver(env, now, summary=summary)
+
+
+JOB = Job(KIND, TITLE, schedule, run=run)

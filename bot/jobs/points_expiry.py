@@ -14,7 +14,7 @@ from ..rules import points
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, on_days
+from .base import Due, Job, on_days
 from .schedule import Daily, Schedule
 
 KIND = "points_expiry"
@@ -42,3 +42,7 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if amount <= 0:
         return None
     return Due(f"{nxt}:{left}", {"points": amount, "date": nxt, "days_left": left})
+
+
+JOB = Job(KIND, TITLE, schedule, "lot expiry date and days ahead (30, 7)", candidates, due,
+          priority=2)

@@ -9,19 +9,21 @@ crash never loses or doubles a push: a rerun finds the mark (or the key) and mov
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 from .. import keys
 from ..metrics import JOB_SECONDS
 from ..rules.config import Rules
+from ..rules.coupons import window_end
 from ..rules.models import Entry, Member, Refusal
 from ..rules.timeutil import local_day, ts
-from . import PUSH_KINDS, job
-from .base import Due, Progress, Summary, all_of, coupon_facts, render_push, route
+from .base import Due, Job, Progress, Summary, all_of, coupon_facts, render_push, route
 from .env import Env
+from .outbox import deliver
+from .registry import job, priority
 from .schedule import in_quiet_hours
 
 CHUNK = 256
@@ -34,7 +36,7 @@ def sent_today(m: Member, day: str) -> list[str]:
     return [k for k in m.push_days.get(day, "").split(",") if k]
 
 
-def decide(mod: ModuleType, m: Member, now: datetime, rules: Rules) -> tuple[str, Due | None]:
+def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due | None]:
     """Pure: "not_due", "already", "opt_out", "cap" or "ok", and what is due.
 
     The daily cap counts pushes already marked today and the higher-priority kinds that are
@@ -43,15 +45,15 @@ def decide(mod: ModuleType, m: Member, now: datetime, rules: Rules) -> tuple[str
     d = mod.due(m, now, rules)
     if d is None:
         return "not_due", None
-    if f"{mod.KIND}:{d.period}" in m.pushes:
+    if f"{mod.kind}:{d.period}" in m.pushes:
         return "already", d
     if m.opted_out:
         return "opt_out", d
-    prio = rules.push["priority"]
-    if mod.KIND in prio:
+    prio = priority(rules)
+    if mod.kind in prio:
         today = sent_today(m, local_day(now, rules.tz).isoformat())
         higher = 0
-        for k in prio[:prio.index(mod.KIND)]:
+        for k in prio[:prio.index(mod.kind)]:
             if k in today:
                 continue
             dk = job(k).due(m, now, rules)
@@ -62,28 +64,28 @@ def decide(mod: ModuleType, m: Member, now: datetime, rules: Rules) -> tuple[str
     return "ok", d
 
 
-def mark(mod: ModuleType, now: datetime, rules: Rules, period: str, data: dict[str, Any]):
+def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any]):
     """The store step body: decide again on the fresh member, then mark and enqueue."""
 
     def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
         status, d = decide(mod, m, now, rules)
         at = ts(now)
-        key = keys.push(m.id, mod.KIND, period)
+        key = keys.push(m.id, mod.kind, period)
         if status == "ok" and d.period != period:
             status = "changed"
         if status != "ok":
-            skip = [Entry("push_skip", at, ref=key, data={"kind": mod.KIND, "period": period,
+            skip = [Entry("push_skip", at, ref=key, data={"kind": mod.kind, "period": period,
                                                            "reason": status})]
             return {"status": status}, skip if status in ("cap", "opt_out") else [], []
         day = local_day(now, rules.tz).isoformat()
         m.pushes = {k: v for k, v in m.pushes.items() if v >= at - KEEP_MARKS_DAYS * 86400}
-        m.pushes[f"{mod.KIND}:{period}"] = at
+        m.pushes[f"{mod.kind}:{period}"] = at
         oldest = (local_day(now, rules.tz) - timedelta(days=KEEP_DAYS)).isoformat()
         m.push_days = {k: v for k, v in m.push_days.items() if k >= oldest}
-        m.push_days[day] = ",".join([*sent_today(m, day), mod.KIND])
+        m.push_days[day] = ",".join([*sent_today(m, day), mod.kind])
         return ({"status": "enqueued", "period": period},
-                [Entry("push", at, ref=key, data={"kind": mod.KIND, "period": period})],
-                [{"kind": mod.KIND, "period": period, "data": data}])
+                [Entry("push", at, ref=key, data={"kind": mod.kind, "period": period})],
+                [{"kind": mod.kind, "period": period, "data": data}])
 
     return body
 
@@ -101,8 +103,6 @@ async def _coupon(env: Env, mid: str, template: str, period: str, now: datetime,
 
 
 def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
-    from ..rules.coupons import window_end
-
     tpl = rules.coupons.get(template)
     if tpl is None:
         return None
@@ -110,7 +110,7 @@ def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
             "valid_until": local_day(window_end(tpl, now, rules), rules.tz).isoformat()}
 
 
-async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool,
+async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
                summary: Summary, quiet: bool) -> None:
     m = await env.store.get(mid)
     if m is None:
@@ -128,7 +128,7 @@ async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool
         coupon = (_preview_coupon(d.coupon, now, env.rules) if dry_run else
                   await _coupon(env, mid, d.coupon, d.period, now, summary))
     facts = {**d.facts, "coupon": coupon}
-    text = render_push(mod.KIND, facts, m, env.rules)
+    text = render_push(mod.kind, facts, m, env.rules)
     if dry_run:
         if status != "ok":
             summary.skipped[status] += 1
@@ -139,10 +139,14 @@ async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool
         else:
             summary.would_send[r[0]] += 1
         return
-    data = {"facts": facts, "text": text, "day": local_day(now, env.rules.tz).isoformat()}
+    today = local_day(now, env.rules.tz)
+    until = today + timedelta(days=mod.hold_days)
+    if d.until is not None:
+        until = min(until, d.until)
+    data = {"facts": facts, "text": text, "day": today.isoformat(), "until": until.isoformat()}
     try:
         res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data),
-                                    key=keys.push(mid, mod.KIND, d.period))
+                                    key=keys.push(mid, mod.kind, d.period))
     except Refusal:
         return
     if res["status"] == "enqueued":
@@ -151,7 +155,7 @@ async def _one(env: Env, mod: ModuleType, mid: str, now: datetime, dry_run: bool
         summary.skipped[res["status"]] += 1
 
 
-async def run_push(env: Env, mod: ModuleType, now: datetime, *, dry_run: bool,
+async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
                    summary: Summary, progress: Progress) -> None:
     ids = await mod.candidates(env.store, now, env.rules)
     summary.candidates = len(ids)
@@ -169,9 +173,7 @@ async def run_push(env: Env, mod: ModuleType, now: datetime, *, dry_run: bool,
         await all_of(one(mid) for mid in chunk)
         progress.advance(len(chunk))
     if not dry_run:
-        from .outbox import deliver
-
-        await deliver(env, now, kinds=[mod.KIND], summary=summary)
+        await deliver(env, now, kinds=[mod.kind], summary=summary)
 
 
 async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
@@ -182,19 +184,24 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
     summary = Summary(kind, now, dry_run)
     progress = progress or Progress()
     t0 = time.perf_counter()
-    if kind in PUSH_KINDS:
+    if mod.push:
         await run_push(env, mod, now, dry_run=dry_run, summary=summary, progress=progress)
     else:
         await mod.run(env, now, dry_run=dry_run, summary=summary, progress=progress)
     summary.seconds = time.perf_counter() - t0
     if not dry_run:
-        await record_run(env, kind, now, summary.seconds)
+        await record_run(env, summary)
     return summary
 
 
-async def record_run(env: Env, kind: str, now: datetime, seconds: float) -> None:
-    """The job's duration metric and its last run (shown by ``jobs list`` and /admin)."""
-    JOB_SECONDS.labels(kind).observe(seconds)
+async def record_run(env: Env, summary: Summary) -> None:
+    """The job's duration metric and its last run with what it did (``keys.job_last``, shown
+    by ``jobs list`` and the admin job table)."""
+    JOB_SECONDS.labels(summary.kind).observe(summary.seconds)
     ran = datetime.fromtimestamp(env.wall(), env.rules.tz)
-    await env.store.kv_set(f"jobs:last:{kind}", f"{ran:%Y-%m-%d %H:%M}" + (
-        f" (as of {now:%Y-%m-%d})" if ran.date() != now.date() else ""), ttl=400 * 86400)
+    now = summary.now
+    at = f"{ran:%Y-%m-%d %H:%M}" + (f" (as of {now:%Y-%m-%d})" if ran.date() != now.date()
+                                     else "")
+    await env.store.kv_set(keys.job_last(summary.kind),
+                           json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
+                           ttl=400 * 86400)

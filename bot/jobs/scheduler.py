@@ -12,31 +12,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import KINDS, job
+from .. import keys
+from ..context import CTX
 from .base import Summary
 from .env import Env, from_context
 from .outbox import deliver
+from .registry import JOBS
 from .runner import record_run, run_kind
 from .schedule import Daily, Every, Monthly, Schedule, first_at_or_after, missed, prev_run
 
 log = logging.getLogger("memberbot.scheduler")
 
-LEADER_KEY = "scheduler:leader"
-LEADER_TTL = 30.0
-HEARTBEAT = 10.0
+# A killed leader's lock expires after LEADER_TTL and another process takes it at its next
+# heartbeat: the lead moves within LEADER_TTL + HEARTBEAT = 25 s.
+LEADER_TTL = 20.0
+HEARTBEAT = 5.0
 GRACE = timedelta(hours=6)
 RUN_LEASE = 15 * 60  # seconds: longer than any job runs
 FIRED_TTL = 3 * 86400
@@ -64,8 +68,8 @@ class PureTrigger(BaseTrigger):
 def calendar_jobs(rules: Any) -> dict[str, Schedule]:
     """The jobs the scheduler fires at calendar times (the outbox runs on its interval)."""
     out: dict[str, Schedule] = {}
-    for kind in KINDS:
-        s = job(kind).schedule(rules)
+    for kind, j in JOBS.items():
+        s = j.schedule(rules)
         if isinstance(s, Daily | Monthly):
             out[kind] = s
     return out
@@ -78,7 +82,8 @@ class Scheduler:
                  ttl: float = LEADER_TTL) -> None:
         self.env = env
         self.clock = clock
-        self.sid = sid or secrets.token_hex(6)
+        self.sid = sid or keys.scheduler_id(os.getpid(), socket.gethostname(),
+                                            secrets.token_hex(4))
         self.ttl = ttl
         self.leader = False
         self.jobs = calendar_jobs(env.rules)
@@ -93,10 +98,10 @@ class Scheduler:
         """Take or keep the leader lock; returns whether this process leads."""
         store = self.env.store
         if self.leader:
-            self.leader = await store.kv_set(LEADER_KEY, self.sid, ttl=self.ttl,
+            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
                                              expect=self.sid)
         if not self.leader:
-            self.leader = await store.kv_set(LEADER_KEY, self.sid, ttl=self.ttl,
+            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
                                              only_new=True)
             if self.leader:
                 log.info("scheduler %s is the leader", self.sid)
@@ -104,7 +109,7 @@ class Scheduler:
 
     async def resign(self) -> None:
         if self.leader:
-            await self.env.store.kv_delete(LEADER_KEY, expect=self.sid)
+            await self.env.store.kv_delete(keys.SCHEDULER_LEADER, expect=self.sid)
             self.leader = False
 
     async def fire(self, kind: str, scheduled: datetime) -> Summary | None:
@@ -112,7 +117,7 @@ class Scheduler:
         run that instant yet."""
         if not self.leader:
             return None
-        claim = f"scheduler:fired:{kind}:{scheduled.astimezone(self.tz).isoformat()}"
+        claim = keys.scheduler_fired(kind, scheduled.astimezone(self.tz).isoformat())
         # a short lease while running, "done" for days after: a run that fails or dies is
         # made up by the next tick's catch-up (every push is keyed, so a rerun sends the rest)
         if not await self.env.store.kv_set(claim, self.sid, ttl=RUN_LEASE, only_new=True):
@@ -147,7 +152,8 @@ class Scheduler:
             now = self.clock()
             t0 = time.perf_counter()
             summary = await deliver(self.env, now)
-            await record_run(self.env, "outbox", now, time.perf_counter() - t0)
+            summary.seconds = time.perf_counter() - t0
+            await record_run(self.env, summary)
             return summary
 
     async def _fire_now(self, kind: str) -> None:
@@ -178,7 +184,7 @@ class Scheduler:
                     args=[self.tick], id="leader", name="leader", coalesce=True,
                     max_instances=1,
                     next_run_time=datetime.now(self.tz))
-        every = job("outbox").schedule(self.env.rules)
+        every = JOBS["outbox"].schedule(self.env.rules)
         aps.add_job(self._safe, PureTrigger(every if isinstance(every, Every) else Every(60),
                                             self.tz), args=[self.deliver], id="outbox",
                     name="outbox", coalesce=True, max_instances=1)
@@ -193,19 +199,28 @@ class Scheduler:
         await self.resign()
 
 
+class Slot:
+    """Where the running scheduler of an app is found (tests, /healthz)."""
+
+    scheduler: Scheduler | None = None
+
+
+SCHEDULER = web.AppKey("scheduler", Slot)
+
+
 def attach(app: web.Application) -> None:
-    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler)."""
-    from ..web import CTX
+    """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler),
+    after the context's resources are open."""
+    slot = app[SCHEDULER] = Slot()
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
-        async with aiohttp.ClientSession() as session:
-            sched = Scheduler(from_context(ctx, session), ctx.now)
-            ctx.extras["scheduler"] = sched
-            sched.start()
-            try:
-                yield
-            finally:
-                await sched.stop()
+        sched = slot.scheduler = Scheduler(from_context(ctx), ctx.now)
+        sched.start()
+        try:
+            yield
+        finally:
+            await sched.stop()
+            slot.scheduler = None
 
     app.cleanup_ctx.append(scheduler_ctx)

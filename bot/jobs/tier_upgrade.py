@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..rules.config import Rules
-from .base import Progress, Summary
+from .base import Job, Progress, Summary
 from .env import Env
 from .outbox import deliver, preview
 from .schedule import Every, Schedule
@@ -26,3 +26,6 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
         await preview(env, now, [KIND], summary)
     else:
         await deliver(env, now, kinds=[KIND], summary=summary)
+
+
+JOB = Job(KIND, TITLE, schedule, "new tier and day", run=run)

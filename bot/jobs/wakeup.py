@@ -11,7 +11,7 @@ from storage import Store
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, on_days, unique
+from .base import Due, Job, on_days, unique
 from .schedule import Daily, Schedule
 
 KIND = "wakeup"
@@ -40,3 +40,7 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     period = day.isoformat() if m.last_purchase else f"joined:{day.isoformat()}"
     return Due(period, {"days": days, "since": day.isoformat(),
                         "bought": m.last_purchase is not None}, coupon=COUPON)
+
+
+JOB = Job(KIND, TITLE, schedule, "last purchase (or joining)", candidates, due, COUPON,
+          priority=3)

@@ -15,7 +15,7 @@ from ..rules.config import Rules
 from ..rules.models import Entry, Member
 from ..rules.timeutil import ts
 from ..templating import render
-from .base import Progress, Summary
+from .base import Job, Progress, Summary
 from .env import Env
 from .schedule import OnEvent, Schedule
 
@@ -79,3 +79,6 @@ async def send(members: Members, wecom: WeComClient, *, member_id: str | None, w
 async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     raise NothingToRun()
+
+
+JOB = Job(KIND, TITLE, schedule, "welcome code", run=run)

@@ -5,8 +5,10 @@ A wrong file is refused with :class:`RulesError`, whose message names the field 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +21,12 @@ DEFAULTS: dict[str, Any] = {
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
         "profile_bonus": 50,
+        "refund_min_days": 30,
+    },
+    "orders": {"earliest_paid_at": "2000-01-01"},
+    "importer": {
+        "test_accounts": ["(?i)(test|tester|demo)[ _-]?[0-9]*", "测试[0-9]*",
+                          "测试(账号|用户|员)[0-9]*"],
     },
     "checkin": {"base": 5, "step": 1, "cap": 10, "cycle_days": 7, "cycle_bonus": 20},
     "invite": {
@@ -60,16 +68,59 @@ DEFAULTS: dict[str, Any] = {
         "quiet_start": "21:00",
         "quiet_end": "09:00",
         "daily_cap": 1,
-        "priority": ["demotion_warning", "points_expiry", "wakeup", "birthday",
-                     "member_day", "dormant"],
+        "priority": [],  # empty: the job registry's default order (bot.jobs.registry)
         "dormant_days": 30,
         "wakeup_days": 90,
         "expiry_warning_days": [30, 7],
         "member_day": 15,
     },
     "rate_limit": {"commands_per_minute": 20},
-    "staff": {"adjust_cap": 1000},
+    "staff": {
+        # no single points adjustment, whoever makes it, goes beyond this
+        "adjust_cap": 10_000,
+        # what each role may do in the sidebar: coupon templates it may issue, the points one
+        # adjustment may add or take (±), and the total (sum of |points|) per staff per day
+        # (0 = no daily cap). Every staff member has ``default_role``; the userids in
+        # MEMBERBOT_SIDEBAR_ADMINS have ``admin_role``; ``users`` names others one by one.
+        "default_role": "staff",
+        "admin_role": "admin",
+        "roles": {
+            "staff": {"coupons": ["wakeup", "birthday", "points_500"],
+                      "adjust_per_action": 200, "adjust_per_day": 1000},
+            "admin": {"coupons": ["wakeup", "birthday", "points_500"],
+                      "adjust_per_action": 10_000, "adjust_per_day": 0},
+        },
+        "users": {},
+    },
 }
+
+
+@dataclass(frozen=True)
+class StaffRole:
+    key: str
+    coupons: tuple[str, ...]
+    adjust_per_action: int  # 0 = may not adjust points
+    adjust_per_day: int  # 0 = no daily cap
+
+
+@dataclass(frozen=True)
+class StaffPolicy:
+    adjust_cap: int
+    default_role: str
+    admin_role: str
+    roles: dict[str, StaffRole]
+    users: dict[str, str]  # userid -> role key
+
+    def __getitem__(self, name: str) -> int:  # rules.staff["adjust_cap"], as before
+        if name != "adjust_cap":
+            raise KeyError(name)
+        return self.adjust_cap
+
+    def role_of(self, userid: str, *, admins: tuple[str, ...] = ()) -> StaffRole:
+        """A named user's role, else the admin role for sidebar admins, else the default."""
+        key = self.users.get(userid) or (self.admin_role if userid in admins
+                                         else self.default_role)
+        return self.roles[key]
 
 
 class RulesError(ValueError):
@@ -132,7 +183,9 @@ class Rules:
     rfm: dict[str, int]
     push: dict[str, Any]
     rate_limit: dict[str, int]
-    staff: dict[str, int]
+    staff: StaffPolicy
+    orders: dict[str, Any] = field(default_factory=dict)
+    test_accounts: tuple[str, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def tier(self, key: str) -> Tier:
@@ -239,6 +292,84 @@ def _coupons(items: Any, tier_keys: set[str]) -> dict[str, CouponTemplate]:
     return out
 
 
+def _orders(section: Any) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise RulesError("orders: must be a table")
+    unknown = set(section) - set(DEFAULTS["orders"])
+    if unknown:
+        raise RulesError(f"orders.{sorted(unknown)[0]}: unknown setting")
+    v = section.get("earliest_paid_at")
+    if isinstance(v, datetime):
+        v = v.date()
+    if isinstance(v, str):
+        try:
+            v = date.fromisoformat(v)
+        except ValueError:
+            pass
+    if not isinstance(v, date) or v.year < 1900:
+        raise RulesError("orders.earliest_paid_at: must be a date YYYY-MM-DD from 1900 on, "
+                         f"got {section.get('earliest_paid_at')!r}")
+    return {"earliest_paid_at": v}
+
+
+def _test_accounts(section: Any) -> tuple[str, ...]:
+    if not isinstance(section, dict):
+        raise RulesError("importer: must be a table")
+    unknown = set(section) - set(DEFAULTS["importer"])
+    if unknown:
+        raise RulesError(f"importer.{sorted(unknown)[0]}: unknown setting")
+    pats = section.get("test_accounts")
+    if not isinstance(pats, list) or not all(isinstance(p, str) and p for p in pats):
+        raise RulesError("importer.test_accounts: must be a list of regular expressions")
+    for i, p in enumerate(pats):
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise RulesError(f"importer.test_accounts[{i}]: not a regular expression "
+                             f"({e})") from e
+    return tuple(pats)
+
+
+def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
+    p = "staff"
+    if not isinstance(section, dict):
+        raise RulesError(f"{p}: must be a table")
+    known = {"adjust_cap", "default_role", "admin_role", "roles", "users"}
+    unknown = set(section) - known
+    if unknown:
+        raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+    cap = _int(section, "adjust_cap", p, minimum=1)
+    raw_roles = section.get("roles")
+    if not isinstance(raw_roles, dict) or not raw_roles:
+        raise RulesError(f"{p}.roles: must be a table of [staff.roles.<name>] tables")
+    roles: dict[str, StaffRole] = {}
+    for key, r in raw_roles.items():
+        rp = f"{p}.roles.{key}"
+        if not isinstance(r, dict):
+            raise RulesError(f"{rp}: must be a table")
+        unknown = set(r) - {"coupons", "adjust_per_action", "adjust_per_day"}
+        if unknown:
+            raise RulesError(f"{rp}.{sorted(unknown)[0]}: unknown setting")
+        r = {"coupons": [], "adjust_per_action": 0, "adjust_per_day": 0, **r}
+        allowed = r["coupons"]
+        if not isinstance(allowed, list) or any(c not in coupons for c in allowed):
+            raise RulesError(f"{rp}.coupons: must list coupon template keys "
+                             f"{sorted(coupons)}")
+        per_action = _int(r, "adjust_per_action", rp)
+        if per_action > cap:
+            raise RulesError(f"{rp}.adjust_per_action: above staff.adjust_cap ({cap})")
+        roles[key] = StaffRole(key, tuple(allowed), per_action,
+                               _int(r, "adjust_per_day", rp))
+    for name in ("default_role", "admin_role"):
+        if _str(section, name, p) not in roles:
+            raise RulesError(f"{p}.{name}: no role {section[name]!r} in staff.roles")
+    users = section.get("users", {})
+    if not isinstance(users, dict) or any(v not in roles for v in users.values()):
+        raise RulesError(f"{p}.users: must map staff userids to roles {sorted(roles)}")
+    return StaffPolicy(cap, section["default_role"], section["admin_role"], roles,
+                       {str(k): str(v) for k, v in users.items()})
+
+
 def build_rules(data: dict[str, Any]) -> Rules:
     """Validate a merged rules mapping into :class:`Rules`."""
     known = set(DEFAULTS)
@@ -290,14 +421,28 @@ def build_rules(data: dict[str, Any]) -> Rules:
         _int(push, k, "push", minimum=1)
     if push["member_day"] > 28:
         raise RulesError("push.member_day: must be a day 1..28 so that it exists every month")
-    kinds = {"demotion_warning", "points_expiry", "wakeup", "birthday", "member_day", "dormant"}
     prio = push.get("priority")
-    if not isinstance(prio, list) or set(prio) != kinds:
-        raise RulesError(f"push.priority: must list each of {sorted(kinds)} once")
+    if not (isinstance(prio, list) and all(isinstance(k, str) for k in prio)
+            and len(set(prio)) == len(prio)):
+        raise RulesError("push.priority: must be a list of job kinds, each named once")
     rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
-    staff = _ints(data["staff"], "staff", ["adjust_cap"], minimum=1)
+    staff = _staff(data["staff"], coupons)
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
-                 rfm, push, rate, staff, raw=data)
+                 rfm, push, rate, staff, orders=_orders(data["orders"]),
+                 test_accounts=_test_accounts(data["importer"]), raw=data)
+
+
+def push_priority(given: list[str] | tuple[str, ...], kinds: tuple[str, ...]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The daily cap's order of the push kinds ``kinds`` (their default order): the rules
+    file's ``push.priority`` first, then the kinds it does not name, in default order.
+    Returns ``(order, missing)``; a kind that does not exist is an error naming it."""
+    unknown = [k for k in given if k not in kinds]
+    if unknown:
+        raise RulesError(f"push.priority: unknown job kind {unknown[0]!r} (known: "
+                         f"{', '.join(kinds)})")
+    missing = tuple(k for k in kinds if k not in given)
+    return (*given, *missing), missing
 
 
 def load_rules(path: str | Path | None = None) -> Rules:

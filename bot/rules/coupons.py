@@ -70,9 +70,16 @@ def check_redeem(m: Member, code: str, order_id: str, amount_fen: int, now: date
         raise Refusal("coupon_not_found", "未找到该优惠券", code=code)
     tpl = rules.coupons.get(c.template)
     if c.status == "redeemed":
-        if c.order_id == order_id:
-            return c, discount_fen(tpl, amount_fen) if tpl else 0, True
-        raise Refusal("coupon_used", "该优惠券已使用", code=c.code)
+        if c.order_id != order_id:
+            raise Refusal("coupon_used", "该优惠券已使用", code=c.code)
+        if c.redeemed_amount_fen is not None and c.redeemed_amount_fen != amount_fen:
+            # the threshold was checked against that amount: another one is not this redemption
+            raise Refusal("coupon_conflict", "该优惠券已按另一金额用于此订单", code=c.code,
+                          amount_fen=c.redeemed_amount_fen)
+        if tpl is not None and amount_fen < tpl.threshold_fen:
+            raise Refusal("coupon_threshold", f"未满{tpl.threshold_fen // 100}元，不可使用该券",
+                          code=c.code, threshold_fen=tpl.threshold_fen)
+        return c, discount_fen(tpl, amount_fen) if tpl else 0, True
     if c.status == "expired" or ts(now) > c.valid_until:
         raise Refusal("coupon_expired", "该优惠券已过期", code=c.code)
     if tpl is None:
@@ -94,8 +101,21 @@ def redeem(m: Member, code: str, order_id: str, amount_fen: int, now: datetime,
         return c, off, []
     at = ts(now)
     c.status, c.order_id, c.redeemed_at = "redeemed", order_id, at
+    c.redeemed_amount_fen = amount_fen
     return c, off, [Entry("coupon_redeem", at, amount_fen=off, ref=f"order:{order_id}",
-                          data={"code": c.code, "template": c.template})]
+                          data={"code": c.code, "template": c.template,
+                                "order_amount_fen": amount_fen})]
+
+
+def give_back(m: Member, code: str | None, order_id: str, now: datetime) -> list[Entry]:
+    """A fully refunded order's coupon is ``issued`` again while its window lasts (else it
+    stays ``redeemed``). It never left the member, so no stock moves."""
+    c = find(m, code) if code else None
+    if c is None or c.status != "redeemed" or c.order_id != order_id or ts(now) > c.valid_until:
+        return []
+    c.status, c.order_id, c.redeemed_at, c.redeemed_amount_fen = "issued", None, None, None
+    return [Entry("coupon_return", ts(now), ref=f"order:{order_id}",
+                  data={"code": c.code, "template": c.template})]
 
 
 def expire_coupons(m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:

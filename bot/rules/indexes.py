@@ -6,18 +6,17 @@ are equality tags. ``None`` means "not in this index".
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from . import coupons, points, tiers
 from .config import Rules
 from .models import Member
-from .timeutil import day_num, local_day
+from .timeutil import day_num, day_of
 
 
 def _day(t: int | None, rules: Rules) -> int | None:
-    return None if t is None else day_num(local_day(datetime.fromtimestamp(t, rules.tz),
-                                                   rules.tz))
+    return None if t is None else day_num(day_of(t, rules.tz))
 
 
 def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:

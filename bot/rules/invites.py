@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from .config import Rules
 from .models import Entry, Member, Refusal
 from .points import credit
-from .timeutil import local_day, ts
+from .timeutil import from_ts, local_day, ts
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 INVITE_LENGTH = 6
@@ -23,8 +23,7 @@ def check_bind(invitee: Member, inviter: Member, ancestors: list[str], now: date
     if invitee.id in ancestors:
         raise Refusal("invite_cycle", "不能互相邀请")
     window = timedelta(days=rules.invite["bind_window_days"])
-    if invitee.inviter_id is None and now - datetime.fromtimestamp(invitee.joined_at,
-                                                                    rules.tz) > window:
+    if invitee.inviter_id is None and now - from_ts(invitee.joined_at, rules.tz) > window:
         raise Refusal("invite_window",
                       f"邀请码需在入会 {rules.invite['bind_window_days']} 天内绑定")
 

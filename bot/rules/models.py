@@ -31,6 +31,7 @@ class Coupon:
     order_id: str | None = None
     redeemed_at: int | None = None
     ref: str = ""  # the idempotency key that issued it
+    redeemed_amount_fen: int | None = None  # the order amount it was redeemed on
 
 
 @dataclass
@@ -46,8 +47,13 @@ class Order:
     points_used: int = 0
     refunded_fen: int = 0
     refunds: dict[str, int] = field(default_factory=dict)
-    points_reversed: int = 0
+    points_reversed: int = 0  # earned points taken back by refunds
     body_hash: str = ""
+    # earned points whose lot expired unspent (None: recorded before this was kept)
+    points_expired: int | None = None
+    # the points paid with, as [expires_on, amount] of the lots they came from
+    points_spent_from: list[list] = field(default_factory=list)
+    points_returned: int = 0  # points paid with that refunds gave back
 
     @property
     def net_fen(self) -> int:
@@ -83,6 +89,7 @@ class Member:
     checkin_last: str | None = None
     checkin_streak: int = 0
     checkin_total: int = 0
+    checkin_runs: list[list[str]] = field(default_factory=list)  # recent [first, last] days
     coupons: list[Coupon] = field(default_factory=list)
     orders: dict[str, Order] = field(default_factory=dict)
     lifetime_spend: int = 0
@@ -97,7 +104,10 @@ class Member:
         d = {f.name: getattr(self, f.name) for f in _MEMBER_FIELDS}
         d["lots"] = [vars(x).copy() for x in self.lots]
         d["coupons"] = [vars(x).copy() for x in self.coupons]
-        d["orders"] = {k: {**vars(o), "refunds": dict(o.refunds)} for k, o in self.orders.items()}
+        d["orders"] = {k: {**vars(o), "refunds": dict(o.refunds),
+                           "points_spent_from": [list(x) for x in o.points_spent_from]}
+                       for k, o in self.orders.items()}
+        d["checkin_runs"] = [list(r) for r in self.checkin_runs]
         d["follow_users"] = list(self.follow_users)
         d["tags"] = list(self.tags)
         d["invited_rewarded"] = dict(self.invited_rewarded)
@@ -141,6 +151,9 @@ class Change:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     indexes: dict[str, Any] | None = None  # filled by the use-case layer (rules.indexes)
     stock_returns: list[tuple[str, str]] = field(default_factory=list)  # (template, code)
+    # preconditions of the commit, applied with it or not at all:
+    claims: list[tuple[str, str]] = field(default_factory=list)  # (kind, value) bound to it
+    stock_takes: list[tuple[str, str]] = field(default_factory=list)  # (template, key)
 
 
 class Refusal(Exception):

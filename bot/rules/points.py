@@ -16,13 +16,19 @@ def balance(m: Member, today: date) -> int:
 
 
 def expire(m: Member, now: datetime, rules: Rules) -> list[Entry]:
-    """Drop lots whose last valid day is before today; one ``expire`` entry per lot."""
+    """Drop lots whose last valid day is before today; one ``expire`` entry per lot.
+
+    An order remembers how many of its points expired unspent: a late refund does not take
+    those back."""
     iso = local_day(now, rules.tz).isoformat()
     out: list[Entry] = []
     keep: list[Lot] = []
     for lot in m.lots:
         if lot.expires_on < iso:
             if lot.remaining:
+                o = m.orders.get(lot.ref[6:]) if lot.ref.startswith("order:") else None
+                if o is not None and o.points_expired is not None:
+                    o.points_expired += lot.remaining
                 out.append(Entry("expire", ts(now), points=-lot.remaining, ref=lot.ref,
                                  data={"expires_on": lot.expires_on}))
         else:
@@ -58,8 +64,11 @@ def credit(m: Member, amount: int, ref: str, earned: datetime, now: datetime, ru
 
 
 def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
-          reason: str = "spend") -> list[Entry]:
-    """Take ``amount`` points from the earliest-expiring lots; refuse when the balance is short."""
+          reason: str = "spend", taken: list[list] | None = None) -> list[Entry]:
+    """Take ``amount`` points from the earliest-expiring lots; refuse when the balance is short.
+
+    ``taken``, when given, receives ``[expires_on, amount]`` of each lot the points came from
+    (a refund gives them back with those expiries)."""
     if amount <= 0:
         return []
     # check before expiring anything: a refusal must leave the member untouched
@@ -75,6 +84,8 @@ def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
         take = min(lot.remaining, left)
         lot.remaining -= take
         left -= take
+        if taken is not None and take:
+            taken.append([lot.expires_on, take])
     m.lots = [x for x in m.lots if x.remaining]
     entries.append(Entry("spend", ts(now), points=-amount, ref=ref, data={"reason": reason}))
     return entries
@@ -101,6 +112,33 @@ def reverse(m: Member, amount: int, lot_ref: str, ref: str, now: datetime,
     m.debt += left
     entries.append(Entry("reverse", ts(now), points=-amount, ref=ref,
                          data={"lot": lot_ref, "debt": left}))
+    return entries
+
+
+def restore(m: Member, pieces: list[list], ref: str, now: datetime,
+            rules: Rules) -> list[Entry]:
+    """Give back points that were paid with (a refund): ``pieces`` are ``[expires_on, amount]``.
+
+    Each piece becomes a lot expiring when the lot it came from would have, but at least
+    ``points.refund_min_days`` days from ``now``; debt is paid first, as with any credit."""
+    amount = sum(n for _, n in pieces)
+    if amount <= 0:
+        return []
+    today = local_day(now, rules.tz)
+    floor = (today + timedelta(days=rules.points["refund_min_days"])).isoformat()
+    at = ts(now)
+    entries = [Entry("restore", at, points=amount, ref=ref,
+                     data={"lots": [[exp, n] for exp, n in pieces]})]
+    pay = min(m.debt, amount)
+    if pay:
+        m.debt -= pay
+        entries.append(Entry("debt_paid", at, points=0, ref=ref, data={"paid": pay}))
+    for exp, n in pieces:
+        use = min(pay, n)
+        pay -= use
+        if n - use:
+            m.lots.append(Lot(ref, today.isoformat(), max(exp, floor), n - use, n - use))
+    m.lots.sort(key=lambda x: (x.expires_on, x.earned_on))
     return entries
 
 

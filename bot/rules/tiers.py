@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from .config import Rules, Tier
 from .models import Entry, Member
-from .timeutil import add_months, add_months_dt, local_day, ts
+from .timeutil import add_months, add_months_dt, day_of, ts
 
 
 def spend_metrics(m: Member, now: datetime, rules: Rules) -> tuple[int, int]:
@@ -57,6 +57,24 @@ def evaluate(m: Member, now: datetime, rules: Rules) -> list[Entry]:
     return []
 
 
+def undo_on_refund(m: Member, before: tuple[int, int], now: datetime,
+                   rules: Rules) -> list[Entry]:
+    """A refund that takes the current tier's metric from its line to below it undoes the
+    upgrade at once, without grace (grace is for spend ageing out, not for money given back):
+    the member drops to the highest tier whose line the net spend still reaches.
+    ``before``: the (lifetime, trailing) metrics just before the refund."""
+    cur = rules.tier(m.tier)
+    lifetime, trailing = spend_metrics(m, now, rules)
+    if not metric_of(cur, *before) >= cur.threshold_fen > metric_of(cur, lifetime, trailing):
+        return []
+    best = best_reached(rules, lifetime, trailing)
+    if best.rank >= cur.rank:
+        return []
+    m.tier, m.grace_until = best.key, None
+    return [Entry("tier_change", ts(now), data={"from": cur.key, "to": best.key, "up": False,
+                                                "reason": "refund"})]
+
+
 def keep_gap(m: Member, now: datetime, rules: Rules) -> int:
     """Fen still to spend for the current tier's 'kept while' line (0 when it holds)."""
     lifetime, trailing = spend_metrics(m, now, rules)
@@ -83,7 +101,7 @@ def warning_due(m: Member, today: date, rules: Rules) -> int | None:
     """The warning (days before ``grace_until``) that falls on ``today``, if any."""
     if m.grace_until is None:
         return None
-    end = local_day(datetime.fromtimestamp(m.grace_until, rules.tz), rules.tz)
+    end = day_of(m.grace_until, rules.tz)
     left = (end - today).days
     return left if left in rules.grace_warning_days else None
 
@@ -93,10 +111,10 @@ def review_day(m: Member, today: date, rules: Rules) -> date | None:
     leaves the window (or the grace deadline). ``None`` for tiers that cannot fall."""
     cur = rules.tier(m.tier)
     if m.grace_until is not None:
-        return local_day(datetime.fromtimestamp(m.grace_until, rules.tz), rules.tz)
+        return day_of(m.grace_until, rules.tz)
     if cur.metric != "trailing12":
         return None
-    days = [add_months(local_day(datetime.fromtimestamp(o.paid_at, rules.tz), rules.tz), 12)
+    days = [add_months(day_of(o.paid_at, rules.tz), 12)
             for o in m.orders.values() if o.net_fen > 0]
     days = [d for d in days if d >= today]
     return min(days) if days else None

@@ -41,8 +41,21 @@ def ts(t: datetime) -> int:
     return int(t.timestamp())
 
 
+# The instants a stored value may safely stand for: 0002-01-01 .. 9998-12-31 UTC, so that a
+# date moved by a day or a year in any zone still exists.
+TS_MIN = -62104060800
+TS_MAX = 253370678400
+
+
 def from_ts(s: int, tz: ZoneInfo) -> datetime:
-    return datetime.fromtimestamp(s, tz)
+    """The instant ``s`` (unix seconds) in ``tz``; a stored value out of the calendar's range
+    (an order dated year 1) is clamped, so no stored date can make a rules function raise."""
+    return datetime.fromtimestamp(min(max(s, TS_MIN), TS_MAX), tz)
+
+
+def day_of(s: int, tz: ZoneInfo) -> date:
+    """The calendar day of the instant ``s`` in ``tz``."""
+    return from_ts(s, tz).date()
 
 
 def day_num(d: date) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, timedelta
 
-from bot.rules.timeutil import add_months_dt, ts
-
 from .support import order_body
 
 
@@ -113,33 +111,34 @@ async def test_order_refund_reorder_against_a_hand_computed_ledger(api, ctx, reg
     s, r = await api.post("/api/orders/G-A/refund", {"refund_id": "R-A"})
     assert (s, r["refunded_fen"], r["points_reversed"], r["balance"], r["debt"]) == \
         (200, 300000, 3000, -1040, 1040)
-    assert r["tier"] == "silver"  # a lifetime tier is kept
+    # net lifetime spend ¥480: the silver A's money made is undone at once (PRODUCT.md 2.2)
+    assert (r["tier"], r["grace_until"]) == ("normal", None)
     # the same refund again changes nothing
     assert await api.post("/api/orders/G-A/refund", {"refund_id": "R-A"}) == (200, r)
-    # C: ¥1,500 x2 = 3000 points; the debt is paid first
+    # C: ¥1,500 x1 (normal again) = 1500 points; the debt is paid first
     s, c = await api.order(**order_body("G-C", mc, 150000, clock.now))
-    assert (c["points_earned"], c["balance"]) == (3000, 1960)
-    # partial refund of C: ¥500 back -> keeps floor(1000 x 2) = 2000, reverses 1000
+    assert (c["points_earned"], c["balance"], c["tier"]) == (1500, 460, "normal")
+    # partial refund of C: ¥500 back -> keeps floor(1000 x 1) = 1000, reverses 500
     s, r2 = await api.post("/api/orders/G-C/refund", {"refund_id": "R-C1", "amount_fen": 50000})
     assert (s, r2["points_reversed"], r2["balance"], r2["order_refunded_fen"]) == \
-        (200, 1000, 960, 50000)
+        (200, 500, -40, 50000)
     # the rest of C by default
     s, r3 = await api.post("/api/orders/G-C/refund", {"refund_id": "R-C2"})
     assert (s, r3["refunded_fen"], r3["points_reversed"], r3["balance"]) == \
-        (200, 100000, 2000, -1040)
+        (200, 100000, 1000, -1040)
     expected = {
         "order:G-A": [("order", 0, 300000), ("credit", 3000, 0)],
         "order:G-B": [("spend", -2000, 0), ("order", 0, 48000), ("credit", 960, 0)],
         "refund:R-A": [("refund", 0, -300000), ("reverse", -3000, 0)],
-        "order:G-C": [("order", 0, 150000), ("credit", 3000, 0), ("debt_paid", 0, 0)],
-        "refund:R-C1": [("refund", 0, -50000), ("reverse", -1000, 0)],
-        "refund:R-C2": [("refund", 0, -100000), ("reverse", -2000, 0)],
+        "order:G-C": [("order", 0, 150000), ("credit", 1500, 0), ("debt_paid", 0, 0)],
+        "refund:R-C1": [("refund", 0, -50000), ("reverse", -500, 0)],
+        "refund:R-C2": [("refund", 0, -100000), ("reverse", -1000, 0)],
     }
     for ref, rows in expected.items():
         assert await by_ref(ctx, mid, ref) == sorted(rows), ref
     assert sum(x[1] for x in await ledger(ctx, mid)) == -1040
     assert [x[0] for x in await ledger(ctx, mid) if x[0].startswith(("tier", "grace"))] == \
-        ["tier_change"]
+        ["tier_change", "tier_change"]
     member = await ctx.members.get(mid)
     assert (member.lifetime_spend, member.debt) == (48000, 1040)
     # nothing left to refund
@@ -147,20 +146,21 @@ async def test_order_refund_reorder_against_a_hand_computed_ledger(api, ctx, reg
     assert (s, e["code"]) == (422, "refund_amount")
 
 
-async def test_a_refund_below_a_trailing_tier_starts_grace_and_a_reorder_ends_it(
+async def test_a_refund_below_a_trailing_tier_drops_it_at_once_and_a_reorder_upgrades_again(
         api, ctx, register, clock):
+    # money given back is not spend ageing out: no grace (PRODUCT.md 2.2)
     m = await register("o-hal")
     mc = m["member_code"]
     s, b = await api.order(**order_body("H1", mc, 1_600_000, clock.now))
     assert (b["tier"], b["points_earned"]) == ("gold", 16000)
     s, r = await api.post("/api/orders/H1/refund", {"refund_id": "HR1", "amount_fen": 200000})
-    assert (s, r["tier"], r["points_reversed"], r["balance"]) == (200, "gold", 2000, 14000)
-    assert r["grace_until"] == ts(add_months_dt(clock.now, 6, clock.now.tzinfo))
+    assert (s, r["tier"], r["points_reversed"], r["balance"]) == (200, "silver", 2000, 14000)
+    assert r["grace_until"] is None
     s, b = await api.order(**order_body("H2", mc, 200000, clock.now))
     assert (b["tier"], b["points_earned"], b["balance"]) == ("gold", 4000, 18000)
-    kinds = [r.kind for r in await ctx.store.ledger(
+    kinds = [(r.kind, r.data.get("to")) for r in await ctx.store.ledger(
         member_id=m["member_id"], kinds=["tier_change", "grace_start", "grace_end"])]
-    assert kinds == ["tier_change", "grace_start", "grace_end"]
+    assert kinds == [("tier_change", "gold"), ("tier_change", "silver"), ("tier_change", "gold")]
 
 
 async def test_a_refused_order_changes_nothing_and_may_be_sent_again(api, ctx, register, clock):

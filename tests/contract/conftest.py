@@ -12,16 +12,40 @@ from pathlib import Path
 import pytest
 
 from storage import Store, StoreError, open_store
+from tests.pg import pg_database
+from tests.redis_cluster import redis_cluster
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(scope="session")
+def pg_url():
+    """A PostgreSQL database of this test session, created here and dropped after."""
+    with pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def cluster_url():
+    """A real 3-master Redis Cluster for this test session, stopped after."""
+    with redis_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path):
     key = os.urandom(32)
     if request.param == "sqlite":
         s = open_store(f"sqlite:///{tmp_path}/t.db", key)
         await s.open()
+    elif request.param == "redis-cluster":
+        s = open_store(request.getfixturevalue("cluster_url"), key)
+        await s.open()
+        await s.client.flushdb()
+    elif request.param == "postgresql":
+        s = open_store(request.getfixturevalue("pg_url"), key)
+        await s.open()
+        await s.truncate()
     else:
         s = open_store(REDIS_URL, key)
         try:
@@ -41,6 +65,15 @@ async def raw_bytes(store: Store) -> bytes:
     if store.kind == "sqlite":
         files = [Path(store.path + suffix) for suffix in ("", "-wal")]
         return b"".join(f.read_bytes() for f in files if f.exists())
+    if store.kind == "postgresql":
+        from storage.postgres_schema import TABLES
+
+        rows = []
+        for t in TABLES:  # every row as PostgreSQL prints it (bytea as \x hex, so decode it)
+            for r in await store.pool.fetch(f"SELECT {t}::text AS t, * FROM {t}"):
+                rows.append(r["t"].encode())
+                rows += [v for v in r.values() if isinstance(v, bytes)]
+        return b"\n".join(rows)
     r = store.client
     out: list[bytes] = []
     async for k in r.scan_iter(count=1000):

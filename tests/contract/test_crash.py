@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from bot.rules import load_rules
 from bot.rules.points import balance
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
 RULES = load_rules()
 START = datetime(2026, 1, 1, 10, 0, tzinfo=RULES.tz)
 DAYS = 12
@@ -50,7 +48,7 @@ WORKER = textwrap.dedent(f"""
 
 
 def _url(store) -> str:
-    return f"sqlite:///{store.path}" if store.kind == "sqlite" else REDIS_URL
+    return f"sqlite:///{store.path}" if store.kind == "sqlite" else store.url
 
 
 async def _run_worker(url: str, kill_after_days: int | None) -> int:

@@ -327,6 +327,24 @@ async def test_ledger_filters_and_pages(store: Store):
     assert [r.data for r in await store.ledger(kinds=["note"])] == []
 
 
+async def test_ledger_reads_newest_first_with_a_limit(store: Store):
+    for i, mid in enumerate(["m1", "m2", "m1", "m1", "m2", "m1"]):
+        await store.update(mid, bump(mid, entries=[Entry("credit", 100 + i, ref=f"r{i}")]),
+                           key=f"e{i}")
+    newest = await store.ledger(member_id="m1", newest_first=True, limit=3)
+    assert [r.ref for r in newest] == ["r5", "r3", "r2"]
+    assert [r.ref for r in await store.ledger(member_id="m1", newest_first=True)] == \
+        ["r5", "r3", "r2", "r0"]
+    every = await store.ledger(newest_first=True)
+    assert [r.ref for r in every] == [f"r{i}" for i in range(5, -1, -1)]
+    assert [r.ref for r in await store.ledger(newest_first=True, limit=2)] == ["r5", "r4"]
+    assert [r.ref for r in await store.ledger(newest_first=True, after_id=every[3].id)] == \
+        ["r5", "r4", "r3"]
+    assert [r.ref for r in await store.ledger(newest_first=True, since=102, until=105)] == \
+        ["r4", "r3", "r2"]
+    assert await store.ledger(member_id="nobody", newest_first=True) == []
+
+
 async def test_member_ids_and_count(store: Store):
     assert await store.count_members() == 0
     assert await store.member_ids() == []

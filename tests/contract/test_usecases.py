@@ -235,3 +235,19 @@ async def test_a_follower_never_takes_the_unionid_of_another_member(store):
     assert again["member_id"] == oa["member_id"]
     m = await store.get(oa["member_id"])
     assert m.unionid is None and await store.lookup("unionid", "U1") == other
+
+
+async def test_statement_is_the_last_points_lines_newest_first_with_the_balance(store):
+    members = Members(store, RULES)
+    mid = await _member(members)
+    for d in range(12):  # twelve check-ins, one a day: +5 each (+bonus on the 7th)
+        await members.check_in(mid, NOW + timedelta(days=d))
+    await members.record_order(mid, "o-st", 12_000, NOW + timedelta(days=12),
+                               NOW + timedelta(days=12))
+    st = await members.statement(mid, NOW + timedelta(days=12))
+    assert len(st["entries"]) == 10
+    assert st["entries"][0] == {"day": "2026-12-07", "reason": "消费得积分", "points": 120}
+    assert [e["reason"] for e in st["entries"][1:]] == ["签到"] * 9
+    assert [e["day"] for e in st["entries"][1:3]] == ["2026-12-06", "2026-12-05"]
+    assert st["balance"] == await _points_in_ledger(store, mid) and st["debt"] == 0
+    assert (await members.statement(mid, NOW, limit=3))["entries"][0]["points"] == 120

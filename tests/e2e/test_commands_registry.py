@@ -3,6 +3,8 @@ keys, one handler per command."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bot.handlers.commands import Router, invite_scene, normalise, router
@@ -16,6 +18,7 @@ from bot.handlers.commands import Router, invite_scene, normalise, router
     ("兑换１", "兑换", "1"), ("生日 1990-05-20", "生日", "1990-05-20"),
     ("生日　1990－05－20", "生日", "1990-05-20"), ("券", "优惠券", ""), ("会员码", "会员", ""),
     ("退订", "退订", ""), ("订阅", "订阅", ""), ("邀请", "邀请码", ""),
+    ("积分明细", "积分明细", ""), ("明细", "积分明细", ""), ("积分明细 ", "积分明细", ""),
 ])
 def test_text_commands_match_after_normalisation(text, name, arg):
     cmd, got = router.match(text)
@@ -30,7 +33,7 @@ def test_anything_else_matches_nothing(text):
 def test_menu_keys_and_registry():
     keys = {c.menu: c.name for c in router.commands if c.menu}
     assert keys == {"CHECKIN": "签到", "BALANCE": "积分", "COUPONS": "优惠券", "INVITE": "邀请码",
-                    "CARD": "会员", "REDEEM": "兑换", "HELP": "帮助"}
+                    "CARD": "会员", "REDEEM": "兑换", "HELP": "帮助", "HISTORY": "积分明细"}
     assert router.menu("checkin").name == "签到" and router.menu("NOPE") is None
     assert {"subscribe", "scan"} <= set(router.events)
     r = Router()
@@ -44,3 +47,24 @@ def test_normalise_and_invite_scenes():
     assert invite_scene("qrscene_inv_abc234") == "ABC234"
     assert invite_scene("inv_ABC234") == "ABC234"
     assert invite_scene("qrscene_campaign42") is None and invite_scene("inv_") is None
+
+
+async def test_history_shows_the_last_ten_points_lines_and_the_balance(bot, clock):
+    empty = await bot.wx.text("o_h", "积分明细")
+    assert "还没有积分变动" in empty.content and "当前积分：0" in empty.content
+    for _ in range(11):  # +5 +6 +7 +8 +9 +10 +30 (the 7th day's bonus), then +5 +6 +7 +8
+        await bot.wx.text("o_h", "签到")
+        clock.advance(days=1)
+    m = await bot.member("o_h")
+    await bot.ctx.members.record_order(m.id, "o-h1", 50_000, clock.t, clock.t)  # +500
+    await bot.wx.text("o_h", "兑换 1")  # 500 points for a coupon
+    r = await bot.wx.click("o_h", "HISTORY")
+    lines = [x for x in r.content.splitlines() if x.startswith("·")]
+    assert len(lines) == 10 and "最近 10 笔" in r.content
+    day = lambda n: (clock.t - timedelta(days=n)).strftime("%Y-%m-%d")  # noqa: E731
+    assert lines[:3] == [f"· {day(0)} 积分兑换 -500", f"· {day(0)} 消费得积分 +500",
+                         f"· {day(1)} 签到 +8"]
+    assert lines[6] == f"· {day(5)} 签到 +30" and lines[9] == f"· {day(8)} 签到 +8"
+    rows = await bot.ledger("o_h")
+    assert f"当前积分：{sum(x.points for x in rows)}" in r.content
+    assert (await bot.wx.text("o_h", "明细")).content == r.content

@@ -77,13 +77,14 @@ async def test_retries_across_processes_on_redis(make_bot, settings):
 
 @pytest.fixture
 def slow_checkin(bot):
-    """Check-in takes longer than the (lowered) reply budget."""
-    bot.oa.budget = 0.05
+    """Check-in takes longer than the (lowered) reply budget. The budget stays well above
+    what any other step takes on a loaded machine (a follow must still answer in time)."""
+    bot.oa.budget = 0.5
     bot.oa.late_retry_delays = (0.01, 0.01)
     original = bot.ctx.members.check_in
 
     async def slow(*a, **kw):
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(2.0)
         return await original(*a, **kw)
 
     bot.ctx.members.check_in = slow
@@ -107,7 +108,7 @@ async def test_slow_reply_is_success_then_a_customer_service_message(slow_checki
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     r = await bot.wx.post(xml, "o_slow")
-    assert r.success and loop.time() - t0 < 0.25  # answered at the budget, not at the end
+    assert r.success and loop.time() - t0 < 1.5  # answered at the budget, not at the end
     [sent] = await fake_api.wait_for("/cgi-bin/message/custom/send")
     assert sent.body["touser"] == "o_slow" and sent.body["msgtype"] == "text"
     assert "签到成功" in sent.body["text"]["content"]
@@ -213,7 +214,7 @@ async def test_copies_of_a_slow_message_all_get_success_and_one_late_reply(slow_
     await bot.wx.follow("o_copies")
     xml = text_xml("o_copies", "签到")
     first = asyncio.ensure_future(bot.wx.post(xml, "o_copies"))
-    await asyncio.sleep(0.1)  # the first is past its budget, still working
+    await asyncio.sleep(0.6)  # the first is past its budget, still working
     copies = await asyncio.gather(*(bot.wx.post(xml, "o_copies") for _ in range(2)))
     assert (await first).success and all(c.success for c in copies)
     await fake_api.wait_for("/cgi-bin/message/custom/send")

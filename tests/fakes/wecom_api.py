@@ -26,6 +26,10 @@ WECOM_PATHS = ("/cgi-bin/externalcontact/add_msg_template",
                "/cgi-bin/externalcontact/send_welcome_msg",
                "/cgi-bin/externalcontact/get_groupmsg_send_result",
                "/cgi-bin/message/template/send")
+USERINFO = "/cgi-bin/auth/getuserinfo"
+JSAPI_TICKET = "/cgi-bin/get_jsapi_ticket"
+AGENT_TICKET = "/cgi-bin/ticket/get"
+SIDEBAR_PATHS = (USERINFO, JSAPI_TICKET, AGENT_TICKET)
 ADD = "/cgi-bin/externalcontact/add_msg_template"
 WELCOME = "/cgi-bin/externalcontact/send_welcome_msg"
 OA_SEND = "/cgi-bin/message/template/send"
@@ -49,6 +53,9 @@ class FakeWeComAPI:
     secret: str = "test-contact-secret"
     oa_appid: str = "wxtestappid"
     oa_secret: str = "test-app-secret"
+    agent_secret: str = "test-agent-secret"  # the sidebar app's secret (WECOM_AGENT_SECRET)
+    oauth_codes: dict[str, str] = field(default_factory=dict)  # OAuth2 code -> staff userid
+    tickets: dict[str, str] = field(default_factory=dict)  # "jsapi"/"agent_config" -> current
     calls: list[Call] = field(default_factory=list)
     contacts: dict[str, dict] = field(default_factory=dict)  # external_userid -> get answer
     fail_ids: set[str] = field(default_factory=set)  # always in add_msg_template's fail_list
@@ -75,6 +82,13 @@ class FakeWeComAPI:
     def expire_tokens(self) -> None:
         self._expired |= self._tokens
         self._tokens.clear()
+
+    def oauth_code(self, userid: str) -> str:
+        """A code WeCom would append to the redirect after the staff member authorised; it
+        works once, as WeCom's do."""
+        code = f"code-{next(self._seq)}"
+        self.oauth_codes[code] = userid
+        return code
 
     def to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -109,6 +123,8 @@ class FakeWeComAPI:
         app.router.add_get("/cgi-bin/gettoken", self.gettoken)
         app.router.add_get("/cgi-bin/token", self.oa_token)
         app.router.add_get("/cgi-bin/externalcontact/get", self.api)
+        for path in SIDEBAR_PATHS:
+            app.router.add_get(path, self.api)
         for path in WECOM_PATHS:
             app.router.add_post(path, self.api)
         return app
@@ -177,7 +193,7 @@ class FakeWeComAPI:
             return self._answer(call, {"errcode": code, "errmsg": "injected"})
         if q.get("corpid") != self.corp_id:
             return self._answer(call, {"errcode": 40013, "errmsg": "invalid corpid"})
-        if q.get("corpsecret") != self.secret:
+        if q.get("corpsecret") not in (self.secret, self.agent_secret):
             return self._answer(call, {"errcode": 40001, "errmsg": "invalid credential"})
         token = f"wecom-token-{next(self._seq)}"
         self._tokens.add(token)
@@ -238,6 +254,20 @@ class FakeWeComAPI:
             if eu not in self.contacts:
                 return self._answer(call, {"errcode": 84061, "errmsg": "not external contact"})
             return self._answer(call, {"errcode": 0, "errmsg": "ok", **self.contacts[eu]})
+        if request.path == USERINFO:
+            userid = self.oauth_codes.pop(request.query.get("code", ""), None)
+            if userid is None:
+                return self._answer(call, {"errcode": 40029, "errmsg": "invalid code"})
+            return self._answer(call, {"errcode": 0, "errmsg": "ok", "userid": userid,
+                                       "user_ticket": f"ut-{next(self._seq)}"})
+        if request.path in (JSAPI_TICKET, AGENT_TICKET):
+            kind = "jsapi" if request.path == JSAPI_TICKET else request.query.get("type", "")
+            if kind not in ("jsapi", "agent_config"):
+                return self._answer(call, {"errcode": 40097, "errmsg": "invalid args"})
+            ticket = f"{kind}-ticket-{next(self._seq)}"
+            self.tickets[kind] = ticket
+            return self._answer(call, {"errcode": 0, "errmsg": "ok", "ticket": ticket,
+                                       "expires_in": 7200})
         if request.path == OA_SEND:
             return self._answer(call, {"errcode": 0, "errmsg": "ok", "msgid": next(self._seq)})
         return self._answer(call, {"errcode": 0, "errmsg": "ok"})

@@ -18,7 +18,7 @@ async def test_public_healthz_shows_only_ok_store_kind_and_scheduler(aiohttp_cli
     client = await aiohttp_client(app)
     r = await client.get("/healthz")
     body = await r.json()
-    assert r.status == 200 and set(body) == {"ok", "store", "scheduler"}
+    assert r.status == 200 and set(body) == {"ok", "store", "pid", "scheduler_leader"}
     assert body["ok"] is True and body["store"] == "sqlite"
     assert str(tmp_path) not in await r.text()
     assert (await client.get("/admin/health", allow_redirects=False)).status == 303

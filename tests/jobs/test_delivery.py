@@ -270,7 +270,7 @@ async def test_a_dry_run_sends_nothing_and_changes_nothing(store, make_env, fake
 ])
 async def test_a_push_held_too_long_is_skipped_as_stale(store, make_env, fake, deliver_at,
                                                         sent, stale):
-    from bot.jobs.outbox import PAUSE_KEY
+    from bot.keys import OUTBOX_PAUSED as PAUSE_KEY
 
     env = await make_env(store)
     await due_members(env, 3)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.jobs import job
+from bot.jobs.registry import job
 from bot.jobs.schedule import (
     Daily,
     Every,
@@ -23,7 +23,7 @@ from bot.jobs.schedule import (
     quiet_until,
     run_at,
 )
-from bot.jobs.scheduler import PureTrigger, Scheduler, attach, calendar_jobs
+from bot.jobs.scheduler import SCHEDULER, PureTrigger, Scheduler, attach, calendar_jobs
 from bot.web import CTX, create_app
 from storage import StoreUnavailable, open_store
 
@@ -176,7 +176,7 @@ async def test_serve_attaches_the_scheduler(aiohttp_client, tmp_path, fake, rule
     attach(app)
     client = await aiohttp_client(app)
     ctx = client.server.app[CTX]
-    sched = ctx.extras["scheduler"]
+    sched = client.server.app[SCHEDULER].scheduler
     ids = {j.id for j in sched.aps.get_jobs()}
     assert ids == {*calendar_jobs(rules), "leader", "outbox"}
     pe = sched.aps.get_job("points_expiry")
@@ -185,7 +185,7 @@ async def test_serve_attaches_the_scheduler(aiohttp_client, tmp_path, fake, rule
         if sched.leader:
             break
         await asyncio.sleep(0.01)
-    assert sched.leader and sched.env.wecom is ctx.extras["wecom"]
+    assert sched.leader and sched.env.wecom is ctx.wecom
     await client.close()  # stopping resigns: another process may lead at once
     import sqlite3
 

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
+from bot import keys
 from bot.handlers import admin
+from bot.jobs.env import Env
+from bot.jobs.runner import run_kind
 from bot.web import CTX, create_app
 from tests.api.support import Clock
 from tests.conftest import make_settings
@@ -83,9 +86,9 @@ async def test_login_attempts_are_throttled(client):
 async def test_dashboard_shows_figures_stock_and_last_job_runs(client, monkeypatch, now):
     ctx = client.app[CTX]
     await seed_history(ctx.members, monkeypatch)
-    await ctx.store.kv_set("job:last:birthday", json.dumps(
+    await ctx.store.kv_set(keys.job_last("birthday"), json.dumps(
         {"at": "2026-11-25T09:30:00+08:00", "sent": 12, "failed": 1}))
-    await ctx.store.kv_set("jobs:last:dormant", "2026-11-25T10:30:00+08:00")
+    await ctx.store.kv_set(keys.job_last("dormant"), "2026-11-25T10:30:00+08:00")
     await login(client)
     text = await (await client.get("/admin?as_of=2026-11-25&days=7")).text()
     assert re.search(r'data-kpi="card_conversion">75.0%<', text)
@@ -101,6 +104,19 @@ async def test_dashboard_shows_figures_stock_and_last_job_runs(client, monkeypat
     assert json.loads(data)["members"]["total"] == 6
     bad = await (await client.get("/admin?as_of=yesterday")).text()
     assert "as_of must be YYYY-MM-DD" in bad
+
+
+async def test_the_job_table_shows_the_last_result_the_runner_recorded(client, now):
+    ctx = client.app[CTX]
+    env = Env(ctx.settings, ctx.rules, ctx.store, ctx.members)
+    summary = await run_kind(env, "housekeeping", now)
+    assert summary.due == 0
+    await login(client)
+    text = await (await client.get("/admin")).text()
+    row = re.search(r'data-job="housekeeping">([^<]+)</td>\s*<td class="small">([^<]*)</td>',
+                    text)
+    assert row is not None and row.group(1) != "never"
+    assert row.group(2) == "due=0"
 
 
 async def test_member_lookup_by_code_or_phone_shows_segment_and_tags(client, now):

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.importer import ImportFailed, import_orders, write_report
 from bot.members import Members
+from bot.rules import load_rules
 from storage import open_store
 
 from .support import seed_member
@@ -24,8 +25,8 @@ KEY = b"k" * 32
 
 EXPECTED_REPORT = """\
 row,order_id,status,reason,detail
-5,T-001,skipped,test_account,openid matches 'test'
-6,T-002,skipped,test_account,name matches '测试'
+5,T-001,skipped,test_account,openid matches '(?i)(test|tester|demo)[ _-]?[0-9]*'
+6,T-002,skipped,test_account,name matches '测试(账号|用户|员)[0-9]*'
 7,H-004,rejected,bad_amount,"amount_fen must be whole fen, got '12.80'"
 8,H-005,rejected,bad_amount,field amount_fen must be at least 0
 9,H-006,rejected,bad_date,field paid_at is not an ISO 8601 date-time
@@ -35,7 +36,6 @@ row,order_id,status,reason,detail
 13,,rejected,bad_order_id,field order_id is required
 15,H-010,rejected,bad_date,field paid_at lies in the future
 16,H-011,rejected,insufficient_points,积分不足：当前 128 分，需要 500 分
-17,H-012,skipped,test_account,openid matches 'test'
 19,H-002,rejected,duplicate,order_id already on row 3
 21,H-014,rejected,bad_amount,field amount_fen is required
 23,H-016,rejected,bad_amount,"amount_fen must be whole fen, got '1,280'"
@@ -85,7 +85,7 @@ async def balances(members, now):
 async def test_a_messy_file_gives_the_exact_report_and_ledgers(members, now, tmp_path):
     s = await import_orders(members, FIXTURE, now)
     assert report_text(s) == EXPECTED_REPORT
-    assert (s.rows, s.imported, s.already, s.skipped, s.rejected) == (25, 7, 0, 3, 15)
+    assert (s.rows, s.imported, s.already, s.skipped, s.rejected) == (25, 8, 0, 2, 15)
     assert await balances(members, now) == {
         "alice": (158, "normal", 15800),   # 128 + 30; H-011 refused: 128 < 500 points
         "bob": (3040, "silver", 304000),   # 20 expired, 3000, then 20 + 20 at x2
@@ -109,7 +109,7 @@ async def test_a_second_import_changes_nothing(members, now):
     ledger = await members.store.ledger()
     before = await balances(members, now)
     again = await import_orders(members, FIXTURE, now + timedelta(minutes=5), concurrency=3)
-    assert (again.imported, again.already, again.rejected) == (0, 7, 15)
+    assert (again.imported, again.already, again.rejected) == (0, 8, 15)
     # refused rows are tried again (and would import once their cause is fixed); alice
     # now has the 30 points of H-013 as well
     assert report_text(again) == EXPECTED_REPORT.replace("当前 128 分", "当前 158 分")
@@ -132,9 +132,64 @@ async def test_skip_patterns_are_configurable(members, now, tmp_path):
     f.write_text("order_id,openid,name,amount_fen,paid_at,store_id\n"
                  "P-1,o-alice,内部员工,1000,2026-11-01T10:00:00+08:00,S\n"
                  "P-2,o-test-01,,1000,2026-11-01T10:00:00+08:00,S\n", encoding="utf-8")
-    s = await import_orders(members, f, now, patterns=["内部"])
+    s = await import_orders(members, f, now, patterns=["内部.*"])
     assert [(p.row, p.reason) for p in s.problems] == [(2, "test_account")]
-    assert s.imported == 1  # o-test-01 is an ordinary member once the defaults are off
+    assert s.imported == 1  # o-test-01 is an ordinary member: no pattern matches it whole
+
+
+async def test_test_accounts_match_whole_fields_not_substrings(members, now, tmp_path):
+    # issue 9 defect 10: a real member whose openid contains "test" is imported
+    f = tmp_path / "t.csv"
+    f.write_text("order_id,openid,name,amount_fen,paid_at,store_id\n"
+                 "W-1,o-test-01,,1000,2026-11-01T10:00:00+08:00,S\n"
+                 "W-2,o-alice,Contest 冠军,1000,2026-11-01T10:00:00+08:00,S\n"
+                 "W-3,test,,1000,2026-11-01T10:00:00+08:00,S\n"
+                 "W-4,o-alice,测试,1000,2026-11-01T10:00:00+08:00,S\n"
+                 "W-5,Tester_7,,1000,2026-11-01T10:00:00+08:00,S\n", encoding="utf-8")
+    s = await import_orders(members, f, now)
+    assert [(p.order_id, p.reason) for p in s.problems] == [
+        ("W-3", "test_account"), ("W-4", "test_account"), ("W-5", "test_account")]
+    assert s.imported == 2
+    assert "W-1" in (await members.get("tester")).orders
+
+
+async def test_test_account_patterns_come_from_the_rules_file(tmp_path, now):
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text('[importer]\ntest_accounts = ["(?i)qa-[0-9]+"]\n', encoding="utf-8")
+    rules = load_rules(rules_file)
+    store = open_store(f"sqlite:///{tmp_path}/r.db", KEY)
+    await store.open()
+    try:
+        members = Members(store, rules)
+        await seed(members, now)
+        f = tmp_path / "q.csv"
+        f.write_text("order_id,openid,name,amount_fen,paid_at,store_id\n"
+                     "Q-1,o-alice,QA-17,1000,2026-11-01T10:00:00+08:00,S\n"
+                     "Q-2,o-alice,test,1000,2026-11-01T10:00:00+08:00,S\n", encoding="utf-8")
+        s = await import_orders(members, f, now)
+        assert [(p.order_id, p.reason, p.detail) for p in s.problems] == [
+            ("Q-1", "test_account", "name matches '(?i)qa-[0-9]+'")]
+        assert s.imported == 1
+    finally:
+        await store.close()
+
+
+async def test_a_paid_at_before_the_earliest_day_is_a_rejected_row(members, now, tmp_path):
+    # issue 9 defect 3: year 1 (a till with a reset clock) is refused, not stored
+    f = tmp_path / "d.csv"
+    f.write_text("order_id,openid,amount_fen,paid_at,store_id\n"
+                 "D-1,o-alice,1000,0001-01-01T00:00:00,S\n"
+                 "D-2,o-alice,1000,1999-12-31T23:59:59,S\n"
+                 "D-3,o-alice,1000,1999-12-31T16:00:00Z,S\n"
+                 "D-4,o-alice,1600000,2026-11-01T10:00:00+08:00,S\n", encoding="utf-8")
+    s = await import_orders(members, f, now)
+    detail = "field paid_at lies before 2000-01-01 (orders.earliest_paid_at)"
+    assert [(p.order_id, p.reason, p.detail) for p in s.problems] == [
+        ("D-1", "bad_date", detail), ("D-2", "bad_date", detail)]
+    # no offset = Shanghai: 2000-01-01 00:00 there is 1999-12-31 16:00 UTC, just in
+    assert s.imported == 2
+    alice = await members.get("alice")
+    assert sorted(alice.orders) == ["D-3", "D-4"] and alice.tier == "gold"
 
 
 async def test_gb18030_files_from_excel_are_read(members, now, tmp_path):
@@ -179,12 +234,12 @@ def test_the_command_imports_and_writes_the_report(tmp_path, monkeypatch, rules,
     shutil.copy(FIXTURE, src)
     res = CliRunner().invoke(main, ["import-orders", str(src)])
     assert res.exit_code == 0, res.output
-    assert "25 rows: 7 imported, 0 already imported, 3 skipped (test accounts), 15 rejected" \
+    assert "25 rows: 8 imported, 0 already imported, 2 skipped (test accounts), 15 rejected" \
         in res.output
     report = (tmp_path / "orders.report.csv").read_text(encoding="utf-8")
     assert report.replace("\r\n", "\n") == EXPECTED_REPORT
     res = CliRunner().invoke(main, ["import-orders", str(src), "--report",
                                     str(tmp_path / "again.csv")])
-    assert "0 imported, 7 already imported" in res.output
+    assert "0 imported, 8 already imported" in res.output
     res = CliRunner().invoke(main, ["import-orders", str(src), "--skip-pattern", "("])
     assert res.exit_code == 2 and "--skip-pattern" in res.output

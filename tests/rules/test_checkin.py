@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.rules import checkin, points
 from bot.rules.timeutil import local_day
@@ -90,3 +93,49 @@ def test_check_in_credits_a_lot_with_a_ledger_entry_and_marks_activity():
 def test_streak_points_formula():
     assert [checkin.streak_points(k, RULES) for k in range(1, 8)] == [
         (5, 0), (6, 0), (7, 0), (8, 0), (9, 0), (10, 0), (10, 20)]
+
+
+# -- issue 9 defect 8: check-ins processed out of order ------------------------------------------
+
+def test_a_late_check_in_processed_after_the_next_days_keeps_the_streak():
+    m = new_member()
+    checkin.check_in(m, sh(2025, 3, 3, 9), RULES)
+    nxt, _ = checkin.check_in(m, sh(2025, 3, 5, 0, 0, 1), RULES)  # 03-04 not in yet
+    assert nxt["streak"] == 1
+    late, _ = checkin.check_in(m, sh(2025, 3, 4, 23, 59, 58), RULES)  # the retry, processed now
+    assert (late["already"], late["day"], late["streak"], late["points"]) == (
+        False, "2025-03-04", 2, 6)
+    assert (m.checkin_last, m.checkin_streak) == ("2025-03-05", 3)
+    after, _ = checkin.check_in(m, sh(2025, 3, 6, 9), RULES)
+    assert after["streak"] == 4
+    again, entries = checkin.check_in(m, sh(2025, 3, 4, 12), RULES)
+    assert again["already"] and entries == []
+
+
+def streak_of_set(days: set[date], cycle: int) -> tuple[str, int]:
+    """The reference: the newest day and its streak day, from the set alone."""
+    last = max(days)
+    n = 1
+    while last - timedelta(days=n) in days:
+        n += 1
+    return last.isoformat(), (n - 1) % cycle + 1
+
+
+@given(offsets=st.sets(st.integers(0, 40), min_size=1, max_size=25), data=st.data())
+def test_the_streak_is_a_function_of_the_set_of_check_in_days(offsets, data):
+    first = date(2025, 3, 1)
+    days = [first + timedelta(days=o) for o in offsets]
+    order = data.draw(st.permutations(days))
+    m = new_member()
+    for d in order:
+        checkin.check_in(m, sh(d.year, d.month, d.day, 23, 59, 58), RULES)
+    assert (m.checkin_last, m.checkin_streak) == streak_of_set(set(days),
+                                                               RULES.checkin["cycle_days"])
+    assert m.checkin_total == len(days)
+
+
+def test_a_member_stored_before_runs_were_kept_continues_the_streak():
+    m = new_member(checkin_last="2025-03-04", checkin_streak=3, checkin_total=3)
+    result, _ = checkin.check_in(m, sh(2025, 3, 5, 9), RULES)
+    assert result["streak"] == 4
+    assert checkin.check_in(m, sh(2025, 3, 3, 9), RULES)[0]["already"] is True

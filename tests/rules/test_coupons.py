@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.rules import Refusal, coupons
+from bot.rules import Refusal, coupons, orders
 from bot.rules.timeutil import ts
 
 from .support import RULES, kinds, new_member, sh
@@ -143,6 +143,31 @@ def test_redeem_checks_the_threshold():
     assert exc.value.data == {"code": "WEKC2345ABCD", "threshold_fen": 5000}
     assert m.coupons[0].status == "issued"
     assert coupons.redeem(m, "WEKC2345ABCD", "o1", 5000, NOW, RULES)[1] == 1000
+
+
+def test_redeemed_first_then_an_order_below_the_threshold_is_refused():
+    # issue 9 defect 9: redeem with ¥60, then the order of ¥10 with the same code and id
+    m = new_member()
+    issue(m, "welcome", "WEKC2345ABCD")  # 满50减10
+    coupons.redeem(m, "WEKC2345ABCD", "o1", 6000, NOW, RULES)
+    before = m.to_dict()
+    with pytest.raises(Refusal) as exc:
+        orders.record(m, "o1", 1000, NOW, NOW, RULES, coupon_code="WEKC2345ABCD")
+    assert exc.value.code == "coupon_conflict"
+    assert m.to_dict() == before
+    # the same (code, order) with the same amount is the same redemption
+    result, _ = orders.record(m, "o1", 6000, NOW, NOW, RULES, coupon_code="WEKC2345ABCD")
+    assert result["paid_fen"] == 5000
+
+
+def test_a_redemption_recorded_without_its_amount_checks_the_threshold():
+    m = new_member()
+    issue(m, "welcome", "WEKC2345ABCD")
+    coupons.redeem(m, "WEKC2345ABCD", "o1", 6000, NOW, RULES)
+    m.coupons[0].redeemed_amount_fen = None  # stored before the amount was kept
+    with pytest.raises(Refusal) as exc:
+        orders.record(m, "o1", 1000, NOW, NOW, RULES, coupon_code="WEKC2345ABCD")
+    assert exc.value.code == "coupon_threshold"
 
 
 def test_an_unknown_code_is_refused():

@@ -125,12 +125,14 @@ def test_black_falling_to_gold_level_drops_to_gold_after_grace():
     assert m.grace_until is None
 
 
-def test_a_refund_can_start_grace():
+def test_a_refund_below_the_line_undoes_the_upgrade_without_grace():
+    # money given back is not spend ageing out of the window: no grace (PRODUCT.md 2.2)
     m = gold_member()
     _, entries = orders.refund(m, "o1", "r1", 100, sh(2025, 2, 1), RULES)
-    assert "grace_start" in kinds(entries)
-    assert m.grace_until == ts(sh(2025, 8, 1))
-    assert tiers.keep_gap(m, sh(2025, 2, 1), RULES) == 100
+    assert "grace_start" not in kinds(entries)
+    assert [e.data for e in entries if e.kind == "tier_change"] == [
+        {"from": "gold", "to": "silver", "up": False, "reason": "refund"}]
+    assert (m.tier, m.grace_until) == ("silver", None)
 
 
 def test_an_upgrade_during_grace_clears_it():

@@ -1,0 +1,79 @@
+"""The job registry: every lifecycle kind, declared once by its module's ``JOB``.
+
+The list of kinds, the scheduler's triggers, the daily cap's default order (checked against
+the rules file's ``push.priority``), the admin job table and ``jobs list`` all derive from
+:data:`JOBS`. A new kind is a module with a ``JOB``, one line below, and its template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ..rules.config import Rules, push_priority
+from ..settings import Settings, rules_for
+from . import (
+    birthday,
+    demotion_warning,
+    dormant,
+    housekeeping,
+    member_day,
+    outbox,
+    points_expiry,
+    tier_upgrade,
+    wakeup,
+    welcome,
+)
+from .base import Job
+
+log = logging.getLogger("memberbot.jobs")
+
+JOBS: dict[str, Job] = {j.kind: j for j in (
+    member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
+    demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
+)}
+
+
+def kinds() -> tuple[str, ...]:
+    return tuple(JOBS)
+
+
+def default_priority() -> tuple[str, ...]:
+    """The push kinds in the daily cap's default order (each job's ``priority``)."""
+    push = [j for j in JOBS.values() if j.push]
+    return tuple(j.kind for j in sorted(push, key=lambda j: j.priority or len(JOBS) + 1))
+
+
+class UnknownJob(KeyError):
+    def __str__(self) -> str:
+        return f"unknown job kind {self.args[0]!r} (known: {', '.join(JOBS)})"
+
+
+def job(kind: str) -> Job:
+    """The declaration of job ``kind``."""
+    try:
+        return JOBS[kind]
+    except KeyError:
+        raise UnknownJob(kind) from None
+
+
+def priority(rules: Rules) -> tuple[str, ...]:
+    """The daily cap's order for ``rules``: its ``push.priority``, then the rest."""
+    return push_priority(rules.push["priority"], default_priority())[0]
+
+
+def checked(rules: Rules) -> Rules:
+    """``rules`` with ``push.priority`` checked against the registry and completed: an
+    unknown kind is a :class:`RulesError` naming it; kinds it leaves out go last, with a
+    warning (none when the file sets no priority at all)."""
+    given = rules.push["priority"]
+    order, missing = push_priority(given, default_priority())
+    if given and missing:
+        log.warning("push.priority does not name %s: placed last, in that order",
+                    ", ".join(missing))
+    return dataclasses.replace(rules, push={**rules.push, "priority": list(order)})
+
+
+def load_rules(settings: Settings) -> Rules:
+    """The rules of ``settings`` (file and ``MEMBERBOT_TZ``), checked against the jobs."""
+    return checked(rules_for(settings))

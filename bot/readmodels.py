@@ -1,0 +1,102 @@
+"""Read models of the use-case layer: what handlers and jobs show or check, read from the
+store here so that they never touch it themselves (the member's statement, balance by day,
+a message's stored reply, who owns an invite code, small cached values and once-marks).
+
+:class:`bot.members.Members` carries these, so a handler has one object for all it needs.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from storage import Store
+
+from . import analytics
+from .rules import points
+from .rules.config import Rules
+from .rules.models import Change, Member
+from .rules.timeutil import from_ts, local_day
+
+# The ledger kinds that move points, and the words a member reads for each (by its reason).
+POINT_KINDS = ["credit", "spend", "expire", "reverse"]
+REASONS = {
+    ("credit", "purchase"): "消费得积分", ("credit", "checkin"): "签到",
+    ("credit", "inviter"): "邀请好友", ("credit", "invitee"): "受邀加入",
+    ("credit", "profile"): "完善资料", ("credit", "adjust"): "客服调整",
+    ("credit", "refund"): "退款退回", ("spend", "exchange"): "积分兑换",
+    ("spend", "order"): "积分抵现", ("spend", "adjust"): "客服调整",
+    ("expire", ""): "积分过期", ("reverse", ""): "退款扣回",
+}
+
+
+def reason_text(kind: str, reason: str) -> str:
+    """The Chinese reason of a points line (``积分变动`` for one without words yet)."""
+    return REASONS.get((kind, reason)) or REASONS.get((kind, "")) or "积分变动"
+
+
+class ReadModels:
+    store: Store
+    rules: Rules
+
+    async def statement(self, member_id: str, now: datetime, limit: int = 10) -> dict[str, Any]:
+        """The member's last ``limit`` points lines, newest first (day, reason in Chinese,
+        signed points), with the balance and any debt as of ``now``."""
+        rows = await self.store.ledger(member_id=member_id, kinds=POINT_KINDS,
+                                       newest_first=True, limit=limit)
+        m = await self.store.get(member_id)
+        tz = self.rules.tz
+        today = local_day(now, tz)
+        return {
+            "entries": [{"day": from_ts(r.at, tz).date().isoformat(),
+                         "reason": reason_text(r.kind, str(r.data.get("reason") or "")),
+                         "points": r.points} for r in rows if r.points],
+            "balance": points.balance(m, today) if m else 0,
+            "debt": m.debt if m else 0,
+        }
+
+    def balance_by_day(self, m: Member, today: date, days: int = 30) -> list[tuple[str, int]]:
+        """Points expiring within ``days``, summed per expiry day, soonest first."""
+        horizon = (today + timedelta(days=days)).isoformat()
+        by_day: dict[str, int] = {}
+        for lot in m.lots:
+            if today.isoformat() <= lot.expires_on <= horizon and lot.remaining:
+                by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
+        return sorted(by_day.items())
+
+    async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
+        """Whether the member's step under ``key`` is done, and its stored result."""
+        return await self.store.seen(member_id, key)
+
+    async def keep_reply(self, member_id: str, key: str, text: str) -> str:
+        """Store the reply to a message under its key, once: a retry gets the first one."""
+        return await self.store.update(member_id, lambda _m: Change(None, text), key=key)
+
+    async def invite_owner(self, code: str) -> str | None:
+        return await self.store.lookup("invite_code", code)
+
+    async def cached(self, key: str) -> str | None:
+        """A small value kept in the store's kv (a QR link, a mark) under ``keys.*``."""
+        return await self.store.kv_get(key)
+
+    async def cache(self, key: str, value: str, ttl: float, *, only_new: bool = False) -> bool:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (``only_new``: unless set: a
+        mark taken once); returns whether it was written."""
+        return await self.store.kv_set(key, value, ttl=ttl, only_new=only_new)
+
+    async def forget(self, key: str) -> None:
+        """Drop what ``cache`` kept under ``key`` (a notice shown once)."""
+        await self.store.kv_delete(key)
+
+    async def stock_left(self, template: str) -> int | None:
+        """Units of a coupon template not yet taken (``None``: never stocked)."""
+        return await self.store.stock(template)
+
+    async def report(self, as_of: date, days: int) -> dict[str, Any]:
+        """The operators' figures (:func:`bot.analytics.compute`) for the days up to
+        ``as_of``."""
+        return await analytics.compute(self.store, self.rules, as_of, days)
+
+    async def count(self, key: str, window: float) -> int:
+        """One more in a counter that lives ``window`` seconds (rate limits)."""
+        return await self.store.incr_window(key, window)

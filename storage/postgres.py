@@ -1,0 +1,434 @@
+"""PostgreSQL backend on asyncpg: an update is one read and one commit-function call.
+
+The version check is optimistic: the step runs on what was read, then ``memberbot_commit``
+(see ``postgres_schema``) writes the aggregate only if its version has not moved, together with
+the idempotency key, index rows, ledger rows, outbox rows and coupon returns, in the one
+implicit transaction of that call. Two round trips per update, no lock held while Python runs
+the step; measured against ``SELECT … FOR UPDATE`` in ``bench/store_bench.py --pg-lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import asyncpg
+
+from bot.rules.models import Change, Member
+
+from .base import (
+    ConflictError,
+    LedgerRow,
+    OutboxRow,
+    OutOfStock,
+    Step,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UniqueTaken,
+    outbox_id,
+)
+from .codec import Codec, dumps, loads
+from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
+from .sqlite_schema import _idx_rows
+
+MAX_TRIES = 50
+MIGRATION_LOCK = 0x6D656D62  # pg_advisory_lock key: 'memb'
+
+TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+             asyncpg.AdminShutdownError, asyncpg.DiskFullError, TimeoutError)
+
+
+def _where(url: str) -> str:
+    """The URL without its password, for messages."""
+    p = urlparse(url)
+    if p.password is None:
+        return url
+    return p._replace(netloc=p.netloc.replace(f":{p.password}@", "@")).geturl()
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno)
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _guarded(fn: Any) -> Any:
+    @functools.wraps(fn)
+    async def wrapper(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(self, *args, **kwargs)
+        except TRANSIENT as e:
+            raise StoreUnavailable(f"PostgreSQL at {self.where} is unavailable "
+                                   f"({_why(e)})") from e
+    return wrapper
+
+
+def schema_error(where: str, found: int) -> StoreError:
+    return StoreError(f"the PostgreSQL database at {where} has schema version {found}, newer "
+                      f"than this memberbot knows ({LATEST}): upgrade memberbot")
+
+
+async def migrate(conn: asyncpg.Connection, where: str) -> tuple[int, int]:
+    """Apply the missing migrations in one transaction; return (version before, after)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(VERSION_TABLE)
+        found = await conn.fetchval("SELECT max(version) FROM memberbot_schema") or 0
+        if found > LATEST:
+            raise schema_error(where, found)
+        for version, _, sql in MIGRATIONS:
+            if version > found:
+                await conn.execute(sql)
+        if found < LATEST:
+            await conn.execute("DELETE FROM memberbot_schema")
+            await conn.execute("INSERT INTO memberbot_schema VALUES ($1)", LATEST)
+    return found, LATEST
+
+
+class PostgresStore(Store):
+    kind = "postgresql"
+
+    def __init__(self, url: str, codec: Codec, *, pool_size: int = 8,
+                 auto_migrate: bool = True) -> None:
+        self.url = url
+        self.codec = codec
+        self.where = _where(url)
+        self.pool_size = pool_size
+        self.auto_migrate = auto_migrate
+        self.pool: asyncpg.Pool | None = None
+        self._turns: dict[str, list[Any]] = {}
+        self.commits = 0
+        self.conflicts = 0
+        self.schema: tuple[int, int] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            self.pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, timeout=5,
+                command_timeout=30, server_settings={"application_name": "memberbot"})
+            async with self.pool.acquire() as c:
+                if self.auto_migrate:
+                    self.schema = await migrate(c, self.where)
+                else:
+                    found = await c.fetchval("SELECT max(version) FROM memberbot_schema")
+                    if (found or 0) > LATEST:
+                        raise schema_error(self.where, found)
+                    self.schema = (found or 0, found or 0)
+        except StoreError:
+            await self.close()
+            raise
+        except asyncpg.InsufficientPrivilegeError as e:
+            await self.close()
+            raise StoreError(f"the PostgreSQL user cannot create memberbot's tables at "
+                             f"{self.where} ({_why(e)}): grant it CREATE on the database "
+                             "(or run `memberbot db upgrade` as its owner)") from e
+        except asyncpg.InvalidCatalogNameError as e:
+            await self.close()
+            raise StoreError(f"no such PostgreSQL database at {self.where} ({_why(e)}): "
+                             "create it (createdb) or fix MEMBERBOT_STORE") from e
+        except (asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.InvalidPasswordError) as e:
+            await self.close()
+            raise StoreError(f"PostgreSQL at {self.where} refused the login ({_why(e)}): fix "
+                             "the user or password in MEMBERBOT_STORE") from e
+        except ValueError as e:  # asyncpg's URL parser
+            await self.close()
+            raise StoreError(f"bad PostgreSQL store URL {self.where} ({_why(e)}): use "
+                             "postgresql://user[:password]@host:port/database") from e
+        except (*TRANSIENT, asyncpg.PostgresError) as e:
+            await self.close()
+            raise StoreError(f"cannot reach PostgreSQL at {self.where} ({_why(e)}): start "
+                             "PostgreSQL or fix MEMBERBOT_STORE") from e
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, *TRANSIENT):
+                pool.terminate()
+
+    async def ping(self) -> dict[str, Any]:
+        try:
+            await self.pool.fetchval("SELECT 1")
+            return {"kind": self.kind, "ok": True, "url": self.where}
+        except (*TRANSIENT, asyncpg.PostgresError, AttributeError) as e:
+            return {"kind": self.kind, "ok": False, "url": self.where, "error": _why(e)}
+
+    # -- members ------------------------------------------------------------------------
+    async def get(self, member_id: str) -> Member | None:
+        row = await self.pool.fetchrow("SELECT version, data FROM members WHERE id=$1",
+                                       member_id)
+        return None if row is None else self.codec.decode(row[1], row[0])
+
+    async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
+        row = await self.pool.fetchrow("SELECT result FROM idem WHERE member_id=$1 AND key=$2",
+                                       member_id, key)
+        return (False, None) if row is None else (True, loads(row[0]))
+
+    async def update(self, member_id: str, step: Step, *, key: str | None = None) -> Any:
+        # Writers of one member take turns within this process (as on Redis): a burst on one
+        # member costs N commits, not N^2 attempts.
+        turn = self._turns.get(member_id)
+        if turn is None:
+            turn = self._turns[member_id] = [asyncio.Lock(), 0]
+        turn[1] += 1
+        try:
+            async with turn[0]:
+                return await self._update(member_id, step, key)
+        finally:
+            turn[1] -= 1
+            if not turn[1]:
+                del self._turns[member_id]
+
+    async def _read(self, c: asyncpg.Connection, member_id: str, key: str | None) -> Any:
+        # a stored result is never NULL (``None`` is stored as ``null``)
+        return await c.fetchrow(
+            "SELECT (SELECT result FROM idem WHERE member_id=$1 AND key=$2) AS r, "
+            "m.version, m.data, m.idx FROM (SELECT 1) AS one "
+            "LEFT JOIN members m ON m.id=$1", member_id, key)
+
+    async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
+        async with self.pool.acquire() as c:
+            for attempt in range(MAX_TRIES):
+                if attempt:
+                    self.conflicts += 1
+                    await asyncio.sleep(random.random() * min(0.05, 0.0005 * 2 ** attempt))
+                row = await self._read(c, member_id, key)
+                if row["r"] is not None:
+                    return loads(row["r"])
+                version = row["version"] or 0
+                member = None if row["data"] is None else self.codec.decode(row["data"], version)
+                change = step(member)
+                args = self._commit_args(member_id, key, version, row["idx"], change)
+                try:
+                    res = await c.fetchval(COMMIT_SQL, *args)
+                except asyncpg.SerializationError:
+                    continue  # the same key committed by another writer: read its result
+                except asyncpg.PostgresError as e:  # a precondition: nothing was written
+                    if e.sqlstate == "MBU01":
+                        raise UniqueTaken(e.hint, self._claimed(change, e.hint),
+                                          e.detail) from None
+                    if e.sqlstate == "MBS01":
+                        raise OutOfStock(e.detail) from None
+                    raise
+                if res == 0:
+                    self.commits += 1
+                    return change.result
+                if res == 1:
+                    continue
+        raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
+                            "update not committed")
+
+    def _commit_args(self, member_id: str, key: str | None, version: int, idx: str | None,
+                     change: Change) -> list[Any]:
+        new = change.member
+        new_version, data, new_idx_json = 0, None, None
+        names: list[str] = []
+        rows: list[tuple[str, int | None, str | None]] = []
+        if new is not None:
+            new_version = new.version = version + 1
+            data = self.codec.encode(new)
+            old_idx = loads(idx) or {}
+            new_idx = change.indexes if change.indexes is not None else old_idx
+            new_idx_json = dumps(new_idx).decode()
+            names = [n for n in old_idx.keys() | new_idx.keys()
+                     if old_idx.get(n) != new_idx.get(n)]
+            rows = [r for n in names for r in _idx_rows(n, new_idx.get(n))]
+        es = change.entries
+        obs = change.outbox
+        return [
+            member_id, version, new_version, data, new_idx_json, key, dumps(change.result),
+            int(time.time()), names, [r[0] for r in rows], [r[1] for r in rows],
+            [r[2] for r in rows],
+            [e.kind for e in es], [e.at for e in es], [e.points for e in es],
+            [e.amount_fen for e in es], [e.ref for e in es],
+            [dumps(e.data).decode() if e.data else None for e in es],
+            [outbox_id(member_id, o["kind"], o["period"]) for o in obs],
+            [o["kind"] for o in obs], [o["period"] for o in obs],
+            [o.get("status", "pending") for o in obs],
+            [dumps(o.get("data", {})).decode() for o in obs],
+            [t for t, _ in change.stock_returns], [k for _, k in change.stock_returns],
+            [k for k, _ in change.claims], [self._uval(k, v) for k, v in change.claims],
+            [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
+        ]
+
+    @staticmethod
+    def _claimed(change: Change, kind: str) -> str:
+        return next((v for k, v in change.claims if k == kind), "")
+
+    async def count_members(self) -> int:
+        return await self.pool.fetchval("SELECT count(*) FROM members")
+
+    async def member_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT id FROM members WHERE id > $1 ORDER BY id LIMIT $2",
+            after, limit)
+        return [r[0] for r in rows]
+
+    # -- uniques ------------------------------------------------------------------------
+    def _uval(self, kind: str, value: str) -> str:
+        return self.codec.lookup_hash(value) if kind == "phone" else value
+
+    async def claim(self, kind: str, value: str, member_id: str) -> str:
+        for _ in range(MAX_TRIES):
+            # A racing claim that commits while this statement waits on it is invisible to
+            # this statement's snapshot: the next statement sees its owner.
+            owner = await self.pool.fetchval(
+                "WITH ins AS (INSERT INTO uniques (kind, value, member_id) VALUES ($1,$2,$3) "
+                "ON CONFLICT DO NOTHING RETURNING member_id) "
+                "SELECT member_id FROM ins UNION ALL "
+                "SELECT member_id FROM uniques WHERE kind=$1 AND value=$2 LIMIT 1",
+                kind, self._uval(kind, value), member_id)
+            if owner is not None:
+                return owner
+        raise ConflictError(f"unique {kind}: too many concurrent claims and releases")
+
+    async def lookup(self, kind: str, value: str) -> str | None:
+        return await self.pool.fetchval("SELECT member_id FROM uniques WHERE kind=$1 AND value=$2",
+                                        kind, self._uval(kind, value))
+
+    async def release(self, kind: str, value: str, member_id: str) -> None:
+        await self.pool.execute("DELETE FROM uniques WHERE kind=$1 AND value=$2 AND member_id=$3",
+                                kind, self._uval(kind, value), member_id)
+
+    # -- indexes ------------------------------------------------------------------------
+    async def range(self, index: str, lo: int, hi: int, *, after: str = "",
+                    limit: int | None = None) -> list[tuple[str, int]]:
+        rows = await self.pool.fetch(
+            "SELECT member_id, num FROM idx WHERE name=$1 AND num BETWEEN $2 AND $3 "
+            "AND member_id > $4 ORDER BY member_id LIMIT $5",
+            index, lo, hi, after, limit)
+        return [(r[0], r[1]) for r in rows]
+
+    async def tagged(self, index: str, value: str, *, after: str = "",
+                     limit: int | None = None) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT member_id FROM idx WHERE name=$1 AND tag=$2 AND member_id > $3 "
+            "ORDER BY member_id LIMIT $4", index, value, after, limit)
+        return [r[0] for r in rows]
+
+    async def tag_counts(self, index: str) -> dict[str, int]:
+        rows = await self.pool.fetch("SELECT tag, count(*) FROM idx WHERE name=$1 AND "
+                                     "tag IS NOT NULL GROUP BY tag", index)
+        return {r[0]: r[1] for r in rows}
+
+    # -- stock --------------------------------------------------------------------------
+    async def stock_init(self, template: str, total: int) -> None:
+        await self.pool.execute("INSERT INTO stock (template, remaining, total) VALUES "
+                                "($1,$2,$2) ON CONFLICT DO NOTHING", template, total)
+
+    async def stock_set(self, template: str, remaining: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO stock (template, remaining, total) VALUES ($1,$2,$2) "
+            "ON CONFLICT (template) DO UPDATE SET remaining=excluded.remaining",
+            template, remaining)
+
+    async def stock_take(self, template: str, key: str) -> bool:
+        return await self.pool.fetchval("SELECT memberbot_stock_take($1, $2)", template, key)
+
+    async def stock_return(self, template: str, key: str) -> None:
+        await self.pool.execute("SELECT memberbot_stock_return($1, $2)", template, key)
+
+    async def stock(self, template: str) -> int | None:
+        return await self.pool.fetchval("SELECT remaining FROM stock WHERE template=$1",
+                                        template)
+
+    # -- ledger and outbox --------------------------------------------------------------
+    async def ledger(self, *, member_id: str | None = None, since: int | None = None,
+                     until: int | None = None, kinds: list[str] | None = None,
+                     after_id: int = 0, limit: int = 10000,
+                     newest_first: bool = False) -> list[LedgerRow]:
+        q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
+             "WHERE id > $1"]
+        args: list[Any] = [after_id]
+        for cond, val in (("member_id = ${}", member_id), ("at >= ${}", since),
+                          ("at < ${}", until), ("kind = ANY(${})", kinds or None)):
+            if val is not None:
+                args.append(val)
+                q.append("AND " + cond.format(len(args)))
+        args.append(max(limit, 0))
+        q.append(f"ORDER BY id {'DESC' if newest_first else ''} LIMIT ${len(args)}")
+        return [LedgerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], loads(r[7]) or {})
+                for r in await self.pool.fetch(" ".join(q), *args)]
+
+    async def outbox(self, *, status: str | None = None, kind: str | None = None,
+                     limit: int = 10000) -> list[OutboxRow]:
+        rows = await self.pool.fetch(
+            "SELECT id, member_id, kind, period, status, created_at, data FROM outbox "
+            "WHERE ($1::text IS NULL OR status=$1) AND ($2::text IS NULL OR kind=$2) "
+            "ORDER BY created_at, id LIMIT $3", status, kind, max(limit, 0))
+        return [OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], loads(r[6]) or {}) for r in rows]
+
+    async def outbox_set(self, row_id: str, status: str, data: dict[str, Any] | None = None,
+                         *, expect: str | None = None) -> bool:
+        # one statement: the row lock orders racing writers, each sees the winner's status
+        n = await self.pool.fetchval(
+            "WITH u AS (UPDATE outbox SET status=$2, data=data || $3::jsonb, updated_at=$4 "
+            "WHERE id=$1 AND ($5::text IS NULL OR status=$5) RETURNING 1) SELECT count(*) FROM u",
+            row_id, status, dumps(data or {}).decode(), int(time.time()), expect)
+        return n == 1
+
+    # -- kv -----------------------------------------------------------------------------
+    async def kv_get(self, key: str) -> str | None:
+        return await self.pool.fetchval(
+            "SELECT value FROM kv WHERE key=$1 AND (expires IS NULL OR expires > $2)",
+            key, time.time())
+
+    async def kv_set(self, key: str, value: str, *, ttl: float | None = None,
+                     only_new: bool = False, expect: str | None = None) -> bool:
+        now = time.time()
+        expires = None if ttl is None else now + ttl
+        if only_new and expect is not None:
+            return False
+        if expect is not None:
+            sql = ("UPDATE kv SET value=$2, expires=$3 WHERE key=$1 AND value=$5 AND "
+                   "(expires IS NULL OR expires > $4) RETURNING 1")
+        elif only_new:
+            sql = ("INSERT INTO kv (key, value, expires) VALUES ($1,$2,$3) ON CONFLICT (key) "
+                   "DO UPDATE SET value=excluded.value, expires=excluded.expires "
+                   "WHERE kv.expires IS NOT NULL AND kv.expires <= $4 RETURNING 1")
+        else:
+            sql = ("INSERT INTO kv (key, value, expires) VALUES ($1,$2,$3) ON CONFLICT (key) "
+                   "DO UPDATE SET value=excluded.value, expires=excluded.expires RETURNING 1")
+        args = [key, value, expires] + ([now] if only_new or expect is not None else [])
+        if expect is not None:
+            args.append(expect)
+        return await self.pool.fetchval(sql, *args) == 1
+
+    async def kv_delete(self, key: str, *, expect: str | None = None) -> bool:
+        n = await self.pool.fetchval(
+            "WITH d AS (DELETE FROM kv WHERE key=$1 AND ($2::text IS NULL OR value=$2) "
+            "RETURNING expires) SELECT count(*) FROM d WHERE expires IS NULL OR expires > $3",
+            key, expect, time.time())
+        return n == 1
+
+    async def incr_window(self, key: str, ttl: float) -> int:
+        now = time.time()
+        return int(await self.pool.fetchval(
+            "INSERT INTO kv (key, value, expires) VALUES ($1, '1', $2) ON CONFLICT (key) DO "
+            "UPDATE SET value = CASE WHEN kv.expires <= $3 THEN '1' "
+            "ELSE (kv.value::bigint + 1)::text END, "
+            "expires = CASE WHEN kv.expires <= $3 THEN excluded.expires ELSE kv.expires END "
+            "RETURNING value", key, now + ttl, now))
+
+    # -- operators ----------------------------------------------------------------------
+    async def truncate(self) -> None:
+        """Empty every table (tests and benchmarks)."""
+        await self.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+
+
+COMMIT_SQL = ("SELECT memberbot_commit($1,$2,$3,$4,$5::jsonb,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
+              "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)")
+
+# Every contract call answers an outage with one StoreUnavailable line ("busy, retry").
+for _name in Store.__abstractmethods__ - {"open", "close", "ping"}:
+    setattr(PostgresStore, _name, _guarded(getattr(PostgresStore, _name)))

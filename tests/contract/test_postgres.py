@@ -1,0 +1,179 @@
+"""PostgreSQL only: migrations, operators' mistakes, several processes on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.members import Members
+from bot.rules import load_rules
+from storage import Store, open_store
+from storage.postgres_schema import LATEST
+from tests.contract.test_store_raw import bump
+from tests.pg import _admin, db_url, pg_database
+
+
+async def opened(url: str, key: bytes = b"k" * 32) -> Store:
+    s = open_store(url, key)
+    await s.open()
+    return s
+
+
+def cli(*args: str, store: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERBOT_", "WECHAT_"))}
+    env.update(MEMBERBOT_STORE=store, MEMBERBOT_DATA_KEY=base64.b64encode(b"x" * 32).decode())
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def one_error(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, p.stderr
+    return errors[0]
+
+
+def test_db_upgrade_creates_then_reports_current_and_newer_is_refused():
+    with pg_database("mig") as url:
+        p = cli("db", "upgrade", store=url)
+        assert p.returncode == 0, p.stderr
+        assert f"upgraded from version 0 to {LATEST}" in p.stdout
+        p = cli("db", "upgrade", store=url)
+        assert f"schema is current (version {LATEST})" in p.stdout
+
+        async def bump_schema() -> None:
+            c = await asyncpg.connect(url)
+            await c.execute("UPDATE memberbot_schema SET version=$1", LATEST + 1)
+            await c.close()
+
+        asyncio.run(bump_schema())
+        line = one_error(cli("db", "upgrade", store=url))
+        assert f"schema version {LATEST + 1}" in line and "upgrade memberbot" in line
+        line = one_error(cli("serve", "--port", "0", "--no-scheduler", store=url))
+        assert "newer than this memberbot knows" in line
+
+
+async def test_servers_starting_together_migrate_once():
+    with pg_database("race") as url:
+        stores = await asyncio.gather(*(opened(url) for _ in range(4)))
+        try:
+            assert sorted(s.schema[0] for s in stores) == [0, LATEST, LATEST, LATEST]
+            assert await stores[0].pool.fetchval("SELECT count(*) FROM memberbot_schema") == 1
+        finally:
+            for s in stores:
+                await s.close()
+
+
+@pytest.mark.parametrize("what", ["unreachable", "no database", "no rights", "bad url"])
+def test_operator_mistakes_are_one_line(what):
+    role = f"{os.environ.get('PG_TEST_PREFIX', 'memberbot_test_')}weak_{secrets.token_hex(3)}"
+    if what == "unreachable":
+        url, expect = "postgresql://postgres@127.0.0.1:1/x", "cannot reach PostgreSQL"
+    elif what == "no database":
+        url, expect = db_url("memberbot_no_such_db"), "no such PostgreSQL database"
+    elif what == "bad url":
+        url, expect = "postgresql://postgres@127.0.0.1:notaport/x", "PostgreSQL"
+    else:
+        _admin(f'CREATE ROLE "{role}" LOGIN')
+        url, expect = None, "grant it CREATE"
+    try:
+        if url is None:
+            with pg_database("weak") as admin_url:
+                url = admin_url.replace("postgres@", f"{role}@", 1)
+                line = one_error(cli("serve", "--port", "0", "--no-scheduler", store=url))
+        else:
+            line = one_error(cli("serve", "--port", "0", "--no-scheduler", store=url))
+        assert expect in line, line
+    finally:
+        if what == "no rights":
+            _admin(f'DROP ROLE IF EXISTS "{role}"')
+
+
+async def test_version_conflict_reruns_the_step_on_fresh_state(pg_url):
+    a, b = await opened(pg_url), await opened(pg_url)
+    try:
+        await a.truncate()
+        await a.update("m1", bump("m1"), key="create")
+        real, raced = a._read, []
+
+        def racing(b_key: str, b_result: Any = None):
+            async def read(c, member_id, key):  # another process commits after A's read
+                row = await real(c, member_id, key)
+                if not raced:
+                    raced.append(b_key)
+                    await b.update("m1", bump("m1", result=b_result), key=b_key)
+                return row
+            return read
+
+        a._read = racing("b1")
+        calls: list[str] = []
+        assert await a.update("m1", bump("m1", calls=calls), key="a1") == {"n": 3}
+        assert calls == ["m1", "m1"] and a.conflicts == 1  # the step ran again on fresh state
+        # B commits A's very key in between: A answers B's result and applies nothing itself.
+        raced.clear()
+        a._read = racing("k", "by b")
+        assert await a.update("m1", bump("m1"), key="k") == "by b"
+        assert await a.seen("m1", "k") == (True, "by b")
+        m = await a.get("m1")
+        assert (m.checkin_total, m.version) == (4, 4)
+        assert len(await a.ledger(member_id="m1")) == 4
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_many_processes_on_one_member_lose_nothing(pg_url):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    s = await opened(pg_url)
+    await s.truncate()
+    code = (
+        "import asyncio, sys\n"
+        "from storage import open_store\n"
+        "from tests.contract.test_store_raw import bump\n"
+        "async def main(i):\n"
+        "    s = open_store(sys.argv[1], b'k' * 32)\n"
+        "    await s.open()\n"
+        "    await asyncio.gather(*(s.update('m1', bump('m1'), key=f'{i}-{j}') "
+        "for j in range(25)), s.update('m1', bump('m1'), key='once'))\n"
+        "    print(s.conflicts)\n"
+        "    await s.close()\n"
+        "asyncio.run(main(sys.argv[2]))\n")
+    try:
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, pg_url, str(i), env=env,
+            stdout=subprocess.PIPE) for i in range(3)]
+        outs = [await asyncio.wait_for(p.communicate(), 60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), outs
+        m = await s.get("m1")
+        assert (m.checkin_total, m.version) == (76, 76)
+        assert len(await s.ledger()) == 76
+        assert len(await s.ledger(member_id="m1")) == 76
+    finally:
+        await s.close()
+
+
+async def test_ledger_and_orders_are_plain_sql(pg_url):
+    s = await opened(pg_url)
+    try:
+        await s.truncate()
+        rules = load_rules()
+        m = Members(s, rules)
+        now = datetime(2026, 11, 25, 10, 0, tzinfo=rules.tz)
+        mid = (await m.register("sql-1", now))["member_id"]
+        await m.record_order(mid, "o-1", 12345, now, now)
+        rows = await s.pool.fetch("SELECT member_id, order_id, amount_fen FROM orders")
+        assert [tuple(r) for r in rows] == [(mid, "o-1", 12345)]
+        total = await s.pool.fetchval(
+            "SELECT sum(points) FROM ledger WHERE member_id=$1", mid)
+        assert total == sum(r.points for r in await s.ledger(member_id=mid))
+    finally:
+        await s.close()

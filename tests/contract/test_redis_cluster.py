@@ -1,0 +1,197 @@
+"""Redis Cluster and Sentinel only: writes of one update in one slot, global structures
+repaired from the member after a crash between the commit and the publish."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from bot.rules.models import Entry
+from storage import StoreError, open_store
+from storage import redis_cluster as rc
+from tests.contract.test_store_raw import bump
+from tests.redis_cluster import free_cluster_ports, redis_cluster
+
+
+async def opened(url: str):
+    s = open_store(url, b"k" * 32)
+    await s.open()
+    return s
+
+
+async def test_every_write_of_an_update_lands_in_the_member_slot(cluster_url, monkeypatch):
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        seen: list[tuple[str, ...]] = []
+        real = s._commit
+
+        async def spy(keys, args):
+            seen.append(tuple(keys))
+            return await real(keys, args)
+
+        s._commit = spy
+        await s.update("m1", bump("m1", indexes={"tier": "gold", "last": 5},
+                                  outbox=[{"kind": "k", "period": "p"}]), key="a")
+        slots = {await s.client.cluster_keyslot(k) for ks in seen for k in ks}
+        assert slots == {await s.client.cluster_keyslot("{m:m1}")}
+    finally:
+        await s.close()
+
+
+async def test_a_crash_between_commit_and_publish_loses_nothing(cluster_url, monkeypatch):
+    dead = await opened(cluster_url)
+    await dead.client.flushdb()
+
+    async def crash(*a, **kw):  # the process dies right after the member commit
+        raise SystemExit("killed")
+
+    dead._publish_one = crash
+    entry = Entry("credit", 1000, points=7, ref="r1")
+    with pytest.raises(SystemExit):
+        await dead.update("m1", bump("m1", entries=[entry], indexes={"exp": 42, "tier": "gold"},
+                                     outbox=[{"kind": "dormant", "period": "2026-11"}]),
+                          key="k1")
+    await dead.close()
+
+    s = await opened(cluster_url)
+    try:
+        # the commit is acknowledged by the member; every global query repairs from it
+        assert await s.seen("m1", "k1") == (True, {"n": 1})
+        assert await s.range("exp", 40, 50) == [("m1", 42)]
+        assert await s.tagged("tier", "gold") == ["m1"]
+        assert await s.tag_counts("tier") == {"gold": 1}
+        assert await s.member_ids() == ["m1"] and await s.count_members() == 1
+        assert [r.ref for r in await s.ledger()] == ["r1"]
+        assert [r.id for r in await s.outbox(status="pending")] == ["m1|dormant|2026-11"]
+        # a later update moves the index: the stale bucket is gone, nothing doubled
+        await s.update("m1", bump("m1", indexes={"exp": 99, "tier": "silver"}), key="k2")
+        assert await s.range("exp", 0, 100) == [("m1", 99)]
+        assert await s.tag_counts("tier") == {"silver": 1}
+        assert len(await s.ledger()) == 2
+        # the intent is dropped once it is older than a live writer could be
+        monkeypatch.setattr(rc, "SETTLE_AFTER", -1.0)
+        await s.count_members()
+        assert await s.client.zcard(f"{rc.shard_of('m1')}:intent") == 0
+    finally:
+        await s.close()
+
+
+async def test_publishes_out_of_order_keep_the_newest_index(cluster_url):
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        held: list = []
+        real = s._publish_one
+
+        async def hold(*a, **kw):  # the first writer's publish arrives last
+            if not held:
+                held.append((a, kw))
+                return None
+            return await real(*a, **kw)
+
+        s._publish_one = hold
+        await s.update("m1", bump("m1", indexes={"exp": 1}), key="a")
+        await s.update("m1", bump("m1", indexes={"exp": 2}), key="b")
+        await real(*held[0][0], **held[0][1])
+        assert await s.range("exp", 0, 10) == [("m1", 2)]
+    finally:
+        await s.close()
+
+
+async def test_many_processes_on_one_member_lose_nothing(cluster_url):
+    s = await opened(cluster_url)
+    await s.client.flushdb()
+    code = (
+        "import asyncio, sys\n"
+        "from storage import open_store\n"
+        "from tests.contract.test_store_raw import bump\n"
+        "async def main(i):\n"
+        "    s = open_store(sys.argv[1], b'k' * 32)\n"
+        "    await s.open()\n"
+        "    await asyncio.gather(*(s.update('m1', bump('m1', indexes={'n': j}), "
+        "key=f'{i}-{j}') for j in range(20)), s.update('m1', bump('m1'), key='once'))\n"
+        "    await s.close()\n"
+        "asyncio.run(main(sys.argv[2]))\n")
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    try:
+        procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, cluster_url,
+                                                      str(i), env=env) for i in range(3)]
+        assert [await asyncio.wait_for(p.wait(), 60) for p in procs] == [0, 0, 0]
+        m = await s.get("m1")
+        assert (m.checkin_total, m.version) == (61, 61)
+        assert len(await s.ledger()) == 61
+        assert [mid for mid, _ in await s.range("n", 0, 100)] == ["m1"]
+    finally:
+        await s.close()
+
+
+def _serve_error(url: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBERBOT_", "WECHAT_"))}
+    env.update(MEMBERBOT_STORE=url,
+               MEMBERBOT_DATA_KEY="eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg=")
+    p = subprocess.run([sys.executable, "-m", "bot", "serve", "--workers", "2", "--port", "0"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, p.stderr
+    return errors[0]
+
+
+def test_a_cluster_with_a_missing_slot_is_one_line():
+    with redis_cluster() as url:
+        for node in url.split("://")[1].split(","):  # slot 0 is served by no node
+            subprocess.run(["redis-cli", "-p", node.rsplit(":", 1)[1], "cluster", "delslots",
+                            "0"], capture_output=True)
+        time.sleep(0.2)
+        line = _serve_error(url)
+    assert "slot" in line and "Redis Cluster" in line
+
+
+def test_an_unreachable_cluster_is_one_line():
+    port = free_cluster_ports(1)[0]
+    line = _serve_error(f"redis+cluster://127.0.0.1:{port}")
+    assert "cannot use the Redis Cluster" in line
+
+
+async def test_sentinel_finds_the_master():
+    server = shutil.which("redis-server")
+    master, sentinel = free_cluster_ports(2)
+    work = tempfile.mkdtemp(prefix="memberbot-sentinel-")
+    conf = f"{work}/sentinel.conf"
+    with open(conf, "w") as f:
+        f.write(f"port {sentinel}\nbind 127.0.0.1\ndir {work}\n"
+                f"sentinel monitor mb 127.0.0.1 {master} 1\n")
+    procs = [subprocess.Popen([server, "--port", str(master), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL),
+             subprocess.Popen([server, conf, "--sentinel"], stdout=subprocess.DEVNULL)]
+    try:
+        url = f"redis+sentinel://127.0.0.1:{sentinel}/mb/0"
+        s = None
+        for _ in range(100):
+            try:
+                s = await opened(url)
+                break
+            except StoreError:
+                await asyncio.sleep(0.1)
+        assert s is not None
+        try:
+            await s.update("m1", bump("m1"), key="a")
+            await s.update("m1", bump("m1"), key="a")
+            assert (await s.get("m1")).checkin_total == 1
+            assert (await s.ping())["ok"] is True
+        finally:
+            await s.close()
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
