@@ -36,13 +36,14 @@ class Served:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def args(self) -> list[str]:
+        return [sys.executable, "-m", "bot", "serve",
+                *([] if self.scheduler else ["--no-scheduler"])]
+
     def start(self, wait: float = 20.0) -> Served:
-        args = [sys.executable, "-m", "bot", "serve", "--port", str(self.port)]
-        if not self.scheduler:
-            args.append("--no-scheduler")
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(args, cwd=self.cwd, env=self.env, stdout=out,
-                                         stderr=out)
+            self.proc = subprocess.Popen([*self.args(), "--port", str(self.port)],
+                                         cwd=self.cwd, env=self.env, stdout=out, stderr=out)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
