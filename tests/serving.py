@@ -23,13 +23,14 @@ class Served:
     """One server process; its combined output goes to ``log``."""
 
     def __init__(self, cwd: Path, env: dict[str, str] | None = None, *,
-                 port: int | None = None, scheduler: bool = False) -> None:
+                 port: int | None = None, scheduler: bool = False, workers: int = 1) -> None:
         self.cwd, self.port = cwd, port or free_port()
         self.log = cwd / f"serve-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("MEMBERBOT_", "WECHAT_", "WECOM_"))}
         self.env.update(MEMBERBOT_LOG="INFO", **(env or {}))
         self.scheduler = scheduler
+        self.workers = workers
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -37,7 +38,7 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def args(self) -> list[str]:
-        return [sys.executable, "-m", "bot", "serve",
+        return [sys.executable, "-m", "bot", "serve", "--workers", str(self.workers),
                 *([] if self.scheduler else ["--no-scheduler"])]
 
     def start(self, wait: float = 20.0) -> Served:

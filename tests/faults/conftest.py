@@ -13,9 +13,19 @@ from tests.pg import pg_database
 
 @pytest.fixture(params=["sqlite", "redis", "postgresql"])
 def store_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
+    yield from _store(request.param, tmp_path)
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_url(request, tmp_path) -> Iterator[str]:
+    """A store several processes share (``--workers``: SQLite is refused)."""
+    yield from _store(request.param, tmp_path)
+
+
+def _store(kind: str, tmp_path) -> Iterator[str]:
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path}/fault.db"
-    elif request.param == "redis":
+    elif kind == "redis":
         import redis.asyncio as aioredis
 
         async def flush() -> None:

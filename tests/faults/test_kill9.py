@@ -5,6 +5,8 @@ nothing twice (SQLite, Redis, PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 
 import aiohttp
@@ -72,3 +74,44 @@ async def test_kill_9_mid_load_loses_no_acknowledged_change_and_doubles_none(sto
         srv.stop()
     log = srv.log_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+
+async def test_kill_9_of_one_of_two_workers_mid_load_loses_and_doubles_nothing(shared_url,
+                                                                             tmp_path):
+    srv = Served(tmp_path, {**ENV, "MEMBERBOT_STORE": shared_url}, workers=2)
+    srv.start()
+    load = Load(srv.base, members=20, orders_each=6)
+    fresh = aiohttp.TCPConnector(force_close=True)  # new connections spread over the workers
+    try:
+        async with aiohttp.ClientSession(connector=fresh,
+                                         timeout=aiohttp.ClientTimeout(total=20)) as http:
+            pids: set[int] = set()
+            for _ in range(200):
+                async with http.get(srv.base + "/healthz") as r:
+                    pids.add((await r.json())["pid"])
+                if len(pids) == 2:
+                    break
+            assert len(pids) == 2, pids
+            await load.follow_all(http)
+            burst = asyncio.ensure_future(load.burst(http))
+            for _ in range(2000):
+                if len(load.acked_orders) + len(load.acked_checkins) >= 45 or burst.done():
+                    break
+                await asyncio.sleep(0.005)
+            assert not burst.done(), "the kill came too late"
+            os.kill(min(pids), signal.SIGKILL)
+            await burst
+            acked_c, acked_o = set(load.acked_checkins), set(load.acked_orders)
+            checkins, orders = await ledger_counts(shared_url)
+            assert all(checkins[o] == 1 for o in acked_c) and all(orders[o] == 1 for o in acked_o)
+            assert set(checkins.values()) <= {1} and set(orders.values()) <= {1}
+            again = Load(srv.base, members=20, orders_each=6)  # the survivor takes it all
+            await again.burst(http, msg_base=7_000_000)
+        assert len(again.acked_orders) == 20 * 6 and len(again.acked_checkins) == 20
+        checkins, orders = await ledger_counts(shared_url)
+        assert set(checkins.values()) == {1} and len(checkins) == 20
+        assert set(orders.values()) == {1} and len(orders) == 20 * 6
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.log_text(), srv.log_text()[-3000:]
