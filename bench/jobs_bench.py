@@ -11,7 +11,12 @@ bulk SQL inserts of encoded aggregates and their index rows into a SQLite file c
 after it. A sample of members is decoded and checked against ``bot.rules.indexes.derive`` so
 the shortcut writes what a commit would. Files are kept in the temp folder and reused.
 
-Usage: ``python bench/jobs_bench.py [--sizes 100000 1000000] [--runs 3] [--rebuild]``.
+With ``--store postgresql`` the same members go into PostgreSQL databases (created through
+``PG_ADMIN_URL``, named ``<PG_TEST_PREFIX>jobs_<n>``, kept and reused) by ``COPY`` into the
+tables memberbot's own migrations create, the index rows' secondary indexes rebuilt after.
+
+Usage: ``python bench/jobs_bench.py [--sizes 100000 1000000] [--runs 3] [--rebuild]
+[--store sqlite|postgresql]``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from bot.rules.models import Member  # noqa: E402
 from bot.rules.timeutil import add_months, day_num, ts  # noqa: E402
 from storage.codec import Codec  # noqa: E402
 from storage.sqlite import SCHEMA  # noqa: E402
+from tests.pg import PREFIX, _admin, db_url  # noqa: E402
 
 AS_OF = date(2026, 11, 25)
 DUE = 10_000
@@ -137,9 +143,82 @@ def check(path: Path, rules) -> None:
     db.close()
 
 
-def timed_run(path: Path) -> tuple[float, str]:
-    env = {**os.environ, "MEMBERBOT_STORE": f"sqlite:///{path}", "MEMBERBOT_DATA_KEY": KEY,
-           "MEMBERBOT_DATA_DIR": str(path.parent), "WECHAT_TOKEN": "bench",
+PG_SECONDARY = {  # dropped during the COPY, created after it (as in postgres_schema)
+    "idx_num": "CREATE INDEX idx_num ON idx (name, num, member_id) WHERE num IS NOT NULL",
+    "idx_tag": "CREATE INDEX idx_tag ON idx (name, tag, member_id) WHERE tag IS NOT NULL",
+    "idx_member": "CREATE INDEX idx_member ON idx (member_id, name)",
+}
+
+
+def pg_fill(n: int, rebuild: bool) -> str:
+    """A PostgreSQL database with ``n`` members (reused when it already holds them)."""
+    import asyncio
+
+    import asyncpg
+
+    from storage import open_store
+
+    name = f"{PREFIX}jobs_{n}"
+    url = db_url(name)
+
+    async def count() -> int | None:
+        try:
+            c = await asyncpg.connect(url)
+        except asyncpg.InvalidCatalogNameError:
+            return None
+        try:
+            return await c.fetchval("SELECT count(*) FROM members")
+        except asyncpg.UndefinedTableError:
+            return 0
+        finally:
+            await c.close()
+
+    if not rebuild and asyncio.run(count()) == n:
+        return url
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
+
+    async def load() -> None:
+        store = open_store(url, KEY)
+        await store.open()  # memberbot's own migrations create the tables
+        await store.close()
+        rules = load_rules()
+        template = Member(id="", member_code="").to_dict()
+        template.pop("version")
+        c = await asyncpg.connect(url)
+        try:
+            for idx_name in PG_SECONDARY:
+                await c.execute(f"DROP INDEX {idx_name}")
+            t0 = time.perf_counter()
+            for lo in range(0, n, CHUNK):
+                mrows, irows = [], []
+                for i in range(lo, min(lo + CHUNK, n)):
+                    d, idx = aggregate(i, rules, template)
+                    mrows.append((d["id"], 1, orjson.dumps(d), orjson.dumps(idx).decode()))
+                    irows += [(k, d["id"], v, None) if isinstance(v, int)
+                              else (k, d["id"], None, v) for k, v in idx.items()
+                              if v is not None]
+                await c.copy_records_to_table("members", records=mrows,
+                                              columns=["id", "version", "data", "idx"])
+                await c.copy_records_to_table("idx", records=irows,
+                                              columns=["name", "member_id", "num", "tag"])
+            for sql in PG_SECONDARY.values():
+                await c.execute(sql)
+            await c.execute("VACUUM ANALYZE")
+            print(f"  filled {n:,} members in {time.perf_counter() - t0:.1f} s ({name})",
+                  flush=True)
+        finally:
+            await c.close()
+
+    asyncio.run(load())
+    return url
+
+
+def timed_run(path: Path | str) -> tuple[float, str]:
+    store = path if isinstance(path, str) else f"sqlite:///{path}"
+    data_dir = Path(tempfile.gettempdir()) if isinstance(path, str) else path.parent
+    env = {**os.environ, "MEMBERBOT_STORE": store, "MEMBERBOT_DATA_KEY": KEY,
+           "MEMBERBOT_DATA_DIR": str(data_dir), "WECHAT_TOKEN": "bench",
            "MEMBERBOT_API_SECRET": "bench", "WECOM_CORP_ID": "wwbench",
            "WECOM_SECRET": "bench", "WECOM_API_BASE": "http://127.0.0.1:9"}
     cmd = [str(Path(sys.executable).parent / "memberbot"), "jobs", "run", "points_expiry",
@@ -157,16 +236,21 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--dir", type=Path,
                     default=Path(tempfile.gettempdir()) / "memberbot-jobs-bench")
     args = ap.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     medians: dict[int, float] = {}
     for n in args.sizes:
-        path = args.dir / f"jobs_{n}.db"
-        print(f"{n:,} members, {DUE:,} due for points_expiry on {AS_OF}:", flush=True)
-        if args.rebuild or not path.exists():
-            fill(path, n)
+        print(f"{n:,} members, {DUE:,} due for points_expiry on {AS_OF} ({args.store}):",
+              flush=True)
+        if args.store == "postgresql":
+            path = pg_fill(n, args.rebuild)
+        else:
+            path = args.dir / f"jobs_{n}.db"
+            if args.rebuild or not path.exists():
+                fill(path, n)
         timed_run(path)  # warm the page cache once
         walls, summary = [], ""
         for _ in range(args.runs):

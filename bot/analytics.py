@@ -97,6 +97,8 @@ class _Scan:
                 self.refunds_in_period += -r.amount_fen
         elif k == "coupon_redeem":
             self.redeemed_codes.add(d.get("code"))
+        elif k == "coupon_return":  # a full refund gave it back: not redeemed after all
+            self.redeemed_codes.discard(d.get("code"))
         elif k == "tier_change":
             self.tier_of[mid] = d.get("to")
             if inside:
@@ -147,7 +149,18 @@ async def compute(store: Store, rules: Rules, as_of: date, days: int = 30) -> di
             break
         after = rows[-1].id
     pushes = await _pushes(store, since, until)
-    return _figures(scan, rules, as_of, days, pushes)
+    r = _figures(scan, rules, as_of, days, pushes)
+    r["card"] = await card_figures(store, rules)
+    return r
+
+
+async def card_figures(store: Store, rules: Rules) -> dict[str, Any]:
+    """开卡数 (members holding the member card now) and 激活率 (activated ÷ holding)."""
+    counts = await store.tag_counts("card")
+    active = counts.get("active", 0)
+    holders = active + counts.get("held", 0)
+    return {"configured": rules.card is not None, "holders": holders, "activated": active,
+            "activation_rate": ratio(active, holders)}
 
 
 async def _pushes(store: Store, since: int, until: int) -> dict[str, Any]:

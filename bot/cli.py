@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import click
 
 from storage import StoreError
 
-from . import chat, dbcli, importer, report, staff
+from . import admins, backup, card_cli, chat, dbcli, export, importer, menu, report, rotate, staff
 from .handlers import guard
 from .jobs import cli as jobs_cli
 from .jobs import scheduler as jobs_scheduler
@@ -45,7 +44,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
-    logging.basicConfig(level=os.environ.get("MEMBERBOT_LOG", "INFO"),
+    logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -53,8 +52,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     **guard.server_options(settings),
                     print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} (store: "
-                        f"{settings.store_url.split('@')[-1]}); "
+                        f"memberbot serving on http://{host}:{port} ({settings.loaded()}); "
                         f"health: http://{host}:{port}/healthz", err=True))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
@@ -95,5 +93,6 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 
 # The operator commands live with their features; each module adds itself to the group.
-for _mod in (chat, jobs_cli, report, importer, dbcli, staff):
+for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
+             rotate, admins):
     _mod.register(main)

@@ -6,6 +6,7 @@ resources in ``cleanup_ctx`` (:func:`open_clients`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,11 +18,13 @@ from aiohttp import web
 
 from storage import Store
 
+from .card_sync import CardSync
 from .channels.wechat import WeChatClient
 from .channels.wecom import WeComClient
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
+from .webhooks import Delivery
 
 
 @dataclass
@@ -37,10 +40,19 @@ class Context:
     clock: Callable[[], datetime]
     wechat: WeChatClient | None = None
     wecom: WeComClient | None = None
+    wecom_agent: WeComClient | None = None  # the sidebar app's (WECOM_AGENT_SECRET)
+    card_sync: CardSync | None = None  # the member card's sender, when [card] is configured
     problems: dict[str, str] = field(default_factory=dict)
+    webhooks: Delivery | None = None  # delivering to MEMBERBOT_WEBHOOKS while serving
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def sidebar_wecom(self) -> WeComClient | None:
+        """The client of the sidebar app: OAuth2 (getuserinfo) and the JS-SDK tickets, with
+        the app's own secret when WECOM_AGENT_SECRET is set, else the contact client."""
+        return self.wecom_agent or self.wecom
 
     @property
     def oa(self) -> WeChatClient | None:
@@ -69,10 +81,15 @@ async def open_clients(ctx: Context) -> AsyncIterator[Context]:
     clients set already (tests, a shared session) are kept."""
     async with aiohttp.ClientSession() as session:
         own_wechat, own_wecom = ctx.wechat is None, ctx.wecom is None
+        own_agent = ctx.wecom_agent is None
         if own_wechat:
             ctx.wechat = WeChatClient(ctx.store, ctx.settings, session)
         if own_wecom:
             ctx.wecom = make_wecom(ctx.store, ctx.settings, session, ctx.problems)
+        if own_agent and ctx.settings.wecom_agent_secret:  # a token per secret, shared
+            ctx.wecom_agent = make_wecom(ctx.store, dataclasses.replace(
+                ctx.settings, wecom_secret=ctx.settings.wecom_agent_secret), session,
+                ctx.problems)
         try:
             yield ctx
         finally:
@@ -80,3 +97,5 @@ async def open_clients(ctx: Context) -> AsyncIterator[Context]:
                 ctx.wechat = None
             if own_wecom:
                 ctx.wecom = None
+            if own_agent:
+                ctx.wecom_agent = None

@@ -35,6 +35,11 @@ def invite(invitee_id: str) -> str:
     return f"invite:{invitee_id}"
 
 
+def invite_notice(invitee_id: str) -> str:
+    """Marks the customer-service message telling an inviter of the reward as sent."""
+    return f"notice:invite:{invitee_id}"
+
+
 def invite_undo(invitee_id: str) -> str:
     """A bind that closed an invite cycle, reversed on the invitee's side."""
     return f"invite_undo:{invitee_id}"
@@ -149,6 +154,15 @@ def exchange(message_key: str) -> str:
     return f"exchange:{message_key}"
 
 
+def webhook_state(name: str) -> str:
+    """One webhook endpoint's cursor in the ledger and its delivery figures."""
+    return f"webhook:{name}"
+
+
+def webhook_lock(name: str) -> str:
+    return f"webhook:{name}:lock"
+
+
 def scheduler_id(pid: int, host: str, token: str) -> str:
     """A scheduler's id in the leader lock: /healthz reads the leader's pid and host from it."""
     return f"{pid}@{host}:{token}"
@@ -167,7 +181,7 @@ def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
 
 
 def sidebar_state(nonce: str) -> str:
-    """An OAuth ``state`` nonce of the sidebar login, consumed once."""
+    """An OAuth ``state`` nonce of the sidebar login, marked when it is used (once)."""
     return f"sidebar:state:{nonce}"
 
 
@@ -179,3 +193,43 @@ def sidebar_quota(staff: str, day: str) -> str:
 def sidebar_coupon(request_id: str) -> str:
     """A coupon a staff member issued from the sidebar: once per request_id."""
     return f"staffcoupon:{request_id}"
+
+
+def admin_account(name: str) -> str:
+    """One /admin account: role, Argon2 hash, disabled."""
+    return f"admin:account:{name}"
+
+
+def admin_accounts() -> str:
+    """The names of the /admin accounts (a JSON list)."""
+    return "admin:accounts"
+
+
+def admin_audit() -> str:
+    """The account changes (add-user, disable): who, what, when, before -> after."""
+    return "admin:audit"
+
+
+# -- the member card (WeChat card wallet) ------------------------------------------------
+CARD_DEFINITION = "card:definition"  # kv: the created card's id, status and when
+CARD_PAUSED = "card:sync:paused-until"  # kv: a 45009 rate limit holds the card sync
+
+
+def card_event(message_key: str) -> str:
+    """The use case one card event (get, submit form, delete) runs: once per callback."""
+    return f"card:{message_key}"
+
+
+def card_sync_lock(member_id: str) -> str:
+    """kv: the one sender sending a member's card updates, so they leave in order."""
+    return f"card:sync:lock:{member_id}"
+
+
+def card_sync_sent(member_id: str) -> str:
+    """kv: the highest card update sequence sent for a member (never sent backwards)."""
+    return f"card:sync:sent:{member_id}"
+
+
+def card_qr(outer_str: str) -> str:
+    """kv: a card QR code's URL, cached."""
+    return f"card:qr:{outer_str}"

@@ -7,23 +7,22 @@ aggregate, ledger, indexes and outbox.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from storage.base import OutOfStock, Store, StoreUnavailable, UniqueTaken
+from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
+from .cards import CardHolders
 from .contacts import WeComContacts
+from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
-from .rules import coupons, indexes, invites, orders, points, rfm, tiers
+from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
@@ -50,22 +49,19 @@ def _tag(text: str) -> str:
     return t
 
 
-INVITE_CHAIN_MAX = 100
-INVITE_LEASE_S = 10.0  # a bind holds it for milliseconds; a dead holder frees it this fast
-INVITE_LEASE_WAIT_S = 5.0
-
-
 def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts, ReadModels):
+class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
         self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
+        self.on_card: Callable[[], None] | None = None  # wakes the card sync after a commit
+        self.card_dirty = False
 
     # -- the one way to change a member ---------------------------------------------------
     def normalise(self, m: Member, now: datetime) -> tuple[list[Entry], list[tuple[str, str]]]:
@@ -86,6 +82,12 @@ class Members(WeComContacts, ReadModels):
                 outbox.append({"kind": "tier_upgrade", "period": f"{e.data['to']}:{day}",
                                "data": {"from": e.data["from"], "to": e.data["to"]}})
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
+        # the one place a card holder's balance or tier change becomes a card update, in the
+        # same commit as the change (an outbox entry the card sync sends)
+        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries)
+        if sync is not None:
+            outbox.append(sync)
+            self.card_dirty = True
         idx = indexes.derive(m, today, self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 
@@ -115,6 +117,9 @@ class Members(WeComContacts, ReadModels):
             return await self.store.update(member_id, step, key=key)
         finally:
             self._latency.observe(time.perf_counter() - t0)
+            if self.card_dirty and self.on_card is not None:
+                self.card_dirty = False
+                self.on_card()
 
     async def get(self, member_id: str) -> Member | None:
         return await self.store.get(member_id)
@@ -231,9 +236,26 @@ class Members(WeComContacts, ReadModels):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             res, entries = _check_in(m, now, self.rules)
+            if by and m.notices:  # a chat check-in: its reply is the member's next reply
+                res = {**res, "notices": invites.take_notices(m)}
             return ({**res, "by": by} if by else res), entries
 
         return await self.run(member_id, now, body, key=keys.checkin(member_id, day))
+
+    async def reply_with_notices(self, member_id: str, key: str, now: datetime,
+                         compose: Callable[[list[dict]], str]) -> str:
+        """Store the reply to chat message ``key`` once: ``compose(notices)`` gives its text
+        with the member's pending notices, which are cleared in the same step. Without
+        notices the member is not rewritten."""
+
+        def step(m: Member | None) -> Change:
+            if m is None or not m.notices:
+                return Change(None, compose([]))
+            notes = invites.take_notices(m)
+            return self._finish(m, now, compose(notes),
+                                [Entry("notice", ts(now), data={"told": notes})], [])
+
+        return await self._update(member_id, step, key)
 
     async def touch(self, member_id: str, now: datetime) -> dict:
         """Record an interaction (any chat message) once per day: dormancy counts from it."""
@@ -250,6 +272,28 @@ class Members(WeComContacts, ReadModels):
         return await self.run(
             member_id, now, lambda m: orders.set_birthday(m, birthday, now, self.rules), key=key)
 
+    async def set_profile(self, member_id: str, now: datetime, *, phone: str | None = None,
+                          birthday: str | None = None, gender: str | None = None,
+                          source: str = "chat", key: str | None = None) -> dict:
+        """Phone, birthday, gender (完善资料): the bonus once when phone and birthday are set.
+        A phone is unique across members."""
+        if phone is not None:
+            phone = profile.normal_phone(phone)
+            if await self.store.claim("phone", phone, member_id) != member_id:
+                raise Refusal("phone_taken", "该手机号已被其他会员使用")
+        before = (await self.store.get(member_id) or Member("", "")).phone
+        try:
+            res = await self.run(member_id, now, lambda m: profile.update(
+                m, now, self.rules, phone=phone, birthday=birthday, gender=gender,
+                source=source), key=key)
+        except Refusal:
+            if phone is not None and phone != before:
+                await self.store.release("phone", phone, member_id)
+            raise
+        if phone is not None and before and before != phone:
+            await self.store.release("phone", before, member_id)
+        return res
+
     async def set_opt_out(self, member_id: str, opted_out: bool, now: datetime) -> dict:
         def body(m: Member) -> tuple[dict, list[Entry]]:
             changed = m.opted_out != opted_out
@@ -259,76 +303,6 @@ class Members(WeComContacts, ReadModels):
                 [Entry(kind, ts(now))] if changed else [])
 
         return await self.run(member_id, now, body)
-
-    async def bind_invite(self, invitee_id: str, code: str, now: datetime) -> dict:
-        """Accept an invite: the invitee's side, then the inviter's, both under one key.
-
-        The cycle check reads the inviter chain, which other members' binds change: binds
-        take turns on a short lease of the invite graph while they read it and commit. Should
-        a lease run out under a stalled process, the chain is read again after the commit and
-        a bind that closed a cycle is reversed (with a ledger entry) before any inviter is
-        rewarded. Never one transaction across members."""
-        code = code.strip().upper()
-        inviter_id = await self.store.lookup("invite_code", code)
-        if inviter_id is None:
-            raise Refusal("invite_unknown", "邀请码不存在，请核对后再试")
-        key = keys.invite(invitee_id)
-        async with self._invite_lease():
-            inviter = await self.store.get(inviter_id)
-            ancestors = await self._inviter_chain(inviter_id)
-            res = await self.run(invitee_id, now,
-                                 lambda m: self._bind(m, inviter, ancestors, now), key=key)
-            if res["inviter_id"] != inviter_id:
-                raise Refusal("invite_already", "你已绑定过邀请人，不能重复绑定")
-            if invitee_id in await self._inviter_chain(inviter_id):
-                await self._undo_bind(invitee_id, inviter_id, res["points"], now)
-        if (await self.store.get(invitee_id)).inviter_id != inviter_id:
-            raise Refusal("invite_cycle", "不能互相邀请")  # this bind closed a cycle: undone
-        rew = await self.run(inviter_id, now, lambda m: invites.reward_inviter(
-            m, invitee_id, key, now, self.rules), key=key)
-        return {**res, "inviter_points": rew["points"], "inviter_rewarded": rew["rewarded"]}
-
-    async def _inviter_chain(self, member_id: str) -> list[str]:
-        """The ids above ``member_id`` (its inviter, that one's inviter, ...), as stored now."""
-        chain: list[str] = [member_id]
-        cur = await self.store.get(member_id)
-        while cur is not None and cur.inviter_id and len(chain) <= INVITE_CHAIN_MAX:
-            if cur.inviter_id in chain:
-                break
-            chain.append(cur.inviter_id)
-            cur = await self.store.get(cur.inviter_id)
-        return chain[1:]
-
-    async def _undo_bind(self, invitee_id: str, inviter_id: str, pts: int,
-                         now: datetime) -> None:
-        def body(m: Member) -> tuple[dict, list[Entry]]:
-            if m.inviter_id != inviter_id:
-                return {"undone": False}, []
-            m.inviter_id = None
-            ref = keys.invite_undo(invitee_id)
-            entries = [Entry("invite_cycle", ts(now), ref=ref, data={"inviter": inviter_id})]
-            entries += points.reverse(m, pts, keys.invite(invitee_id), ref, now, self.rules)
-            return {"undone": True}, entries
-
-        await self.run(invitee_id, now, body, key=keys.invite_undo(invitee_id))
-
-    @contextlib.asynccontextmanager
-    async def _invite_lease(self) -> AsyncIterator[None]:
-        key, token = keys.invite_graph_lease(), secrets.token_hex(8)
-        deadline = time.monotonic() + INVITE_LEASE_WAIT_S
-        while not await self.store.kv_set(key, token, ttl=INVITE_LEASE_S, only_new=True):
-            if time.monotonic() > deadline:
-                raise StoreUnavailable("the invite graph stayed leased: retry later")
-            await asyncio.sleep(random.uniform(0.002, 0.02))
-        try:
-            yield
-        finally:
-            await self.store.kv_delete(key, expect=token)
-
-    def _bind(self, m: Member, inviter: Member, ancestors: list[str],
-              now: datetime) -> tuple[dict, list[Entry]]:
-        res, entries = invites.bind(m, inviter, ancestors, keys.invite(m.id), now, self.rules)
-        return {**res, "inviter_id": inviter.id, "inviter_code": inviter.invite_code}, entries
 
     # -- coupons ------------------------------------------------------------------------------
     async def ensure_stock(self) -> None:
@@ -464,14 +438,17 @@ class Members(WeComContacts, ReadModels):
             raise Refusal("adjust_cap", f"单次调整需在 1 到 {cap} 分之间", cap=cap)
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
-            audit = Entry("adjust", ts(now), points=0, ref=key,
-                          data={"staff": staff, "reason": reason, "delta": delta,
-                                **({"via": via} if via else {})})
+            day = local_day(now, self.rules.tz)
+            before = points.balance(m, day)
             if delta > 0:
                 more = points.credit(m, delta, key, now, now, self.rules, reason="adjust")
             else:
                 more = points.spend(m, -delta, key, now, self.rules, reason="adjust")
-            bal = points.balance(m, local_day(now, self.rules.tz))
+            bal = points.balance(m, day)
+            audit = Entry("adjust", ts(now), points=0, ref=key,
+                          data={"staff": staff, "reason": reason, "delta": delta,
+                                "before": before, "after": bal,
+                                **({"via": via} if via else {})})
             return {"delta": delta, "balance": bal}, [audit, *more]
 
         return await self.run(member_id, now, body, key=keys.staff_adjust(key))
@@ -496,8 +473,31 @@ class Members(WeComContacts, ReadModels):
         return await self.run(member_id, now, body)
 
     async def refresh(self, member_id: str, now: datetime) -> dict:
-        """Settle expiry, tier and RFM as of ``now`` (nightly jobs)."""
-        return await self.run(member_id, now, lambda m: ({"tier": m.tier}, []))
+        """Settle expiry, tier and RFM as of ``now`` (nightly jobs); ``cleaned`` counts what
+        changed: points and coupons expired, stock returned, tiers, grace, RFM segment."""
+
+        def step(m: Member | None) -> Change:
+            if m is None:
+                raise Refusal("member_not_found", "未找到会员", member_id=member_id)
+            segment = m.rfm
+            entries, returns = self.normalise(m, now)
+            change = self._finish(m, now, None, entries, returns)
+            cleaned = {
+                "points_expired": -sum(e.points for e in entries if e.kind == "expire"),
+                "coupons_expired": sum(e.kind == "coupon_expire" for e in entries),
+                "stock_returned": len(returns),
+                "tiers_lowered": sum(e.kind == "tier_change" and not e.data.get("up")
+                                     for e in entries),
+                "tiers_raised": sum(e.kind == "tier_change" and bool(e.data.get("up"))
+                                    for e in entries),
+                "grace_started": sum(e.kind == "grace_start" for e in entries),
+                "grace_ended": sum(e.kind == "grace_end" for e in entries),
+                "segments_changed": int(m.rfm != segment),
+            }
+            change.result = {"tier": m.tier, "cleaned": cleaned}
+            return change
+
+        return await self._update(member_id, step, None)
 
     # -- read models ------------------------------------------------------------------------------
     def card(self, m: Member, now: datetime) -> dict:

@@ -19,7 +19,7 @@ from .rules.models import Change, Member
 from .rules.timeutil import from_ts, local_day
 
 # The ledger kinds that move points, and the words a member reads for each (by its reason).
-POINT_KINDS = ["credit", "spend", "expire", "reverse"]
+POINT_KINDS = ["credit", "spend", "expire", "reverse", "restore"]
 REASONS = {
     ("credit", "purchase"): "消费得积分", ("credit", "checkin"): "签到",
     ("credit", "inviter"): "邀请好友", ("credit", "invitee"): "受邀加入",
@@ -27,6 +27,7 @@ REASONS = {
     ("credit", "refund"): "退款退回", ("spend", "exchange"): "积分兑换",
     ("spend", "order"): "积分抵现", ("spend", "adjust"): "客服调整",
     ("expire", ""): "积分过期", ("reverse", ""): "退款扣回",
+    ("reverse", "invite_cycle"): "邀请无效扣回", ("restore", ""): "退款退回抵现积分",
 }
 
 
@@ -38,6 +39,24 @@ def reason_text(kind: str, reason: str) -> str:
 class ReadModels:
     store: Store
     rules: Rules
+
+    async def ledger_page(self, member_id: str, page: int, size: int = 20
+                          ) -> tuple[list[dict[str, Any]], bool]:
+        """Page ``page`` (1 = newest) of the member's whole ledger, and whether one follows:
+        every line, with who made it and why (the admin member page)."""
+        rows = await self.store.ledger(member_id=member_id, newest_first=True,
+                                       limit=page * size + 1)
+        tz = self.rules.tz
+        out = []
+        for r in rows[(page - 1) * size:page * size]:
+            d = r.data or {}
+            out.append({"at": datetime.fromtimestamp(r.at, tz).strftime("%Y-%m-%d %H:%M"),
+                        "kind": r.kind, "points": r.points, "amount_fen": r.amount_fen,
+                        "reason": reason_text(r.kind, str(d.get("reason", "")))
+                        if r.points else "", "why": str(d.get("reason", "")) if r.kind in (
+                            "adjust", "staff_coupon") else "",
+                        "by": str(d.get("staff") or d.get("by") or ""), "ref": r.ref})
+        return out, len(rows) > page * size
 
     async def statement(self, member_id: str, now: datetime, limit: int = 10) -> dict[str, Any]:
         """The member's last ``limit`` points lines, newest first (day, reason in Chinese,

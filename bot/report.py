@@ -73,7 +73,15 @@ def tables(r: dict[str, Any]) -> list[Table]:
     seg.add_column("会员数")
     for s in r["rfm"]:
         seg.add_row(s["segment"], f"{s['members']:,}")
-    return [head, points, coupons, tiers, ops, seg]
+    out = [head, points, coupons, tiers, ops, seg]
+    c = r.get("card")
+    if c and (c["configured"] or c["holders"]):
+        card = Table(title="微信会员卡（截至现在）", title_justify="left")
+        for col in ("开卡数", "已激活", "激活率"):
+            card.add_column(col)
+        card.add_row(f"{c['holders']:,}", f"{c['activated']:,}", pct(c["activation_rate"]))
+        out.append(card)
+    return out
 
 
 def register(main: click.Group) -> None:

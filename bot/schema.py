@@ -180,7 +180,9 @@ ORDER = Body("Order", "An order paid in a store or online; recorded once per ord
     Field("amount_fen", "integer", "order total in fen, before coupon and points",
           required=True, minimum=0, maximum=10**10, example=12800),
     Field("paid_at", "date-time", "when it was paid, ISO 8601; without an offset the "
-          "configured time zone (Asia/Shanghai) is meant", required=True,
+          "configured time zone (Asia/Shanghai) is meant; not before the rules' "
+          "orders.earliest_paid_at (default 2000-01-01), at most 10 minutes ahead",
+          required=True,
           example="2026-11-25T10:00:00+08:00"),
     Field("store_id", "string", "the store or channel", required=True, max_length=64,
           pattern=ID, example="SH-001"),
@@ -230,6 +232,7 @@ def member_field(body: dict[str, Any]) -> tuple[str, str] | None:
 
 ORDER_ID = Field("order_id", "string", "the order id given when it was recorded", required=True,
                  max_length=64, pattern=ID)
+CURSOR = re.compile(r"[0-9]{1,19}")
 MEMBER_CODE = Field("member_code", "string", "会员码 / the 12-digit member code", required=True,
                     pattern=r"^[0-9]{12}$")
 
@@ -252,12 +255,19 @@ _RESULTS: dict[str, dict[str, Any]] = {
     "RefundResult": {"order_id": "string", "refund_id": "string", "refunded_fen": "integer",
                      "order_refunded_fen": "integer", "points_reversed": "integer",
                      "balance": "integer", "debt": "integer", "tier": "string",
-                     "grace_until": ["integer", "null"]},
+                     "grace_until": {"type": ["string", "null"], "format": "date-time",
+                                     "description": "end of the tier's grace period, ISO 8601"}},
     "RedeemResult": {"code": "string", "order_id": "string", "discount_fen": "integer",
                      "member_code": "string", "template": "string", "amount_fen": "integer"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
-                   "expiring_on": ["string", "null"], "coupons": "array",
+                   "expiring_on": {"type": ["string", "null"], "format": "date",
+                                   "description": "the day the soonest points expire"},
+                   "coupons": {"type": "array", "items": {"type": "object", "properties": {
+                       "code": {"type": "string"}, "template": {"type": "string"},
+                       "name": {"type": "string"},
+                       "valid_until": {"type": "string", "format": "date-time",
+                                       "description": "last valid instant, ISO 8601"}}}},
                    "segment": ["string", "null"], "tags": "array", "opted_out": "boolean",
                    "followed": "boolean", "progress": "object"},
     "Error": {"code": "string", "message": "string", "field": ["string", "null"],
@@ -268,8 +278,11 @@ SIGNING = (
     "Every call is signed. Headers: `X-Memberbot-Timestamp` (unix seconds, at most 300 s "
     "off) and `X-Memberbot-Signature`: hex HMAC-SHA256 with the shared secret "
     "(MEMBERBOT_API_SECRET) over `timestamp + \"\\n\" + METHOD + \"\\n\" + path + \"\\n\" + "
-    "body`, where path is the request path as sent, without the query string, and body the "
-    "raw request body (empty for GET). Without a configured secret every call is refused.")
+    "body`, where path is the request path as sent with its query string when it has one "
+    "(`/api/changes?cursor=12&limit=100`), and body the "
+    "raw request body (empty for GET). Without a configured secret every call is refused. "
+    "Every time in a request or a response is ISO 8601 (`2026-11-25T10:00:00+08:00`; a day "
+    "is `2026-11-25`); JSON is UTF-8 with Chinese as itself.")
 
 # (method, path, operation id, summary, body, path parameter, result schema)
 OPERATIONS: tuple[tuple[str, str, str, str, Body | None, Field | None, str], ...] = (
@@ -289,8 +302,8 @@ def openapi(version: str = "0.1.0") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the store API, built from the declarations above."""
     schemas: dict[str, Any] = {b.name: b.schema() for b in (ORDER, REFUND, REDEEM)}
     for name, props in _RESULTS.items():
-        schemas[name] = {"type": "object",
-                         "properties": {k: {"type": v} for k, v in props.items()}}
+        schemas[name] = {"type": "object", "properties": {
+            k: v if isinstance(v, dict) else {"type": v} for k, v in props.items()}}
     schemas["Error"]["required"] = ["code", "message"]
     paths: dict[str, Any] = {}
     for method, path, op_id, summary, body, param, result in OPERATIONS:
@@ -313,6 +326,7 @@ def openapi(version: str = "0.1.0") -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{body.name}"}}}}
         paths.setdefault(path, {})[method] = op
+    _changes(paths, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "memberbot store API", "version": version, "description": SIGNING},
@@ -322,3 +336,44 @@ def openapi(version: str = "0.1.0") -> dict[str, Any]:
             "signature": {"type": "apiKey", "in": "header", "name": "X-Memberbot-Signature",
                           "description": SIGNING}}},
     }
+
+
+def _changes(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """``GET /api/changes``: the events feed (query parameters, so declared here)."""
+    from .changes import EVENTS
+
+    schemas["Event"] = {"type": "object", "properties": {
+        "id": {"type": "string", "description": "evt_<n>: the same change always has the "
+               "same id; webhooks carry the same ids", "example": "evt_1024"},
+        "type": {"type": "string", "enum": list(EVENTS)},
+        "at": {"type": "string", "format": "date-time", "description": "when it happened, "
+               "ISO 8601"},
+        "member_code": {"type": "string"},
+        "data": {"type": "object", "description": "per type: points.changed delta, reason, "
+                 "ref; tier.changed from, to, up; coupon.issued code, template; "
+                 "coupon.redeemed code, order_id, discount_fen; order.recorded order_id, "
+                 "paid_fen, amount_fen, store_id, paid_at (ISO 8601); order.refunded "
+                 "order_id, refund_id, refunded_fen"}}}
+    schemas["Changes"] = {"type": "object", "properties": {
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+        "cursor": {"type": "string", "description": "pass it as ?cursor= for what follows"},
+        "more": {"type": "boolean", "description": "true: ask again at once"}}}
+    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    paths["/api/changes"] = {"get": {
+        "operationId": "listChanges",
+        "summary": "Member, points, tier, coupon and order changes in commit order, from a "
+                   "cursor (for systems that pull increments)",
+        "security": [{"timestamp": [], "signature": []}],
+        "parameters": [
+            {"name": "cursor", "in": "query", "required": False,
+             "description": "the cursor of the previous answer; empty: from the beginning",
+             "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"}},
+            {"name": "limit", "in": "query", "required": False,
+             "description": "events per answer", "schema": {
+                 "type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+        "responses": {
+            "200": {"description": "done", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Changes"}}}},
+            "400": {"description": _ERROR_STATUSES["400"], **err},
+            "401": {"description": _ERROR_STATUSES["401"], **err},
+            "503": {"description": _ERROR_STATUSES["503"], **err}}}}

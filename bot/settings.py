@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .rules.config import Rules, RulesError, load_rules
@@ -80,6 +79,10 @@ class Settings:
     join_url: str = ""
     sidebar_admins: tuple[str, ...] = ()
     sidebar_preview: bool = False
+    templates: str | None = None  # a folder of template overrides, searched first
+    log_level: str = "INFO"
+    outbox_lease: float = 60.0  # seconds a batch in flight is presumed alive
+    webhooks: str = ""  # MEMBERBOT_WEBHOOKS: JSON list of {url, secret, events}
     # hardening (PRODUCT.md 9): deadlines, replay window, who may see what
     read_timeout: float = 10.0
     max_pending_bodies: int = 100
@@ -147,14 +150,30 @@ class Settings:
             sidebar_admins=tuple(u.strip() for u in g("MEMBERBOT_SIDEBAR_ADMINS", "")
                                  .replace("，", ",").split(",") if u.strip()),
             sidebar_preview=(g("MEMBERBOT_SIDEBAR_PREVIEW", "") == "1" and not production),
-            read_timeout=_number(g, "MEMBERBOT_READ_TIMEOUT", 10.0, float),
-            max_pending_bodies=_number(g, "MEMBERBOT_MAX_PENDING_BODIES", 100, int),
-            callback_window=_number(g, "MEMBERBOT_CALLBACK_WINDOW", 300, int),
+            templates=_folder(g("MEMBERBOT_TEMPLATES") or None, cwd),
+            log_level=(g("MEMBERBOT_LOG") or "INFO").upper(),
+            outbox_lease=_number("MEMBERBOT_OUTBOX_LEASE", g("MEMBERBOT_OUTBOX_LEASE") or "60"),
+            webhooks=g("MEMBERBOT_WEBHOOKS", ""),
+            read_timeout=_number("MEMBERBOT_READ_TIMEOUT", g("MEMBERBOT_READ_TIMEOUT") or "10"),
+            max_pending_bodies=int(_number("MEMBERBOT_MAX_PENDING_BODIES",
+                                           g("MEMBERBOT_MAX_PENDING_BODIES") or "100")),
+            callback_window=int(_number("MEMBERBOT_CALLBACK_WINDOW",
+                                        g("MEMBERBOT_CALLBACK_WINDOW") or "300")),
             trusted_proxies=g("MEMBERBOT_TRUSTED_PROXIES", ""),
             metrics_token=g("MEMBERBOT_METRICS_TOKEN", ""),
             metrics_networks=g("MEMBERBOT_METRICS_NETWORKS", ""),
             generated=generated,
         )
+
+    def loaded(self) -> str:
+        """What this process runs with, for the start-up line: rules file, templates, store
+        (without credentials) and whether /admin can be entered."""
+        rules = self.rules_path or "built-in defaults"
+        templates = f"{self.templates} over built-in" if self.templates else "built-in"
+        admin = ("admin: password login (MEMBERBOT_ADMIN_PASSWORD)" if self.admin_password
+                 else "admin: off (set MEMBERBOT_ADMIN_PASSWORD)")
+        return (f"rules: {rules}; templates: {templates}; store: {public_url(self.store_url)}; "
+                f"{admin}")
 
     def warn_generated(self) -> None:
         if self.generated:
@@ -164,17 +183,32 @@ class Settings:
                   "without them)", file=sys.stderr)
 
 
-def _number(g: Any, name: str, default: Any, kind: type) -> Any:
-    raw = g(name)
-    if not raw:
-        return default
+def public_url(url: str) -> str:
+    """A store URL without its user name and password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _folder(value: str | None, cwd: Path) -> str | None:
+    """``MEMBERBOT_TEMPLATES``: a folder that exists (relative to the working directory)."""
+    if value is None:
+        return None
+    path = Path(value) if Path(value).is_absolute() else cwd / value
+    if not path.is_dir():
+        raise SettingsError(f"MEMBERBOT_TEMPLATES: {value} is not a folder")
+    return str(path)
+
+
+def _number(name: str, value: str) -> float:
     try:
-        value = kind(raw)
+        n = float(value)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise SettingsError(f"{name} must be a positive number, not {raw!r}")
-    return value
+        n = -1.0
+    if n <= 0:
+        raise SettingsError(f"{name}: {value!r} is not a positive number")
+    return n
 
 
 def _rel(p: Path, cwd: Path) -> str:

@@ -35,9 +35,9 @@ from .rules.timeutil import local_day, ts
 from .settings import Settings
 from .templating import render, yuan
 
-STATE_TTL = 600  # an OAuth round trip takes seconds; a state older than this is refused
+STATE_TTL = 600  # an OAuth round trip takes seconds; an older state is refused
 QUOTA_TTL = 2 * 86400
-AUDIT_KINDS = ["adjust", "staff_coupon"]
+AUDIT_KINDS = ["adjust", "staff_coupon", "tag"]
 REASON_MAX = 100
 
 
@@ -60,20 +60,27 @@ class StaffDesk:
         self.settings = settings
         self.admins = tuple(settings.sidebar_admins)
 
+    def admin_staff(self, name: str, role: str) -> Staff:
+        """An /admin account acting on the member page: an operator has the rules' default
+        staff role (its caps), an admin the admin role; ``admin:<name>`` in the audit."""
+        staff = self.rules.staff
+        key = staff.admin_role if role == "admin" else staff.default_role
+        # admin=True: the member page serves any member, not only one's WeCom contacts
+        return Staff(f"admin:{name}", staff.roles[key], True)
+
     def staff(self, userid: str) -> Staff:
         return Staff(userid, self.rules.staff.role_of(userid, admins=self.admins),
                      userid in self.admins)
 
     # -- OAuth2 login ---------------------------------------------------------------------------
-    async def new_state(self) -> str:
-        """A fresh nonce for the OAuth ``state``, remembered until it is used once."""
-        nonce = secrets.token_urlsafe(18)
-        await self.store.kv_set(keys.sidebar_state(nonce), "1", ttl=STATE_TTL, only_new=True)
-        return nonce
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(18)
 
-    async def take_state(self, nonce: str) -> bool:
-        """True once for a nonce this service issued and that has not expired."""
-        return bool(nonce) and await self.store.kv_delete(keys.sidebar_state(nonce))
+    async def use_nonce(self, nonce: str, ttl: float) -> bool:
+        """True the first time an OAuth ``state`` nonce is used (remembered while the state
+        is valid), so a state works once."""
+        return await self.store.kv_set(keys.sidebar_state(nonce), "1", ttl=ttl, only_new=True)
 
     async def login(self, wecom: WeComClient, code: str) -> str:
         """The userid of an OAuth2 ``code`` (auth/getuserinfo); a bad or used code, or a
@@ -311,6 +318,9 @@ class StaffDesk:
         """Staff actions (points adjustments, coupons issued by staff), newest first."""
         since = ts(now - timedelta(days=days))
         rows = await self.store.ledger(since=since, kinds=AUDIT_KINDS, limit=100_000)
+        for r in rows:  # tags edited on /admin carry "by": the account that edited them
+            if r.kind == "tag" and str(r.data.get("by", "")).startswith("admin:"):
+                r.data = {**r.data, "staff": r.data["by"], "via": "admin"}
         rows = [r for r in rows if r.data.get("staff") and (not staff or
                                                              r.data["staff"] == staff)]
         rows = rows[::-1][:limit]
@@ -323,6 +333,11 @@ class StaffDesk:
             if r.kind == "adjust":
                 d = int(r.data.get("delta", 0))
                 change = f"积分 {d:+d}"
+                if "before" in r.data:
+                    change += f"（{r.data['before']} → {r.data['after']}）"
+            elif r.kind == "tag":
+                change = "标签 " + " ".join([*(f"+{t}" for t in r.data.get("add", [])),
+                                             *(f"−{t}" for t in r.data.get("remove", []))])
             else:
                 tpl = self.rules.coupons.get(r.data.get("template", ""))
                 change = f"发券 {tpl.name if tpl else r.data.get('template')} " \

@@ -1,22 +1,44 @@
 """The one template loader: compiled, cached jinja2 templates from ``bot/templates``.
 
 Operators may override any template by putting a file of the same relative name under
-``MEMBERBOT_TEMPLATES`` (a folder); it is searched first.
+``MEMBERBOT_TEMPLATES`` (a folder); it is searched first. The folder comes from the settings
+(environment or ``.env``): :func:`use` is called once by whatever opens the settings.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateError,
+)
+
+_overrides: str | None = None
+
+
+def use(folder: str | None) -> None:
+    """Search ``folder`` (the settings' ``templates``) before the built-in templates."""
+    global _overrides
+    if folder != _overrides:
+        _overrides = folder
+        environment.cache_clear()
+        html_environment.cache_clear()
+
+
+def overrides() -> str | None:
+    return _overrides
 
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     loaders = []
-    extra = os.environ.get("MEMBERBOT_TEMPLATES")
+    extra = _overrides
     if extra:
         loaders.append(FileSystemLoader(extra))
     loaders.append(PackageLoader("bot", "templates"))
@@ -46,3 +68,20 @@ def render(name: str, **ctx: Any) -> str:
 def render_html(name: str, **ctx: Any) -> str:
     """Render an HTML page with autoescaping."""
     return html_environment().get_template(name).render(**ctx)
+
+
+def describe_error(e: TemplateError) -> str:
+    """``template FILE line N: what`` for an operator. A syntax error carries its place; an
+    undefined variable (StrictUndefined) does not, but jinja2 rewrites the traceback so the
+    frame of the template names its file and line: the innermost such frame is the place."""
+    where, line = getattr(e, "filename", None), getattr(e, "lineno", None)
+    if where is None:
+        tb = e.__traceback__
+        while tb is not None:
+            name = tb.tb_frame.f_code.co_filename
+            if tb.tb_frame.f_globals.get("__jinja_template__") is not None or \
+                    name.endswith((".j2", ".html")):
+                where, line = name, tb.tb_lineno
+            tb = tb.tb_next
+    where = where or getattr(e, "name", None) or "a template"
+    return f"template {where}{f' line {line}' if line else ''}: {e.message or e}"

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
+from . import templating, webhooks
 from .context import CTX, MAX_BODY, Context, open_clients, system_clock
-from .handlers import admin, api, guard, metrics, oa, sidebar, wecom
+from .handlers import admin, api, card, guard, metrics, oa, sidebar, wecom
 from .jobs.registry import load_rules
+from .jsonout import json_response
 from .members import Members
 from .rules.config import Rules
 from .settings import Settings
@@ -29,12 +31,12 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
         raise
     except StoreUnavailable as e:
         log.warning("store unavailable on %s: %s", request.path, e)
-        return web.json_response({"code": "store_unavailable",
+        return json_response({"code": "store_unavailable",
                                   "message": "系统繁忙，请稍后再试 / service busy, retry later"},
                                  status=503)
     except Exception:
         log.exception("unhandled error on %s", request.path)
-        return web.json_response({"code": "internal_error",
+        return json_response({"code": "internal_error",
                                   "message": "系统繁忙，请稍后再试 / internal error"}, status=500)
 
 
@@ -42,14 +44,15 @@ async def healthz(request: web.Request) -> web.Response:
     """Public: ok, the store kind, which process answered and which leads the scheduler; no
     paths, no settings, no problems (those are for admins)."""
     h = await guard.health(request.app[CTX])
-    return web.json_response({k: h[k] for k in guard.PUBLIC_HEALTH},
-                             status=200 if h["ok"] else 503)
+    return json_response({k: h[k] for k in guard.PUBLIC_HEALTH},
+                         status=200 if h["ok"] else 503)
 
 
 def create_app(settings: Settings, store: Store | None = None, *, rules: Rules | None = None,
                clock: Callable[[], datetime] | None = None) -> web.Application:
     """The whole HTTP service. Without ``store``, it is opened from ``settings`` on start."""
     rules = rules or load_rules(settings)
+    templating.use(settings.templates)
     tz = rules.tz
     own_store = store is None
     store = store or open_store(settings.store_url, settings.data_key)
@@ -72,8 +75,9 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
     # each adds its routes (and middleware); guard's body deadline sits inside api's errors
-    for mod in (oa, wecom, api, guard, admin, sidebar, metrics):
+    for mod in (oa, card, wecom, api, guard, admin, sidebar, metrics):
         mod.setup(app)
+    webhooks.setup(app, ctx)  # after the store's resources: its lifespan uses the store
     return app
 
 

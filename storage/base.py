@@ -121,6 +121,10 @@ class Store(abc.ABC):
     async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
         """Whether ``key`` was committed for the member, and its stored result."""
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        """Every idempotency key committed for the member with its stored result (backups)."""
+        raise StoreError(f"the {self.kind} store cannot list idempotency keys for a backup")
+
     @abc.abstractmethod
     async def count_members(self) -> int: ...
 

@@ -23,19 +23,37 @@ class Codec:
     """Encodes aggregates for one data key. The member id is the AES-GCM associated data, so
     a sealed field copied onto another member does not decrypt."""
 
-    def __init__(self, data_key: bytes) -> None:
-        if len(data_key) != 32:
-            raise StoreError("MEMBERBOT_DATA_KEY must be 32 bytes, base64-encoded")
-        self._aead = AESGCM(data_key)
-        self._hash_key = hmac.new(data_key, b"memberbot lookup v1", hashlib.sha256).digest()
+    def __init__(self, data_key: bytes, previous: tuple[bytes, ...] = ()) -> None:
+        for k in (data_key, *previous):
+            if len(k) != 32:
+                raise StoreError("MEMBERBOT_DATA_KEY must be 32 bytes, base64-encoded")
+        # sealing and new look-ups use the first key; the previous ones (a key rotation in
+        # progress) still open what they sealed and find what they hashed
+        self._aeads = [AESGCM(k) for k in (data_key, *previous)]
+        self._aead = self._aeads[0]
+        self._hash_keys = [hmac.new(k, b"memberbot lookup v1", hashlib.sha256).digest()
+                           for k in (data_key, *previous)]
+        self._hash_key = self._hash_keys[0]
 
     @classmethod
     def from_b64(cls, key_b64: str) -> Codec:
-        try:
-            raw = base64.b64decode(key_b64, validate=True)
-        except ValueError as e:
-            raise StoreError("MEMBERBOT_DATA_KEY is not valid base64") from e
-        return cls(raw)
+        """``KEY`` or, while rotating, ``NEW_KEY,OLD_KEY[,…]``."""
+        raws = []
+        for part in key_b64.split(","):
+            try:
+                raws.append(base64.b64decode(part.strip(), validate=True))
+            except ValueError as e:
+                raise StoreError("MEMBERBOT_DATA_KEY is not valid base64") from e
+        return cls(raws[0], tuple(raws[1:]))
+
+    @property
+    def rotating(self) -> bool:
+        return len(self._aeads) > 1
+
+    def previous_only(self) -> list[Codec]:
+        """One codec per previous key (to remove what they hashed)."""
+        return [_single(a, h) for a, h in zip(self._aeads[1:], self._hash_keys[1:],
+                                               strict=True)]
 
     def seal(self, member_id: str, text: str) -> str:
         nonce = os.urandom(12)
@@ -46,14 +64,21 @@ class Codec:
         if not sealed.startswith("v1:"):
             raise StoreError("personal data is not sealed with a known scheme")
         raw = base64.b64decode(sealed[3:])
-        try:
-            return self._aead.decrypt(raw[:12], raw[12:], member_id.encode()).decode()
-        except InvalidTag as e:
-            raise StoreError("personal data cannot be decrypted: wrong MEMBERBOT_DATA_KEY?") from e
+        for aead in self._aeads:
+            try:
+                return aead.decrypt(raw[:12], raw[12:], member_id.encode()).decode()
+            except InvalidTag:
+                continue
+        raise StoreError("personal data cannot be decrypted: wrong MEMBERBOT_DATA_KEY?")
 
     def lookup_hash(self, value: str) -> str:
         """Keyed hash for equality look-ups (phone) without storing the value in clear."""
         return hmac.new(self._hash_key, value.encode(), hashlib.sha256).hexdigest()
+
+    def lookup_hashes(self, value: str) -> list[str]:
+        """The look-up hash under every key, the current one first."""
+        return [hmac.new(k, value.encode(), hashlib.sha256).hexdigest()
+                for k in self._hash_keys]
 
     def encode(self, m: Member) -> bytes:
         d = m.to_dict()
@@ -69,6 +94,12 @@ class Codec:
                 d[f] = self.open(d["id"], d[f])
         d["version"] = version
         return Member.from_dict(d)
+
+
+def _single(aead: AESGCM, hash_key: bytes) -> Codec:
+    c = Codec.__new__(Codec)
+    c._aeads, c._aead, c._hash_keys, c._hash_key = [aead], aead, [hash_key], hash_key
+    return c
 
 
 def dumps(obj: Any) -> bytes:

@@ -281,6 +281,11 @@ class PostgresStore(Store):
             [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
         ]
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        rows = await self.pool.fetch("SELECT key, result FROM idem WHERE member_id=$1",
+                                     member_id)
+        return {r[0]: loads(r[1]) for r in rows}
+
     @staticmethod
     def _claimed(change: Change, kind: str) -> str:
         return next((v for k, v in change.claims if k == kind), "")
@@ -298,6 +303,10 @@ class PostgresStore(Store):
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
 
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
+
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         for _ in range(MAX_TRIES):
             # A racing claim that commits while this statement waits on it is invisible to
@@ -313,8 +322,12 @@ class PostgresStore(Store):
         raise ConflictError(f"unique {kind}: too many concurrent claims and releases")
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        return await self.pool.fetchval("SELECT member_id FROM uniques WHERE kind=$1 AND value=$2",
-                                        kind, self._uval(kind, value))
+        for v in self._uvals(kind, value):
+            owner = await self.pool.fetchval(
+                "SELECT member_id FROM uniques WHERE kind=$1 AND value=$2", kind, v)
+            if owner is not None:
+                return owner
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         await self.pool.execute("DELETE FROM uniques WHERE kind=$1 AND value=$2 AND member_id=$3",
@@ -370,6 +383,15 @@ class PostgresStore(Store):
         q = ["SELECT id, member_id, kind, at, points, amount_fen, ref, data FROM ledger "
              "WHERE id > $1"]
         args: list[Any] = [after_id]
+        if member_id is None:
+            # Ids are drawn when a row is inserted, not when its transaction commits: a
+            # transaction still running may commit a smaller id than rows already visible. A
+            # reader that pages by id (the changes feed, webhooks) would pass it for good, so
+            # rows are shown only once no writing transaction that started before their id was
+            # drawn is still running (any id it draws later is larger than theirs).
+            q.append("AND drawn_at < (SELECT coalesce(min(xact_start), 'infinity') "
+                     "FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL)")
         for cond, val in (("member_id = ${}", member_id), ("at >= ${}", since),
                           ("at < ${}", until), ("kind = ANY(${})", kinds or None)):
             if val is not None:

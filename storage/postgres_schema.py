@@ -241,6 +241,10 @@ BEGIN
   RETURN 0;
 END $$;
 """),
+    (4, "ledger rows remember when their id was drawn: readers of the ledger in id order stop "
+        "before ids a running transaction may still commit", """
+ALTER TABLE ledger ADD COLUMN drawn_at timestamptz NOT NULL DEFAULT clock_timestamp();
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -334,6 +334,10 @@ class RedisStore(Store):
         args.append(dumps([ops[i:i + 4] for i in range(0, len(ops), 4)]))
         return args
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        raw = await self.client.hgetall(self._keys(member_id)[1])
+        return {k.decode(): loads(v) for k, v in raw.items()}
+
     async def count_members(self) -> int:
         return await self.client.zcard("members")
 
@@ -346,13 +350,20 @@ class RedisStore(Store):
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
 
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
+
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         owner = await self._claim((f"uq:{kind}",), (self._uval(kind, value), member_id))
         return owner.decode()
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        owner = await self.client.hget(f"uq:{kind}", self._uval(kind, value))
-        return None if owner is None else owner.decode()
+        for v in self._uvals(kind, value):
+            owner = await self.client.hget(f"uq:{kind}", v)
+            if owner is not None:
+                return owner.decode()
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         await self._release((f"uq:{kind}",), (self._uval(kind, value), member_id))

@@ -25,6 +25,7 @@ single-key and work as on standalone Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import random
@@ -159,6 +160,10 @@ class RedisClusterStore(RedisStore):
              self._take, self._return, self._claim, self._release, self._kv_cas,
              self._kv_cad, self._incr, self._claim_new) = (
                 self.client.register_script(s) for s in scripts)
+            self._cpending: list[Any] = []
+            self._cflusher: asyncio.Task | None = None
+            self._commit, self._intent, self._publish = (
+                self._batched_script(s) for s in (self._commit, self._intent, self._publish))
             for s in scripts:  # on every primary, so updates run EVALSHA straight away
                 await self.client.script_load(s)
         except StoreError:
@@ -186,10 +191,63 @@ class RedisClusterStore(RedisStore):
         tag = f"{{m:{member_id}}}"
         return (f"{tag}:agg", f"{tag}:idem", f"{tag}:ledger", f"{tag}:outbox", f"{tag}:sret")
 
-    async def _raise_intent(self, member_id: str) -> str:
+    async def _raise_intent(self, member_id: str) -> tuple[str, bool]:
+        """Mark the member before its commit: (this writer's score, whether another writer's
+        mark was there, whose unpublished state this writer must then republish)."""
         g = shard_of(member_id)
-        return (await self._intent((f"{g}:intent",), (member_id, int(time.time() * 1e6)))
-                ).decode()
+        score, prior = await self._intent((f"{g}:intent",), (member_id,))
+        return score.decode(), bool(prior)
+
+    async def _settle_own(self, member_id: str, intent: str, prior: bool) -> None:
+        if prior:
+            await self._repair(member_id, intent)
+        else:
+            await self._publish_one(member_id, 0, None, [], [], intent)
+
+    # -- batching: script calls waiting at the same moment share one cluster pipeline ------
+    def _batched_script(self, script: Any) -> Any:
+        async def call(keys: Any = (), args: Any = ()) -> Any:
+            fut = asyncio.get_running_loop().create_future()
+            self._cpending.append((script, tuple(keys), tuple(args), fut))
+            if self._cflusher is None:
+                self._cflusher = asyncio.get_running_loop().create_task(self._cflush())
+            return await fut
+
+        call.sha = script.sha  # type: ignore[attr-defined]
+        return call
+
+    async def _cflush(self) -> None:
+        try:
+            while self._cpending:
+                batch, self._cpending = self._cpending, []
+                try:
+                    if len(batch) == 1:
+                        script, keys, args, _ = batch[0]
+                        results = [await script(keys, args)]
+                    else:
+                        pipe = self.client.pipeline()
+                        for script, keys, args, _ in batch:
+                            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                        results = await pipe.execute(raise_on_error=False)
+                except BaseException as e:  # the connection failed: every caller hears it
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                for (script, keys, args, fut), r in zip(batch, results, strict=True):
+                    if isinstance(r, rx.NoScriptError):  # a node restarted: load and redo
+                        try:
+                            r = await script(keys, args)
+                        except Exception as e:
+                            r = e
+                    if fut.done():
+                        continue
+                    if isinstance(r, Exception):
+                        fut.set_exception(r)
+                    else:
+                        fut.set_result(r)
+        finally:
+            self._cflusher = None
 
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
         # Claims and stock takes live in other slots: they are taken before the commit and
@@ -226,46 +284,57 @@ class RedisClusterStore(RedisStore):
                            held: list[tuple[str, str, str]]) -> Any:
         keys = self._mkeys(member_id)
         slot = crc_hqx(f"m:{member_id}".encode(), 0) % 16384
-        res = await self._commit(keys, (-1, "", "", "", int(key is not None), key or "", "",
-                                        "[]", slot))
-        intent = None
-        for attempt in range(MAX_TRIES):
-            if res[0] == 1:
-                held.clear()  # the key's own commit holds what was taken for it
-                if intent is not None:  # ours stays for a repairer; publish now instead
-                    await self._repair(member_id, intent)
-                return loads(res[1])
-            if attempt:
-                self.conflicts += 1
-                await asyncio.sleep(random.random() * min(0.05, 0.0005 * 2 ** attempt))
-            v, d, x = res[1:]
-            version = int(v) if v else 0
-            change = step(None if d is None else self.codec.decode(d, version))
-            args, terms = self._cluster_args(member_id, key, version, x, change, slot)
-            if intent is None and (terms is not None or change.entries or change.outbox
-                                   or change.stock_returns):
-                intent = await self._raise_intent(member_id)  # before the commit
-            await self._preconditions(member_id, change, held)
-            res = await self._commit(keys, args)
-            if res[0] == 0:
-                self.commits += 1
-                held.clear()
-                if intent is not None:
+        # the read and the mark go to two slots at once: the mark costs no extra round trip
+        res, (intent, prior) = await asyncio.gather(
+            self._commit(keys, (-1, "", "", "", int(key is not None), key or "", "", "[]",
+                                slot)),
+            self._raise_intent(member_id))
+        committed = False
+        try:
+            for attempt in range(MAX_TRIES):
+                if res[0] == 1:
+                    held.clear()  # the key's own commit holds what was taken for it
+                    await self._settle_own(member_id, intent, prior)
+                    return loads(res[1])
+                if attempt:
+                    self.conflicts += 1
+                    await asyncio.sleep(random.random() * min(0.05, 0.0005 * 2 ** attempt))
+                v, d, x = res[1:]
+                version = int(v) if v else 0
+                change = step(None if d is None else self.codec.decode(d, version))
+                args, terms = self._cluster_args(member_id, key, version, x, change, slot)
+                await self._preconditions(member_id, change, held)
+                res = await self._commit(keys, args)
+                if res[0] == 0:
+                    self.commits += 1
+                    committed = True
+                    held.clear()
                     for template, skey in change.stock_returns:
                         await self._give_back(template, skey)
                     if change.stock_returns:
                         await self.client.hdel(keys[4], *(f"{t}|{k}" for t, k in
                                                           change.stock_returns))
-                    obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
-                            o.get("status", "pending")] for o in change.outbox]
-                    await self._publish_one(member_id, version + 1 if terms else 0, terms,
-                                            [r.decode() for r in res[1:]], obs, intent)
-                return change.result
-        if res[0] == 1:
-            held.clear()
-            return loads(res[1])
-        raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
-                            "update not committed")
+                    if prior:  # another writer's mark was there: publish the whole member
+                        await self._repair(member_id, intent)
+                    else:
+                        obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
+                                o.get("status", "pending")] for o in change.outbox]
+                        await self._publish_one(member_id, version + 1 if terms else 0, terms,
+                                                [r.decode() for r in res[1:]], obs, intent)
+                    return change.result
+            await self._settle_own(member_id, intent, prior)
+            if res[0] == 1:
+                held.clear()
+                return loads(res[1])
+            raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
+                                "update not committed")
+        except BaseException:
+            # a refused step or a lost precondition: nothing committed, clear the mark (after
+            # a commit the mark stays until the member is published, by us or a repairer)
+            if not committed:
+                with contextlib.suppress(Exception):
+                    await self._settle_own(member_id, intent, prior)
+            raise
 
     def _cluster_args(self, member_id: str, key: str | None, version: int, x: bytes | None,
                       change: Change, slot: int) -> tuple[list[Any], str | None]:
@@ -430,6 +499,14 @@ class RedisClusterStore(RedisStore):
                                       after_id=after_id, limit=2**62)
             return every[::-1][:limit]
         await self._repair_all()
+        # A row's id is drawn at its commit, and published after it: a member marked now may
+        # still publish a row with an id above any mark's time but below rows already
+        # visible. Rows are shown up to the oldest mark (after the repair, marks of updates
+        # still running or of a writer that died within SETTLE_AFTER), so a reader paging by
+        # id never passes a row that is yet to appear.
+        marks = [s for rows in await self._each_shard(
+            lambda p, g: p.zrange(f"{g}:intent", 0, 0, withscores=True)) for _, s in rows]
+        horizon = int(min(marks)) * 10**8 if marks else None
         # a k-way merge of the shards' rows in id order, each shard read in chunks
         chunk = limit if since is None and until is None and not kinds else LEDGER_CHUNK
         chunk = max(chunk, 1)
@@ -459,6 +536,8 @@ class RedisClusterStore(RedisStore):
         while heap and len(out) < limit:
             raw, k = heapq.heappop(heap)
             row = _ledger_row(raw)
+            if horizon is not None and row.id >= horizon:
+                break
             if wanted(row):
                 out.append(row)
             if buffers[k]:
@@ -489,22 +568,24 @@ class RedisClusterStore(RedisStore):
                          *, expect: str | None = None) -> bool:
         member_id = row_id.split("|", 1)[0]
         mob = self._mkeys(member_id)[3]
-        intent = None
+        intent, prior = await self._raise_intent(member_id)
         for _ in range(MAX_TRIES):
             raw = await self.client.hget(mob, row_id)
-            if raw is None:
+            if raw is None or (expect is not None and loads(raw)["status"] != expect):
+                await self._settle_own(member_id, intent, prior)
                 return False
             row = loads(raw)
-            if expect is not None and row["status"] != expect:
-                return False
             n = row.get("n", 0) + 1
             new = {**row, "status": status, "updated_at": int(time.time()), "n": n,
                    "data": {**(row["data"] or {}), **(data or {})}}
-            if intent is None:
-                intent = await self._raise_intent(member_id)
             if await self._ob_cas((mob,), (row_id, raw, dumps(new))):
-                await self._publish_one(member_id, 0, None, [], [[row_id, n, status]], intent)
+                if prior:
+                    await self._repair(member_id, intent)
+                else:
+                    await self._publish_one(member_id, 0, None, [], [[row_id, n, status]],
+                                            intent)
                 return True
+        await self._settle_own(member_id, intent, prior)
         raise ConflictError(f"outbox row {row_id}: too many concurrent writers")
 
 

@@ -102,13 +102,16 @@ end
 return 0
 """
 
-# KEYS[1]: shard intent zset. ARGV: member id, score (a time). Raises the member's intent to a
-# score no other writer holds, and returns it: the writer clears only its own.
+# KEYS[1]: shard intent zset. ARGV: member id. Raises the member's intent to a
+# score no other writer holds and returns {score, 1 if another intent was there}: the writer
+# clears only its own, and republishes the whole member when it took over another's (a writer
+# that crashed before publishing, or one still running).
 INTENT = """
 local cur = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
-local s = math.max(cur + 1, tonumber(ARGV[2]))
+local t = redis.call('TIME')  -- the servers' clock, the one ledger ids are drawn from
+local s = math.max(cur + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
 redis.call('ZADD', KEYS[1], s, ARGV[1])
-return string.format('%d', s)
+return {string.format('%d', s), cur > 0 and 1 or 0}
 """
 
 # KEYS[1]: shard intent zset. ARGV: member id, score read, settled before. A repairer drops an

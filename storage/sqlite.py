@@ -278,6 +278,23 @@ class SQLiteStore(Store):
         if rows:
             c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)", rows)
 
+    async def idem_all(self, member_id: str) -> dict[str, Any]:
+        rows = self._r.execute("SELECT key, result FROM idem WHERE member_id=? ORDER BY at",
+                               (member_id,)).fetchall()
+        return {k: loads(r) for k, r in rows}
+
+    def online_backup(self, dest: str) -> int:
+        """Copy the database to ``dest`` with SQLite's online backup API: one consistent
+        snapshot while writers go on (WAL). Returns the pages copied."""
+        src = sqlite3.connect(self.path, timeout=30)
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+            return dst.execute("PRAGMA page_count").fetchone()[0]
+        finally:
+            dst.close()
+            src.close()
+
     async def count_members(self) -> int:
         return self._r.execute("SELECT COUNT(*) FROM members").fetchone()[0]
 
@@ -289,6 +306,10 @@ class SQLiteStore(Store):
     # -- uniques ----------------------------------------------------------------------------
     def _uval(self, kind: str, value: str) -> str:
         return self.codec.lookup_hash(value) if kind == "phone" else value
+
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        """What a look-up tries: a phone's hash under each data key (a rotation)."""
+        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
 
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         v = self._uval(kind, value)
@@ -302,9 +323,12 @@ class SQLiteStore(Store):
         return await self._write(fn)
 
     async def lookup(self, kind: str, value: str) -> str | None:
-        row = self._r.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
-                              (kind, self._uval(kind, value))).fetchone()
-        return row[0] if row else None
+        for v in self._uvals(kind, value):
+            row = self._r.execute("SELECT member_id FROM uniques WHERE kind=? AND value=?",
+                                  (kind, v)).fetchone()
+            if row:
+                return row[0]
+        return None
 
     async def release(self, kind: str, value: str, member_id: str) -> None:
         v = self._uval(kind, value)

@@ -42,3 +42,12 @@ def make_settings(tmp_path: Path, **over) -> Settings:
 @pytest.fixture
 def settings(tmp_path):
     return make_settings(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _builtin_templates():
+    """A test that opened settings with MEMBERBOT_TEMPLATES leaves the built-in templates."""
+    from bot import templating
+
+    yield
+    templating.use(None)

@@ -34,3 +34,39 @@ def test_bad_dotenv_line_names_the_line(tmp_path):
     (tmp_path / ".env").write_text("GOOD=1\nnot a setting\n")
     with pytest.raises(SettingsError, match=r"\.env:2"):
         Settings.load({}, cwd=tmp_path)
+
+
+def test_every_setting_comes_from_dotenv(tmp_path):
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / ".env").write_text("MEMBERBOT_TEMPLATES=tpl\nMEMBERBOT_LOG=debug\n"
+                                   "MEMBERBOT_OUTBOX_LEASE=5\n")
+    s = Settings.load({}, cwd=tmp_path)
+    assert s.templates == str(tmp_path / "tpl")
+    assert s.log_level == "DEBUG" and s.outbox_lease == 5.0
+
+
+def test_a_missing_templates_folder_is_named(tmp_path):
+    (tmp_path / ".env").write_text("MEMBERBOT_TEMPLATES=nowhere\n")
+    with pytest.raises(SettingsError, match="MEMBERBOT_TEMPLATES: nowhere is not a folder"):
+        Settings.load({}, cwd=tmp_path)
+
+
+def test_the_app_renders_with_the_settings_templates(tmp_path, settings):
+    from bot import templating
+    from bot.web import create_app
+
+    (tmp_path / "tpl" / "replies").mkdir(parents=True)
+    (tmp_path / "tpl" / "replies" / "hint.j2").write_text("override")
+    settings.templates = str(tmp_path / "tpl")
+    create_app(settings)
+    assert templating.render("replies/hint.j2") == "override"
+    settings.templates = None
+    create_app(settings)
+    assert templating.render("replies/hint.j2") != "override"
+
+
+def test_loaded_names_rules_templates_store_and_admin_without_credentials(tmp_path):
+    s = Settings.load({"MEMBERBOT_STORE": "postgresql://bob:pw@db:5432/m"}, cwd=tmp_path)
+    line = s.loaded()
+    assert line == ("rules: built-in defaults; templates: built-in; store: "
+                    "postgresql://db:5432/m; admin: off (set MEMBERBOT_ADMIN_PASSWORD)")

@@ -1,4 +1,5 @@
-"""`memberbot serve --workers N`: processes sharing one port on Redis and on PostgreSQL.
+"""`memberbot serve --workers N`: processes sharing one port on Redis, Redis Cluster and
+PostgreSQL.
 
 Exactly once across processes (retried callbacks, check-ins, orders), one scheduler leader
 whose lock moves when it is killed, and one `error:` line for what the operator must fix.
@@ -24,6 +25,7 @@ from storage import open_store
 from tests.api.support import sign as api_sign
 from tests.e2e.wechat_client import WeChat, event_xml, text_xml
 from tests.pg import pg_database
+from tests.redis_cluster import redis_cluster
 from tests.test_serve import free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -63,9 +65,11 @@ def test_bad_store_with_workers_is_one_line_and_exit_1(tmp_path, store, expect):
     assert expect in one_error(p)
 
 
-@pytest.fixture(params=["redis", "postgresql"])
-def shared_store(request) -> Iterator[str]:
-    if request.param == "redis":
+def _shared(kind: str) -> Iterator[str]:
+    if kind == "redis-cluster":
+        with redis_cluster() as url:
+            yield url
+    elif kind == "redis":
         async def flush() -> None:
             s = open_store(REDIS_URL, DATA_KEY)
             await s.open()
@@ -77,6 +81,16 @@ def shared_store(request) -> Iterator[str]:
     else:
         with pg_database("workers") as url:
             yield url
+
+
+@pytest.fixture(params=["redis", "redis-cluster", "postgresql"])
+def shared_store(request) -> Iterator[str]:
+    yield from _shared(request.param)
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def leader_store(request) -> Iterator[str]:
+    yield from _shared(request.param)
 
 
 class Server:
@@ -171,8 +185,8 @@ async def test_two_processes_apply_each_event_once(shared_store, tmp_path):
     assert "Traceback" not in err, err
 
 
-async def test_scheduler_lead_moves_when_the_leader_is_killed(shared_store, tmp_path):
-    server = Server(shared_store, tmp_path, scheduler=True)
+async def test_scheduler_lead_moves_when_the_leader_is_killed(leader_store, tmp_path):
+    server = Server(leader_store, tmp_path, scheduler=True)
     try:
         async with fresh_connections() as http:
             pids = await server.pids(http)

@@ -26,6 +26,7 @@ TOKEN_EXPIRED = (40014, 42001)
 RATE_LIMITED = (45009, 45033, 45047)
 SHOWQRCODE = "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket="
 INVITE_QR_SECONDS = 30 * 86400  # the longest a temporary (unlimited-count) QR code lives
+MENU_NONE = 46003  # menu/get: no menu has been set
 
 
 class WeChatAPIError(Exception):
@@ -125,6 +126,20 @@ class WeChatClient:
         if url:
             body["url"] = url
         return await self.call("POST", "/cgi-bin/message/template/send", body=body)
+
+    async def create_menu(self, menu: dict) -> dict:
+        """Set the Official Account's custom menu (``{"button": [...]}``)."""
+        return await self.call("POST", "/cgi-bin/menu/create", body=menu)
+
+    async def get_menu(self) -> dict | None:
+        """The menu as set through the API (``{"button": [...]}``); None when there is none."""
+        try:
+            data = await self.call("GET", "/cgi-bin/menu/get")
+        except WeChatAPIError as e:
+            if e.errcode == MENU_NONE:
+                return None
+            raise
+        return data.get("menu")
 
     async def user_info(self, openid: str) -> dict:
         return await self.call("GET", "/cgi-bin/user/info",

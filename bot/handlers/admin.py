@@ -10,31 +10,40 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from aiohttp import web
 from markupsafe import Markup
 
 from .. import keys
+from ..admins import BOOTSTRAP, Accounts, allows
+from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
+from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..staff import StaffDesk
 from ..templating import render_html
 from .guard import client_address, health
 
+log = logging.getLogger("memberbot.admin")
+
 COOKIE = "memberbot_admin"
+ADMIN = web.RequestKey("admin", dict)  # the signed-in account: {"name", "role"}
 SESSION_S = 8 * 3600
 LOGIN_TRIES = 10  # failures per (account, client address) per 5 minutes
 LOGIN_WINDOW = 300
 FLASH_S = 300
-COOKIE_SHAPE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([0-9a-f]{64})")
+# sid.expiry.account.mac: anything else (non-ASCII, '²', garbage) is simply no session
+COOKIE_SHAPE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([^.]{1,128})\.([0-9a-f]{64})")
 EARLIEST = date(2000, 1, 1)  # analytics reach back from as_of: bound it both ways
 STATIC = Path(__file__).resolve().parent.parent / "static"
 HEADERS = {
@@ -57,22 +66,42 @@ def _mac(ctx: Context, text: str) -> str:
     return hmac.new(_key(ctx), text.encode(), hashlib.sha256).hexdigest()
 
 
-def new_session(ctx: Context, now: float) -> str:
+def new_session(ctx: Context, now: float, user: str = BOOTSTRAP) -> str:
     sid = secrets.token_urlsafe(12)
-    body = f"{sid}.{int(now) + SESSION_S}"
+    body = f"{sid}.{int(now) + SESSION_S}.{user}"
     return f"{body}.{_mac(ctx, body)}"
+
+
+def _cookie(request: web.Request) -> tuple[str, str] | None:
+    """(session id, account name) of a valid, unexpired cookie."""
+    ctx = request.app[CTX]
+    m = COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
+    if m is None:
+        return None
+    sid, expires, user, mac = m.groups()
+    if not hmac.compare_digest(_mac(ctx, f"{sid}.{expires}.{user}").encode(), mac.encode()):
+        return None
+    return (sid, user) if int(expires) > time.time() else None
 
 
 def session(request: web.Request) -> str | None:
     """The session id of a valid, unexpired cookie."""
-    ctx = request.app[CTX]
-    m = COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
-    if m is None:  # anything else (non-ASCII, '²', garbage) is simply no session
-        return None
-    sid, expires, mac = m.groups()
-    if not hmac.compare_digest(_mac(ctx, f"{sid}.{expires}"), mac):
-        return None
-    return sid if int(expires) > time.time() else None
+    c = _cookie(request)
+    return c[0] if c else None
+
+
+async def enabled(ctx: Context) -> bool:
+    """/admin opens with MEMBERBOT_ADMIN_PASSWORD or once an account exists."""
+    return bool(ctx.settings.admin_password) or await Accounts(ctx.store).any()
+
+
+async def role_of(ctx: Context, user: str) -> str | None:
+    """The role of a signed-in account now (None: disabled or gone): read on every request,
+    so a disabled account or a changed role takes effect at once."""
+    if user == BOOTSTRAP:
+        return "admin" if ctx.settings.admin_password else None
+    acc = await Accounts(ctx.store).get(user)
+    return None if acc is None or acc.disabled else acc.role
 
 
 def csrf_token(request: web.Request, sid: str) -> str:
@@ -86,18 +115,26 @@ def page(name: str, status: int = 200, **ctx: Any) -> web.Response:
     return resp
 
 
-def guarded(fn: Any) -> Any:
-    """Disabled without a password; to the login page without a valid session."""
+def guarded(fn: Any = None, *, role: str = "viewer") -> Any:
+    """Disabled without a password or an account; to the login page without a valid
+    session; 403 for a role below ``role``. The account is ``request[ADMIN]``."""
+    if fn is None:
+        return lambda f: guarded(f, role=role)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        if not request.app[CTX].settings.admin_password:
+        ctx = request.app[CTX]
+        if not await enabled(ctx):
             return page("disabled.html", status=403)
-        sid = session(request)
-        if sid is not None and await request.app[CTX].members.cached(keys.admin_revoked(sid)):
-            sid = None  # logged out: the cookie alone is no longer enough
-        if sid is None:
+        c = _cookie(request)
+        if c is not None and await ctx.members.cached(keys.admin_revoked(c[0])):
+            c = None  # logged out: the cookie alone is no longer enough
+        have = await role_of(ctx, c[1]) if c is not None else None
+        if c is None or have is None:
             raise web.HTTPSeeOther(f"/admin/login?next={_safe_next(request.path_qs)}")
-        return await fn(request, sid)
+        request[ADMIN] = {"name": c[1], "role": have}
+        if not allows(have, role):
+            return page("forbidden.html", status=403, need=role, me=request[ADMIN])
+        return await fn(request, c[0])
 
     return handler
 
@@ -111,33 +148,44 @@ def _safe_next(target: str) -> str:
 
 # -- login ------------------------------------------------------------------------------------
 async def login_form(request: web.Request) -> web.Response:
-    if not request.app[CTX].settings.admin_password:
+    ctx = request.app[CTX]
+    if not await enabled(ctx):
         return page("disabled.html", status=403)
-    return page("login.html", error=None, next=request.query.get("next", "/admin"))
+    return page("login.html", error=None, next=request.query.get("next", "/admin"),
+                bootstrap=bool(ctx.settings.admin_password))
 
 
 async def login(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    if not ctx.settings.admin_password:
+    if not await enabled(ctx):
         return page("disabled.html", status=403)
     form = await request.post()
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
+    name = str(form.get("name") or "").strip().lower()[:64] or BOOTSTRAP
     # failures only, per account and client address: nobody can lock out everyone
-    account = str(form.get("user") or "admin")[:64]
-    failures = keys.admin_login_failures(account, client_address(request))
+    failures = keys.admin_login_failures(name, client_address(request))
     if int(await ctx.members.cached(failures) or 0) >= LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
-    given = str(form.get("password") or "").encode()
-    if not hmac.compare_digest(hashlib.sha256(given).digest(),
-                               hashlib.sha256(ctx.settings.admin_password.encode()).digest()):
+    password = str(form.get("password") or "")
+    user = None
+    if name == BOOTSTRAP:
+        pw = ctx.settings.admin_password
+        if pw and hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
+                                      hashlib.sha256(pw.encode()).digest()):
+            user = BOOTSTRAP
+    else:
+        acc = await Accounts(ctx.store).verify(name, password)
+        user = acc.name if acc is not None else None
+    if user is None:
         await ctx.members.count(failures, LOGIN_WINDOW)
-        return page("login.html", status=401, error="密码错误 / wrong password", next=target)
+        return page("login.html", status=401, error="账号或密码错误 / wrong name or password",
+                    next=target, bootstrap=bool(ctx.settings.admin_password))
     resp = web.HTTPSeeOther(target)
-    resp.set_cookie(COOKIE, new_session(ctx, time.time()), max_age=SESSION_S, httponly=True,
-                    samesite="Strict", path="/admin", secure=request.secure)
+    resp.set_cookie(COOKIE, new_session(ctx, time.time(), user), max_age=SESSION_S,
+                    httponly=True, samesite="Strict", path="/admin", secure=request.secure)
     raise resp
 
 
@@ -183,6 +231,19 @@ async def _jobs(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
+async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
+    delivery = ctx.webhooks
+    if delivery is None:
+        return []
+    out = []
+    for ep in delivery.endpoints:
+        st = await delivery.state(ep)
+        u = urlparse(ep.url)
+        out.append({"name": ep.name, "url": f"{u.scheme}://{u.netloc}{u.path}",
+                    "events": ep.events, **st})
+    return out
+
+
 async def _stock(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for tpl in ctx.rules.coupons.values():
@@ -193,19 +254,22 @@ async def _stock(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+async def _card(ctx: Context) -> dict[str, Any] | None:
+    """The member card: its QR code, holders, sync backlog and failures."""
+    if ctx.rules.card is None:
+        return None
+    return await ctx.members.card_overview(CardAPI(ctx.oa) if ctx.oa is not None else None)
+
+
 @guarded
 async def dashboard(request: web.Request, sid: str) -> web.Response:
     ctx = request.app[CTX]
     as_of, days, error = _period(request, ctx)
     report = await ctx.members.report(as_of, days)
     return page("dashboard.html", r=report, data=_json_for_script(report), error=error,
-                stock=await _stock(ctx), jobs=await _jobs(ctx), csrf=csrf_token(request, sid))
-
-
-def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return "—"
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 8 else "****"
+                stock=await _stock(ctx), jobs=await _jobs(ctx), card=await _card(ctx),
+                webhooks=await _webhooks(ctx), csrf=csrf_token(request, sid),
+                can_run=allows(request[ADMIN]["role"], "operator"))
 
 
 @guarded
@@ -221,13 +285,27 @@ async def member_lookup(request: web.Request, sid: str) -> web.Response:
             error = "未找到会员 / no member with this code or phone"
         else:
             info = _member_info(ctx, m)
+            try:
+                pg = max(1, min(int(request.query.get("page") or 1), 10_000))
+            except ValueError:
+                pg = 1
+            info["ledger"], info["more"] = await ctx.members.ledger_page(m.id, pg)
+            info["page"] = pg
+            me = request[ADMIN]
+            info["can_edit"] = allows(me["role"], "operator")
+            if info["can_edit"]:
+                role = StaffDesk(ctx.members, ctx.settings).admin_staff(me["name"], me["role"])
+                info["templates"] = [{"key": k, "name": ctx.rules.coupons[k].name}
+                                     for k in role.role.coupons if k in ctx.rules.coupons]
+                info["cap"] = role.role.adjust_per_action
     # a notice only the server set (never text from the URL), shown once
     flash = keys.admin_flash(sid)
     message = await ctx.members.cached(flash)
     if message is not None:
         await ctx.members.forget(flash)
     return page("member.html", q=q, m=info, error=error, csrf=csrf_token(request, sid),
-                message=message)
+                message=message, me=request.get(ADMIN),
+                request_id=secrets.token_urlsafe(12))
 
 
 def _member_info(ctx: Context, m: Any) -> dict[str, Any]:
@@ -247,7 +325,70 @@ def _member_info(ctx: Context, m: Any) -> dict[str, Any]:
     }
 
 
-@guarded
+async def _member_form(request: web.Request, sid: str) -> tuple[Any, str, Any]:
+    """The posted form (CSRF checked), the member code and the member id."""
+    ctx = request.app[CTX]
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), csrf_token(request, sid)):
+        raise web.HTTPForbidden(text="invalid form token; reload the page")
+    code = request.match_info["member_code"]
+    mid = await ctx.members.resolve(member_code=code)
+    if mid is None:
+        raise web.HTTPNotFound(text="no such member")
+    return form, code, mid
+
+
+async def _back(request: web.Request, sid: str, code: str, msg: str) -> web.HTTPSeeOther:
+    """Back to the member's page with ``msg`` as a flash: kept under the session, shown once,
+    never carried in the URL (where anyone could write one into a link)."""
+    from urllib.parse import urlencode
+
+    await request.app[CTX].members.cache(keys.admin_flash(sid), msg, FLASH_S)
+    return web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
+
+
+@guarded(role="operator")
+async def adjust_points(request: web.Request, sid: str) -> web.StreamResponse:
+    """Points up or down with a reason, within the role's caps: the sidebar's use case, so
+    the audit trail (/admin/audit) shows it like any staff adjustment."""
+    ctx = request.app[CTX]
+    form, code, _mid = await _member_form(request, sid)
+    me = request[ADMIN]
+    desk = StaffDesk(ctx.members, ctx.settings)
+    try:
+        delta = int(str(form.get("delta", "")).strip())
+    except ValueError:
+        raise await _back(request, sid, code,
+                          "积分须为整数 / points must be a whole number") from None
+    try:
+        res = await desk.adjust_points(desk.admin_staff(me["name"], me["role"]), delta,
+                                       str(form.get("reason", "")),
+                                       str(form.get("request_id", "")), ctx.now(),
+                                       member_code=code)
+        msg = f"已调整 {delta:+d} 积分，余额 {res['balance']} / adjusted"
+    except Refusal as e:
+        msg = e.message
+    raise await _back(request, sid, code, msg)
+
+
+@guarded(role="operator")
+async def issue_coupon(request: web.Request, sid: str) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    form, code, _mid = await _member_form(request, sid)
+    me = request[ADMIN]
+    desk = StaffDesk(ctx.members, ctx.settings)
+    try:
+        res = await desk.issue_coupon(desk.admin_staff(me["name"], me["role"]),
+                                      str(form.get("template", "")),
+                                      str(form.get("request_id", "")), ctx.now(),
+                                      member_code=code)
+        msg = f"已发放 {res['name']} {res['code']} / issued"
+    except Refusal as e:
+        msg = e.message
+    raise await _back(request, sid, code, msg)
+
+
+@guarded(role="operator")
 async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
     ctx = request.app[CTX]
     form = await request.post()
@@ -262,16 +403,13 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
     msg = "已保存 / saved"
     try:
         await ctx.members.tag(mid, ctx.now(), add=add, remove=tuple(map(str, remove)),
-                              by="admin")
+                              by=f"admin:{request[ADMIN]['name']}")
     except Refusal as e:
         msg = e.message
-    from urllib.parse import urlencode
-
-    await ctx.members.cache(keys.admin_flash(sid), msg, FLASH_S)
-    raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
+    raise await _back(request, sid, code, msg)
 
 
-@guarded
+@guarded(role="admin")
 async def health_details(request: web.Request, sid: str) -> web.Response:
     """/healthz with what the public does not see: store status and paths, problems."""
     h = await health(request.app[CTX])
@@ -280,7 +418,36 @@ async def health_details(request: web.Request, sid: str) -> web.Response:
     return resp
 
 
-@guarded
+@guarded(role="operator")
+async def run_job(request: web.Request, sid: str) -> web.Response:
+    """Preview a job (a dry run showing 3 rendered messages, members masked) or run it now,
+    as ``memberbot jobs run KIND [--dry-run --show 3]`` would; a real run is audited."""
+    from ..jobs.env import from_context
+    from ..jobs.runner import run_kind
+
+    ctx = request.app[CTX]
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), csrf_token(request, sid)):
+        raise web.HTTPForbidden(text="invalid form token; reload the page")
+    kind = request.match_info["kind"]
+    if kind not in JOBS or kind == "welcome":
+        raise web.HTTPNotFound(text="no such job to run")
+    preview = str(form.get("mode", "preview")) != "run"
+    now = ctx.now()
+    if not preview:
+        await ctx.members.ensure_stock()
+    summary = await run_kind(from_context(ctx), kind, now, dry_run=preview,
+                             show=3 if preview else 0)
+    me = request[ADMIN]
+    if not preview:
+        info = ", ".join(f"{k}={v}" for k, v in summary.result().items())
+        await Accounts(ctx.store).log(now, "run job", kind, "—", info,
+                                      by=f"admin:{me['name']}")
+    return page("job_result.html", kind=kind, preview=preview,
+                lines=summary.lines() + summary.previews())
+
+
+@guarded(role="admin")
 async def audit(request: web.Request, sid: str) -> web.Response:
     """Staff actions from the sidebar (points adjustments, coupons), newest first."""
     ctx = request.app[CTX]
@@ -290,7 +457,8 @@ async def audit(request: web.Request, sid: str) -> web.Response:
         days = 30
     staff = request.query.get("staff", "").strip()
     rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
-    return page("audit.html", rows=rows, days=days, staff=staff)
+    return page("audit.html", rows=rows, days=days, staff=staff,
+                accounts=await Accounts(ctx.store).history())
 
 
 def setup(app: web.Application) -> None:
@@ -302,4 +470,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/admin/health", health_details)
     app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
+    app.router.add_post("/admin/members/{member_code}/points", adjust_points)
+    app.router.add_post("/admin/jobs/{kind}", run_job)
+    app.router.add_post("/admin/members/{member_code}/coupons", issue_coupon)
     app.router.add_static("/admin/static", STATIC, append_version=False)

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from storage import ConflictError
 
-from .. import schema
+from .. import changes, schema
 from ..context import CTX, Context
+from ..jsonout import iso, json_response
 from ..rules.models import Refusal
 
 log = logging.getLogger("memberbot.api")
@@ -70,11 +71,11 @@ def error(code: str, zh: str | None = None, *, field: str | None = None,
         body["field"] = field
     if detail:
         body["detail"] = detail
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)
 
 
 def bad(e: schema.BadField) -> web.Response:
-    return web.json_response({"code": "bad_request", "message": f"{e.zh} / {e.en}",
+    return json_response({"code": "bad_request", "message": f"{e.zh} / {e.en}",
                               "field": e.field}, status=400)
 
 
@@ -102,7 +103,7 @@ async def authenticate(request: web.Request, ctx: Context) -> tuple[bytes, web.R
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return b"", error("body_too_large")
-    if not signature_ok(secret, ts, request.method, request.rel_url.raw_path, body, sig):
+    if not signature_ok(secret, ts, request.method, request.rel_url.raw_path_qs, body, sig):
         return b"", error("bad_signature")
     return body, None
 
@@ -154,7 +155,7 @@ async def record_order(request: web.Request, ctx: Context, raw: bytes) -> web.Re
         store_id=body["store_id"], coupon_code=(body.get("coupon_code") or "").upper() or None,
         points_used=body.get("points_used", 0), body_hash=schema.order_hash(body))
     res = {k: v for k, v in res.items() if k != "body_hash"}
-    return web.json_response(res)
+    return json_response(res)
 
 
 @signed
@@ -168,7 +169,7 @@ async def refund_order(request: web.Request, ctx: Context, raw: bytes) -> web.Re
     if res["order_id"] != order_id or (
             "amount_fen" in body and res["refunded_fen"] != body["amount_fen"]):
         return error("refund_conflict", detail={"refund_id": body["refund_id"]})
-    return web.json_response(res)
+    return json_response({**res, "grace_until": iso(res.get("grace_until"), ctx.rules.tz)})
 
 
 @signed
@@ -181,7 +182,7 @@ async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.R
             return error("coupon_owner")
     res = await ctx.members.redeem_coupon(code, body["order_id"], body["amount_fen"],
                                           ctx.now())
-    return web.json_response(res)
+    return json_response(res)
 
 
 @signed
@@ -191,7 +192,23 @@ async def get_member(request: web.Request, ctx: Context, raw: bytes) -> web.Resp
     m = await ctx.members.get(mid) if mid else None
     if m is None:
         return error("member_not_found", detail={"member_code": code})
-    return web.json_response(member_view(ctx, m))
+    return json_response(member_view(ctx, m))
+
+
+@signed
+async def list_changes(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
+    q = request.query
+    cursor_s, limit_s = q.get("cursor", "") or "0", q.get("limit", "") or "100"
+    if not schema.CURSOR.fullmatch(cursor_s):
+        raise schema.BadField("cursor", "参数 cursor 无效", "cursor must be the cursor of an "
+                              "earlier answer (digits), or empty to start")
+    if not limit_s.isascii() or not limit_s.isdigit() or not 1 <= int(limit_s) <= 1000:
+        raise schema.BadField("limit", "参数 limit 必须在 1 到 1000 之间",
+                              "limit must be a whole number from 1 to 1000")
+    limit = int(limit_s)
+    events, after = await changes.read(ctx.store, ctx.rules.tz, int(cursor_s), limit)
+    return json_response({"events": events, "cursor": str(after),
+                          "more": len(events) >= limit})
 
 
 def member_view(ctx: Context, m: Any) -> dict[str, Any]:
@@ -202,7 +219,9 @@ def member_view(ctx: Context, m: Any) -> dict[str, Any]:
         "member_code": card["member_code"], "tier": prog["tier"], "tier_name": prog["tier_name"],
         "balance": card["balance"], "debt": card["debt"],
         "expiring_points": card["expiring_points"], "expiring_on": card["expiring_on"],
-        "coupons": card["coupons"], "segment": card["rfm"], "tags": card["tags"],
+        "coupons": [{**c, "valid_until": iso(c["valid_until"], ctx.rules.tz)}
+                    for c in card["coupons"]],
+        "segment": card["rfm"], "tags": card["tags"],
         "opted_out": card["opted_out"], "followed": card["followed"],
         "progress": {k: v for k, v in prog.items() if k != "benefits"},
     }
@@ -212,7 +231,7 @@ OPENAPI = web.AppKey("openapi", dict)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 @web.middleware
@@ -236,4 +255,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/orders/{order_id}/refund", refund_order)
     app.router.add_post("/api/coupons/redeem", redeem_coupon)
     app.router.add_get("/api/members/{member_code}", get_member)
+    app.router.add_get("/api/changes", list_changes)
     app.router.add_get("/api/openapi.json", openapi_json)

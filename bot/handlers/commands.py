@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .. import keys
 from ..channels.wechat import WeChatClient
@@ -39,6 +40,7 @@ class Turn:
     arg: str = ""
     registration: dict | None = None  # set when this callback registered or re-activated
     memo: dict = field(default_factory=dict)  # per process: stored facts that never change
+    spawn: Callable[[Coroutine], Any] | None = None  # background work after the reply
 
     @property
     def members(self):
@@ -163,7 +165,7 @@ async def checkin(t: Turn) -> str:
         t.memo.clear()
     t.memo[key] = (res.get("by"), res["streak"])
     if res.get("by") == mine:
-        return render("replies/checkin.j2", **res)
+        return with_notices(render("replies/checkin.j2", **res), res.get("notices") or [])
     return render("replies/checkin.j2", already=True, streak=res["streak"])
 
 
@@ -243,10 +245,45 @@ async def bind_reply(t: Turn, code: str) -> str:
         return render("replies/refusal.j2", message=r.message)
     if again:  # the use case answers with the first result (+50): this is another message
         return render("replies/bind.j2", again=True)
+    if res.get("inviter_rewarded") and t.spawn is not None:
+        t.spawn(tell_inviter(t.ctx, res["inviter_id"], t.member_id, res["inviter_points"],
+                             t.now))
     return render("replies/bind.j2", **res)
 
 
-@router.command("会员", "等级", "会员码", "会员卡", menu="CARD", help="等级、权益和会员码")
+def with_notices(text: str | None, notices: list[dict]) -> str:
+    """A reply followed by the member's pending notices (an invite reward they earned)."""
+    if not notices:
+        return text or ""
+    note = render("replies/notices.j2", notices=notices)
+    return f"{text}\n\n{note}" if text else note
+
+
+CS_WINDOW_S = 48 * 3600  # WeChat allows customer-service messages this long after a message
+
+
+async def tell_inviter(ctx: Context, inviter_id: str, invitee_id: str, points: int,
+                       now: datetime) -> None:
+    """A customer-service message to the inviter about the reward, once per invite, when
+    WeChat still allows one (the inviter wrote within 48 h); otherwise their next reply
+    tells them (the notice is kept on the member either way)."""
+    client = ctx.oa
+    if client is None:
+        return
+    try:
+        m = await ctx.members.get(inviter_id)
+        if (m is None or not m.openid or not m.followed
+                or now.timestamp() - m.last_activity > CS_WINDOW_S):
+            return
+        if not await ctx.members.cache(keys.invite_notice(invitee_id), "1", CS_WINDOW_S * 2,
+                                       only_new=True):
+            return  # another copy of the bind already sent it
+        await client.send_text(m.openid, render("replies/invite_reward.j2", points=points))
+    except Exception as e:  # the reward stands and the next reply tells them
+        log.warning("invite reward message to %s not sent: %s", inviter_id, e)
+
+
+@router.command("会员", "等级", "会员码", menu="CARD", help="等级、权益和会员码")
 async def card(t: Turn) -> str:
     m = await t.member()
     return render("replies/card.j2", member_code=m.member_code,
@@ -286,6 +323,16 @@ async def birthday(t: Turn) -> str:
     res = await t.members.set_birthday(t.member_id, f"{y}-{int(mo):02d}-{int(d):02d}", t.now,
                                        key=keys.chat_action("birthday", t.msg.dedup_key))
     return render("replies/birthday.j2", **res)
+
+
+@router.command("手机", "手机号", arg=True, usage="手机 手机号",
+                help="登记手机号，与生日一起完善资料得积分")
+async def phone(t: Turn) -> str:
+    if not t.arg:
+        return render("replies/usage.j2", usage="手机 手机号", example="手机 13800138000")
+    res = await t.members.set_profile(t.member_id, t.now, phone=t.arg,
+                                      key=keys.chat_action("phone", t.msg.dedup_key))
+    return render("replies/profile.j2", field="手机号", **res)
 
 
 @router.command("退订", "取消推送", help="不再接收活动推送")

@@ -26,7 +26,7 @@ from ..rules.models import Refusal
 from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
-from . import commands
+from . import card, commands
 from .guard import nonce_once, timestamp_fresh
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
@@ -45,8 +45,8 @@ log = logging.getLogger("memberbot.oa")
 
 # Events answered through the router; every other event (VIEW, LOCATION, TEMPLATESENDJOBFINISH…)
 # is acknowledged with "success" and changes nothing.
-ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click"}
-NOT_LIMITED = {"subscribe", "unsubscribe", "scan"}
+ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click", *card.EVENTS}
+NOT_LIMITED = {"subscribe", "unsubscribe", "scan", *card.EVENTS}
 LATE_MARK_SECONDS = 3 * 86400
 CREATE_TIME_SLACK = 600  # seconds a retry may come after the message; older is not trusted
 
@@ -222,6 +222,8 @@ class OfficialAccount:
         kind = msg.event.strip().lower() if msg.msg_type == "event" else msg.msg_type
         if msg.msg_type == "event" and kind not in ROUTED_EVENTS:
             return None
+        if kind in card.EVENTS and ctx.rules.card is None:
+            return None  # no member card configured: nothing changes
         handler, arg, same = self.resolve(msg, kind)
         members, key, now = ctx.members, msg.dedup_key, message_time(msg, ctx.now())
         mid = self._openids.get(msg.from_user)
@@ -234,9 +236,9 @@ class OfficialAccount:
                 if done:
                     return await self._stored(key, stored)
         text: str | None = None
+        if (kind == "unsubscribe" or kind in card.NEEDS_MEMBER) and mid is None:
+            return None
         if kind == "unsubscribe":
-            if mid is None:
-                return None
             await ctx.members.unfollow(mid, now)
         else:
             registration = None
@@ -254,7 +256,7 @@ class OfficialAccount:
             if kind not in NOT_LIMITED and await self.limit.exceeded(mid):
                 return render("replies/rate_limited.j2")  # not stored: a retry may pass
             turn = commands.Turn(ctx, msg, mid, now, arg=arg, registration=registration,
-                                 memo=self._memo)
+                                 memo=self._memo, spawn=self.spawn)
             try:
                 text = await handler(turn)
             except Refusal as e:
@@ -265,7 +267,8 @@ class OfficialAccount:
                 # the reply is a function of the use case's keyed result and this message's
                 # key, so every copy computes the same text: nothing to store
                 return Recomputed(text) if text else None
-        stored = await members.keep_reply(mid, key, text or "")
+        stored = await members.reply_with_notices(
+            mid, key, now, lambda notes: commands.with_notices(text, notes))
         return stored or None
 
     async def _touch(self, mid: str, now: datetime) -> None:

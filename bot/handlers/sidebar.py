@@ -22,11 +22,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from aiohttp import web
 from markupsafe import Markup
 from yarl import URL
@@ -34,7 +32,7 @@ from yarl import URL
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, Context
 from ..rules.models import Refusal
-from ..staff import StaffDesk
+from ..staff import STATE_TTL, StaffDesk
 from ..templating import render_html
 from .admin import STATIC
 
@@ -72,24 +70,13 @@ class Sidebar:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.desk = StaffDesk(ctx.members, ctx.settings)
-        self.wecom: WeComClient | None = None
         self.wall = time.time  # the session clock (tests move it)
         self.key = hashlib.sha256(f"memberbot sidebar v1|{ctx.settings.data_key}"
                                   .encode()).digest()
 
-    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        s = self.ctx.settings
-        session = None
-        secret = s.wecom_agent_secret or s.wecom_secret
-        if s.wecom_corp_id and secret:
-            session = aiohttp.ClientSession()
-            # the sidebar app's own secret (WECOM_AGENT_SECRET) when set: its token signs
-            # getuserinfo and the tickets; a token per secret, shared through the store
-            self.wecom = WeComClient(self.ctx.store, dataclasses.replace(
-                s, wecom_secret=secret), session, problems=self.ctx.problems)
-        yield
-        if session is not None:
-            await session.close()
+    @property
+    def wecom(self) -> WeComClient | None:
+        return self.ctx.sidebar_wecom
 
     # -- signing ---------------------------------------------------------------------------------
     def _mac(self, text: str) -> str:
@@ -140,14 +127,21 @@ class Sidebar:
                 f"&response_type=code&scope=snsapi_base&state={quote(state, safe='')}"
                 f"&agentid={quote(s.wecom_agent_id, safe='')}#wechat_redirect")
 
-    def sign_state(self, nonce: str) -> str:
-        return f"{nonce}.{self._mac('state|' + nonce)[:32]}"
+    def new_state(self) -> str:
+        """A signed nonce with its expiry: nothing is stored until it comes back."""
+        body = f"{self.desk.new_nonce()}.{int(self.wall()) + STATE_TTL}"
+        return f"{body}.{self._mac('state|' + body)[:32]}"
 
     async def take_state(self, state: str) -> bool:
-        nonce, _, mac = state.partition(".")
-        if not nonce or not hmac.compare_digest(self._mac("state|" + nonce)[:32], mac):
+        """True once for a state this service signed that has not expired."""
+        parts = state.split(".")
+        if len(parts) != 3 or not parts[1].isdigit():
             return False
-        return await self.desk.take_state(nonce)
+        body = f"{parts[0]}.{parts[1]}"
+        if not hmac.compare_digest(self._mac("state|" + body)[:32], parts[2]):
+            return False
+        left = int(parts[1]) - self.wall()
+        return left > 0 and await self.desk.use_nonce(parts[0], left)
 
     # -- the page --------------------------------------------------------------------------------
     def _page(self, status: int = 200, **kw: Any) -> web.Response:
@@ -191,7 +185,7 @@ class Sidebar:
         if not (settings.wecom_corp_id and settings.wecom_agent_id):
             return self._page(503, problem="侧边栏未配置：需要 WECOM_CORP_ID 和 WECOM_AGENT_ID / "
                               "set WECOM_CORP_ID and WECOM_AGENT_ID")
-        state = self.sign_state(await self.desk.new_state())
+        state = self.new_state()
         # as built: the redirect_uri stays percent-encoded, as WeCom requires
         raise web.HTTPFound(URL(self.authorize_url(request, state), encoded=True))
 
@@ -324,7 +318,6 @@ SIDEBAR = web.AppKey("sidebar", Sidebar)
 def setup(app: web.Application) -> None:
     sb = Sidebar(app[CTX])
     app[SIDEBAR] = sb
-    app.cleanup_ctx.append(sb.lifespan)
     app.router.add_get("/sidebar", sb.page)
     app.router.add_get("/sidebar/jsapi", sb.jsapi)
     app.router.add_get("/sidebar/api/customer", sb.customer)

@@ -12,7 +12,7 @@ import base64
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import DefusedXmlException
@@ -59,6 +59,7 @@ class Incoming:
     msg_id: str = ""
     event: str = ""
     event_key: str = ""
+    fields: dict[str, str] = field(default_factory=dict, repr=False)  # every element, as sent
 
     @property
     def dedup_key(self) -> str:
@@ -96,7 +97,17 @@ def incoming(fields: dict[str, str]) -> Incoming:
     msg.msg_id = fields.get("MsgId", "")
     msg.event = fields.get("Event", "")
     msg.event_key = fields.get("EventKey", "")
+    msg.fields = fields
+    if msg.msg_type == "event" and msg.event.strip().lower() in CARD_EVENTS:
+        for name in ("CardId", "UserCardCode"):  # a card event names its card and code
+            if not fields.get(name, "").strip():
+                raise BadRequest(f"missing <{name}>")
     return msg
+
+
+# the member card's events (handlers/card.py); each must name the card and the code
+CARD_EVENTS = ("user_get_card", "submit_membercard_user_info", "user_del_card",
+               "update_member_card")
 
 
 class _Prp(PrpCrypto):
@@ -162,7 +173,7 @@ def nonce() -> str:
 
 def callback_xml(to_user: str, from_user: str, msg_type: str, *, content: str = "",
                  event: str = "", event_key: str = "", msg_id: str = "",
-                 create_time: int | None = None) -> str:
+                 create_time: int | None = None, extra: dict[str, str] | None = None) -> str:
     """A callback body as WeChat builds it (plain text of the message)."""
     parts = [f"<xml><ToUserName>{cdata(to_user)}</ToUserName>",
              f"<FromUserName>{cdata(from_user)}</FromUserName>",
@@ -172,6 +183,7 @@ def callback_xml(to_user: str, from_user: str, msg_type: str, *, content: str = 
         parts.append(f"<Event>{cdata(event)}</Event>")
         if event_key:
             parts.append(f"<EventKey>{cdata(event_key)}</EventKey>")
+        parts += [f"<{k}>{cdata(v)}</{k}>" for k, v in (extra or {}).items()]
     else:
         parts.append(f"<Content>{cdata(content)}</Content><MsgId>{msg_id}</MsgId>")
     parts.append("</xml>")

@@ -90,12 +90,18 @@ class Summary:
     failed: Counter = field(default_factory=Counter)
     would_send: Counter = field(default_factory=Counter)
     coupon_refused: Counter = field(default_factory=Counter)
+    cleaned: Counter = field(default_factory=Counter)  # housekeeping: what it settled
+    report: str = "pushes"  # or "cleaning": which figures lines() prints
+    show: int = 0  # a dry run keeps this many rendered messages (``samples``) to print
+    samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
         when = self.now.strftime("%Y-%m-%d %H:%M %Z")
         dry = " — dry run: nothing sent, nothing changed" if self.dry_run else ""
         head = f"{self.kind} as of {when}{dry}"
+        if self.report == "cleaning":
+            return [head, *self._table(self._cleaning())]
         rows: list[tuple[str, Any]] = [("due", self.due)]
         if self.already:
             rows.append(("already done before", self.already))
@@ -119,9 +125,37 @@ class Summary:
             rows += [(f"  coupon refused: {k}", v) for k, v in sorted(self.coupon_refused.items())]
         if self.refreshed:
             rows.append(("members refreshed", self.refreshed))
+        return [head, *self._table(rows)]
+
+    CLEANED = (("points_expired", "points expired"), ("coupons_expired", "coupons expired"),
+               ("stock_returned", "coupon stock returned (回流)"),
+               ("tiers_lowered", "tiers lowered"), ("tiers_raised", "tiers raised"),
+               ("grace_started", "grace periods started"), ("grace_ended", "grace periods ended"),
+               ("segments_changed", "RFM segments changed"))
+
+    def _cleaning(self) -> list[tuple[str, Any]]:
+        if self.dry_run:
+            return [("members to look at", self.due)]
+        rows: list[tuple[str, Any]] = [("members looked at", self.due),
+                                       ("members refreshed", self.refreshed)]
+        rows += [(label, self.cleaned[k]) for k, label in self.CLEANED]
+        rows.append(("failed", sum(self.failed.values())))
+        rows += [(f"  {k}", v) for k, v in sorted(self.failed.items(), key=str)]
+        return rows
+
+    def _table(self, rows: list[tuple[str, Any]]) -> list[str]:
         width = max(len(k) for k, _ in rows)
-        return [head] + [f"  {k:<{width}}  {v}" for k, v in rows] + \
+        return [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
+
+    def previews(self) -> list[str]:
+        """The sample messages of a dry run with whom they are for (masked)."""
+        out: list[str] = []
+        for i, s in enumerate(sorted(self.samples, key=lambda s: s["member"]), 1):
+            out.append(f"--- {i}/{len(self.samples)} member {s['member']} ({s['tier']}), "
+                       f"phone {s['phone']}: {s['via']}")
+            out += s["text"].splitlines()
+        return out
 
     def result(self) -> dict[str, int]:
         """The figures of the run that are not zero, in the order of :meth:`lines`: what
@@ -130,7 +164,8 @@ class Summary:
                "sent": self.sent, "skipped": sum(self.skipped.values()),
                "held": sum(self.held.values()), "unreachable": self.unreachable,
                "failed": sum(self.failed.values()), "uncertain": self.uncertain,
-               "coupons": self.coupons, "refreshed": self.refreshed}
+               "coupons": self.coupons, "refreshed": self.refreshed,
+               **{k: v for k, v in self.cleaned.items()}}
         return {k: v for k, v in out.items() if v or k == "due"}
 
     def as_dict(self) -> dict[str, Any]:
@@ -215,6 +250,35 @@ async def on_days(store: Store, index: str, now: datetime, rules: Rules,
         n = day_num(today + timedelta(days=days))
         ids += await ranged(store, index, n, n)
     return unique(ids)
+
+
+async def within(store: Store, index: str, now: datetime, rules: Rules, lo: int,
+                 hi: int) -> list[str]:
+    """Members whose day ``index`` lies ``lo``..``hi`` days from today (negative: ago): a
+    job's window, so that a day without a run loses nothing (the period de-duplicates)."""
+    today = local_day(now, rules.tz)
+    return await ranged(store, index, day_num(today + timedelta(days=lo)),
+                        day_num(today + timedelta(days=hi)))
+
+
+def stage(left: int, days: Iterable[int]) -> int | None:
+    """Which of the warnings ``days`` ahead (30 and 7) is current ``left`` days before a
+    deadline: the nearest one not yet passed (``None`` past the deadline or before the
+    first). A warning whose moment has passed is superseded by the next."""
+    if left < 0:
+        return None
+    ahead = [d for d in days if left <= d]
+    return min(ahead) if ahead else None
+
+
+def first_open(kind: str, m: Member, dues: Iterable[Due]) -> Due | None:
+    """The first of ``dues`` (in order of preference) not yet marked on the member; when
+    every one is, the first (it reads "already done"); ``None`` when nothing is due."""
+    dues = list(dues)
+    for d in dues:
+        if f"{kind}:{d.period}" not in m.pushes:
+            return d
+    return dues[0] if dues else None
 
 
 def unique(ids: list[str]) -> list[str]:

@@ -1,22 +1,24 @@
-"""birthday: on the member's birthday (29 February is celebrated on the 28th in other years),
-from the ``birthday`` index (MMDD); issues the birthday coupon once a year."""
+"""birthday: once a year, on the member's birthday or, when that day's run was missed, the
+next day (29 February is celebrated on the 28th in other years), from the ``birthday``
+index (MMDD); issues the birthday coupon once a year."""
 
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, Job, ranged
+from .base import Due, Job, ranged, unique
 from .schedule import Daily, Schedule
 
 KIND = "birthday"
 TITLE = "生日祝福"
 COUPON = "birthday"
+LATE_DAYS = 1  # a birthday whose run was missed is still wished the next day, not later
 
 
 def schedule(rules: Rules) -> Schedule:
@@ -29,11 +31,18 @@ def celebrated_on(month: int, day: int, year: int) -> date:
     return date(year, month, day)
 
 
+def _mmdd(day: date) -> tuple[int, int]:
+    """The birthday index values celebrated on ``day`` (28 Feb also stands for 29 Feb)."""
+    mmdd = day.month * 100 + day.day
+    return mmdd, (229 if mmdd == 228 and not calendar.isleap(day.year) else mmdd)
+
+
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
     today = local_day(now, rules.tz)
-    mmdd = today.month * 100 + today.day
-    hi = 229 if mmdd == 228 and not calendar.isleap(today.year) else mmdd
-    return await ranged(store, "birthday", mmdd, hi)
+    ids: list[str] = []
+    for late in range(LATE_DAYS + 1):
+        ids += await ranged(store, "birthday", *_mmdd(today - timedelta(days=late)))
+    return unique(ids)
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
@@ -41,9 +50,13 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
         return None
     today = local_day(now, rules.tz)
     month, day = int(m.birthday[5:7]), int(m.birthday[8:10])
-    if celebrated_on(month, day, today.year) != today:
-        return None
-    return Due(str(today.year), {}, coupon=COUPON)
+    for late in range(LATE_DAYS + 1):
+        on = today - timedelta(days=late)
+        if celebrated_on(month, day, on.year) == on:
+            return Due(str(on.year), {}, coupon=COUPON,
+                       until=on + timedelta(days=LATE_DAYS))
+    return None
 
 
-JOB = Job(KIND, TITLE, schedule, "year", candidates, due, COUPON, priority=4)
+JOB = Job(KIND, TITLE, schedule, "year (on the day, or the next day)", candidates, due,
+          COUPON, priority=4)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from storage import Store, StoreError, open_store
 
-from .. import keys
+from .. import keys, templating
 from ..context import make_wecom
 from ..members import Members
 from ..operator import fail, load_settings
@@ -71,6 +71,7 @@ async def open_env(settings: Settings, *, store: Store | None = None,
                    rules: Rules | None = None) -> AsyncIterator[Env]:
     """Open the store and API clients of ``settings`` for one command."""
     rules = rules or load_rules(settings)
+    templating.use(settings.templates)
     own = store is None
     store = store or open_store(settings.store_url, settings.data_key)
     if own:
@@ -80,19 +81,21 @@ async def open_env(settings: Settings, *, store: Store | None = None,
             problems: dict[str, str] = {}
             yield Env(settings, rules, store, Members(store, rules),
                       make_wecom(store, settings, session, problems),
-                      make_oa(store, settings, session), problems)
+                      make_oa(store, settings, session), problems,
+                      lease=settings.outbox_lease)
     finally:
         if own:
             await store.close()
 
 
-async def run(settings, kind: str, day: date | None, dry_run: bool) -> tuple[Summary, dict]:
+async def run(settings, kind: str, day: date | None, dry_run: bool,
+              show: int = 0) -> tuple[Summary, dict]:
     async with open_env(settings) as env:
         now = as_of_time(env, kind, day) if day else datetime.now(env.rules.tz)
         if not dry_run:
             await env.members.ensure_stock()
         with Bar(f"{kind}{' (dry run)' if dry_run else ''}") as bar:
-            summary = await run_kind(env, kind, now, dry_run=dry_run, progress=bar)
+            summary = await run_kind(env, kind, now, dry_run=dry_run, progress=bar, show=show)
         return summary, dict(env.problems)
 
 
@@ -119,9 +122,7 @@ async def listing(settings) -> Table:
 
 
 def _template_error(e: TemplateError) -> str:
-    where = getattr(e, "filename", None) or getattr(e, "name", None) or "a lifecycle template"
-    line = getattr(e, "lineno", None)
-    return f"template {where}{f' line {line}' if line else ''}: {e.message or e}"
+    return templating.describe_error(e)
 
 
 def register(main: click.Group) -> None:
@@ -147,12 +148,17 @@ def register(main: click.Group) -> None:
     @click.option("--dry-run", is_flag=True, help="render and count; send and change nothing")
     @click.option("--as-of", "as_of", metavar="YYYY-MM-DD",
                   help="run as at the job's scheduled time on that day")
-    def run_cmd(kind: str, dry_run: bool, as_of: str | None) -> None:
+    @click.option("--show", type=click.IntRange(0, 1000), default=0, metavar="N",
+                  help="with --dry-run: print N rendered messages and whom they are for "
+                       "(member code and phone masked)")
+    def run_cmd(kind: str, dry_run: bool, as_of: str | None, show: int) -> None:
         """Run job KIND now (or --as-of a day) and deliver what it enqueued."""
         if kind not in JOBS:
             fail(str(UnknownJob(kind)))
         if kind == "welcome":
             fail(str(NothingToRun()))
+        if show and not dry_run:
+            fail("--show previews messages: use it with --dry-run")
         day = None
         if as_of is not None:
             try:
@@ -170,12 +176,12 @@ def register(main: click.Group) -> None:
             fail(f"--as-of {as_of} is in the future: a real run would send and issue coupons "
                  "ahead of time; add --dry-run to preview it")
         try:
-            summary, problems = asyncio.run(run(settings, kind, day, dry_run))
+            summary, problems = asyncio.run(run(settings, kind, day, dry_run, show))
         except (StoreError, RulesError, SettingsError, NothingToRun) as e:
             fail(str(e))
         except TemplateError as e:
             fail(_template_error(e))
-        for line in summary.lines():
+        for line in summary.lines() + summary.previews():
             click.echo(line)
         if problems:
             fail("; ".join(problems.values()))

@@ -1,5 +1,7 @@
-"""demotion_warning: 30 and 7 days before ``grace_until`` (``grace.warning_days``), with the
-gap in yuan to keep the tier, from the ``grace_until`` index."""
+"""demotion_warning: within 30 and within 7 days before ``grace_until`` (``grace.warning_days``),
+with the gap in yuan to keep the tier: once per (grace_until, 30) and (grace_until, 7), the
+30-day one superseded once within 7 days, none once grace is over. Found through the
+``grace_until`` index."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from ..rules import tiers
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, on_days
+from .base import Due, Job, stage, within
 from .schedule import Daily, Schedule
 
 KIND = "demotion_warning"
@@ -23,19 +25,24 @@ def schedule(rules: Rules) -> Schedule:
 
 
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    return await on_days(store, "grace_until", now, rules, rules.grace_warning_days)
+    return await within(store, "grace_until", now, rules, 0, max(rules.grace_warning_days))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
-    left = tiers.warning_due(m, local_day(now, rules.tz), rules)
-    if left is None:
+    if m.grace_until is None or m.grace_until <= now.timestamp():
+        return None
+    end = local_day(from_ts(m.grace_until, rules.tz), rules.tz)
+    left = (end - local_day(now, rules.tz)).days
+    warn = stage(left, rules.grace_warning_days)
+    if warn is None:
         return None
     gap = tiers.keep_gap(m, now, rules)
     if gap <= 0:
         return None
-    deadline = local_day(from_ts(m.grace_until, rules.tz), rules.tz).isoformat()
-    return Due(f"{deadline}:{left}", {"gap_fen": gap, "deadline": deadline, "days_left": left})
+    deadline = end.isoformat()
+    return Due(f"{deadline}:{warn}", {"gap_fen": gap, "deadline": deadline, "days_left": left},
+               until=end)
 
 
-JOB = Job(KIND, TITLE, schedule, "end of grace and days ahead (30, 7)", candidates, due,
-          priority=1)
+JOB = Job(KIND, TITLE, schedule, "end of grace and warning (30, 7 days ahead)", candidates,
+          due, priority=1)

@@ -1,16 +1,18 @@
-"""dormant: no interaction and no purchase for exactly 30 days (``push.dormant_days``), from
-the ``last_activity`` index (the later of the last interaction and the last purchase)."""
+"""dormant: no interaction and no purchase for 30 days (``push.dormant_days``): once per
+dormancy start (the last activity's day), due from that day on until the wake-up moment
+(``push.wakeup_days``), so a day without a run loses nothing. Found through the
+``last_activity`` index (the later of the last interaction and the last purchase)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, on_days
+from .base import Due, Job, within
 from .schedule import Daily, Schedule
 
 KIND = "dormant"
@@ -21,8 +23,15 @@ def schedule(rules: Rules) -> Schedule:
     return Daily(10, 30)
 
 
+def window(rules: Rules) -> tuple[int, int]:
+    """Days since the last activity during which the notice is due."""
+    days = rules.push["dormant_days"]
+    return days, max(days, rules.push["wakeup_days"] - 1)
+
+
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    return await on_days(store, "last_activity", now, rules, [-rules.push["dormant_days"]])
+    first, last = window(rules)
+    return await within(store, "last_activity", now, rules, -last, -first)
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
@@ -30,10 +39,11 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if not last:
         return None
     day = local_day(from_ts(last, rules.tz), rules.tz)
-    days = rules.push["dormant_days"]
-    if (local_day(now, rules.tz) - day).days != days:
+    first, final = window(rules)
+    if not first <= (local_day(now, rules.tz) - day).days <= final:
         return None
-    return Due(day.isoformat(), {"days": days, "since": day.isoformat()})
+    return Due(day.isoformat(), {"days": first, "since": day.isoformat()},
+               until=day + timedelta(days=final))
 
 
 JOB = Job(KIND, TITLE, schedule, "start of dormancy (the last activity)", candidates, due,

@@ -6,7 +6,6 @@ its own (:func:`bot.jobs.cli.open_env`).
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -24,11 +23,6 @@ from ..rules.config import Rules
 from ..settings import Settings
 
 
-def default_lease() -> float:
-    """Seconds a batch in flight is presumed alive before another sender resolves it."""
-    return float(os.environ.get("MEMBERBOT_OUTBOX_LEASE", "60"))
-
-
 @dataclass
 class Env:
     settings: Settings
@@ -39,7 +33,7 @@ class Env:
     oa: WeChatClient | None = None  # send_template, when the OA fallback is configured
     problems: dict[str, str] = field(default_factory=dict)
     wall: Callable[[], float] = time.time  # leases compare real time, never a job's as-of
-    lease: float = field(default_factory=default_lease)
+    lease: float = 60.0  # seconds a batch in flight is presumed alive (MEMBERBOT_OUTBOX_LEASE)
     concurrency: int = 8  # batches in flight at once; member steps are 32 at a time
     sid: str = field(default_factory=lambda: secrets.token_hex(6))
 
@@ -59,4 +53,5 @@ def make_oa(store: Store, settings: Settings,
 def from_context(ctx: Context) -> Env:
     """An Env sharing the server's store, use cases, problems and API clients."""
     oa = ctx.oa if ctx.settings.wechat_template_id else None
-    return Env(ctx.settings, ctx.rules, ctx.store, ctx.members, ctx.wecom, oa, ctx.problems)
+    return Env(ctx.settings, ctx.rules, ctx.store, ctx.members, ctx.wecom, oa, ctx.problems,
+               lease=ctx.settings.outbox_lease)

@@ -38,6 +38,7 @@ async def candidates(env: Env, now: datetime) -> list[str]:
 async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     ids = await candidates(env, now)
+    summary.report = "cleaning"
     summary.candidates = summary.due = len(ids)
     progress.start(len(ids))
     if dry_run:
@@ -54,6 +55,7 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
                 summary.failed[type(r).__name__] += 1
             else:
                 summary.refreshed += 1
+                summary.cleaned.update(r.get("cleaned") or {})
         progress.advance(len(chunk))
 
 

@@ -1,6 +1,6 @@
-"""member_day: on the rules' member day (the 15th), each tier that has a member-day coupon (a
-coupon template whose key starts with ``memberday`` and whose ``tiers`` list the member's tier)
-gets it, found through the ``tier`` index."""
+"""member_day: on the rules' member day (the 15th) and only that day, once a month, each tier
+that has a member-day coupon (a coupon template whose key starts with ``memberday`` and whose
+``tiers`` list the member's tier) gets it, found through the ``tier`` index."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     tpl = coupon_for(m.tier, rules)
     if today.day != rules.push["member_day"] or tpl is None:
         return None
-    return Due(today.strftime("%Y-%m"), {}, coupon=tpl.key)
+    return Due(today.strftime("%Y-%m"), {}, coupon=tpl.key, until=today)
 
 
 JOB = Job(KIND, TITLE, schedule, "month", candidates, due, priority=5, hold_days=0)

@@ -1,20 +1,24 @@
-"""points_expiry: points that expire in exactly 30 days, and again in exactly 7 (the rules'
-``push.expiry_warning_days``), from the ``expiry`` index (the member's next lot expiry).
+"""points_expiry: points that expire within 30 days get a notice, and again within 7 (the
+rules' ``push.expiry_warning_days``): once per (lot expiry date, 30) and once per (date, 7).
+A date first seen 20 days ahead still gets its 30-day notice; one 5 days ahead gets the
+7-day notice only (the 30-day moment has passed), and nothing once the points expired.
 
-A day the job did not run is made up with ``memberbot jobs run points_expiry --as-of DAY``.
+Found through the ``expiry`` index (the member's next lot expiry): a member with any lot in
+the window has its next expiry in it or before it; ``due`` then looks at every lot.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 
 from storage import Store
 
 from ..rules import points
 from ..rules.config import Rules
 from ..rules.models import Member
-from ..rules.timeutil import local_day
-from .base import Due, Job, on_days
+from ..rules.timeutil import day_num, local_day
+from .base import Due, Job, first_open, ranged, stage
 from .schedule import Daily, Schedule
 
 KIND = "points_expiry"
@@ -25,24 +29,32 @@ def schedule(rules: Rules) -> Schedule:
     return Daily(10, 0)
 
 
+def horizon(rules: Rules) -> int:
+    return max(rules.push["expiry_warning_days"])
+
+
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    return await on_days(store, "expiry", now, rules, rules.push["expiry_warning_days"])
+    last = local_day(now, rules.tz) + timedelta(days=horizon(rules))
+    return await ranged(store, "expiry", 0, day_num(last))
+
+
+def _dues(m: Member, today: date, rules: Rules) -> Iterator[Due]:
+    balance = points.balance(m, today)
+    for day in sorted({lot.expires_on for lot in m.lots if lot.remaining}):
+        left = (date.fromisoformat(day) - today).days
+        warn = stage(left, rules.push["expiry_warning_days"])
+        if warn is None:
+            continue
+        amount, _ = points.expiring_within(m, today, left)
+        amount = min(amount, balance)
+        if amount > 0:
+            yield Due(f"{day}:{warn}", {"points": amount, "date": day, "days_left": left},
+                      until=date.fromisoformat(day))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
-    today = local_day(now, rules.tz)
-    nxt = points.next_expiry(m)
-    if nxt is None:
-        return None
-    left = (date.fromisoformat(nxt) - today).days
-    if left not in rules.push["expiry_warning_days"]:
-        return None
-    amount, _ = points.expiring_within(m, today, left)
-    amount = min(amount, points.balance(m, today))
-    if amount <= 0:
-        return None
-    return Due(f"{nxt}:{left}", {"points": amount, "date": nxt, "days_left": left})
+    return first_open(KIND, m, _dues(m, local_day(now, rules.tz), rules))
 
 
-JOB = Job(KIND, TITLE, schedule, "lot expiry date and days ahead (30, 7)", candidates, due,
-          priority=2)
+JOB = Job(KIND, TITLE, schedule, "lot expiry date and warning (30, 7 days ahead)", candidates,
+          due, priority=2)

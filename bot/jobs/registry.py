@@ -14,6 +14,7 @@ from ..rules.config import Rules, push_priority
 from ..settings import Settings, rules_for
 from . import (
     birthday,
+    coupon_expiry,
     demotion_warning,
     dormant,
     housekeeping,
@@ -30,7 +31,8 @@ log = logging.getLogger("memberbot.jobs")
 
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
-    demotion_warning.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB, outbox.JOB,
+    demotion_warning.JOB, coupon_expiry.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB,
+    outbox.JOB,
 )}
 
 

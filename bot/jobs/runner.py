@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import keys
+from ..masking import mask_code, mask_phone
 from ..metrics import JOB_SECONDS
 from ..rules.config import Rules
 from ..rules.coupons import window_end
@@ -130,14 +131,23 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
     facts = {**d.facts, "coupon": coupon}
     text = render_push(mod.kind, facts, m, env.rules)
     if dry_run:
+        via = ""
         if status != "ok":
             summary.skipped[status] += 1
+            via = f"not sent ({status})"
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
+            via = "unreachable"
         elif quiet:
             summary.held["quiet"] += 1
+            via = "held until quiet hours end"
         else:
             summary.would_send[r[0]] += 1
+            via = f"via {r[0]}"
+        if len(summary.samples) < summary.show:
+            summary.samples.append({"member": mask_code(m.member_code),
+                                    "tier": env.rules.tier(m.tier).name,
+                                    "phone": mask_phone(m.phone), "via": via, "text": text})
         return
     today = local_day(now, env.rules.tz)
     until = today + timedelta(days=mod.hold_days)
@@ -177,11 +187,11 @@ async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
 
 
 async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
-                   progress: Progress | None = None) -> Summary:
+                   progress: Progress | None = None, show: int = 0) -> Summary:
     """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
-    and counts, and writes nothing)."""
+    and counts, and writes nothing; it keeps ``show`` rendered messages)."""
     mod = job(kind)
-    summary = Summary(kind, now, dry_run)
+    summary = Summary(kind, now, dry_run, show=show if dry_run else 0)
     progress = progress or Progress()
     t0 = time.perf_counter()
     if mod.push:

@@ -1,32 +1,39 @@
-"""wakeup: no purchase for exactly 90 days (``push.wakeup_days``) — since the last purchase
-(``last_purchase`` index), or since joining for a member who never bought (``joined``);
-issues the wake-up coupon and says so."""
+"""wakeup: no purchase for 90 days (``push.wakeup_days``) — since the last purchase
+(``last_purchase`` index), or since joining for a member who never bought (``joined``):
+once per last purchase, due from that day on for as long again (``CATCH_UP`` days), so a day
+without a run loses nothing; issues the wake-up coupon and says so."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from storage import Store
 
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, on_days, unique
+from .base import Due, Job, unique, within
 from .schedule import Daily, Schedule
 
 KIND = "wakeup"
 TITLE = "唤醒券"
 COUPON = "wakeup"
+CATCH_UP = 90  # days after the wake-up moment a missed notice is still sent
 
 
 def schedule(rules: Rules) -> Schedule:
     return Daily(10, 30)
 
 
+def window(rules: Rules) -> tuple[int, int]:
+    days = rules.push["wakeup_days"]
+    return days, days + CATCH_UP - 1
+
+
 async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    ago = [-rules.push["wakeup_days"]]
-    return unique(await on_days(store, "last_purchase", now, rules, ago)
-                  + await on_days(store, "joined", now, rules, ago))
+    first, last = window(rules)
+    return unique(await within(store, "last_purchase", now, rules, -last, -first)
+                  + await within(store, "joined", now, rules, -last, -first))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:
@@ -34,12 +41,13 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     if not since:
         return None
     day = local_day(from_ts(since, rules.tz), rules.tz)
-    days = rules.push["wakeup_days"]
-    if (local_day(now, rules.tz) - day).days != days:
+    first, last = window(rules)
+    if not first <= (local_day(now, rules.tz) - day).days <= last:
         return None
     period = day.isoformat() if m.last_purchase else f"joined:{day.isoformat()}"
-    return Due(period, {"days": days, "since": day.isoformat(),
-                        "bought": m.last_purchase is not None}, coupon=COUPON)
+    return Due(period, {"days": first, "since": day.isoformat(),
+                        "bought": m.last_purchase is not None}, coupon=COUPON,
+               until=day + timedelta(days=last))
 
 
 JOB = Job(KIND, TITLE, schedule, "last purchase (or joining)", candidates, due, COUPON,

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .card import CardDef, CardRulesError
+from .card import parse as parse_card
+
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
     "points": {
@@ -92,6 +95,7 @@ DEFAULTS: dict[str, Any] = {
         },
         "users": {},
     },
+    "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
 }
 
 
@@ -187,6 +191,7 @@ class Rules:
     orders: dict[str, Any] = field(default_factory=dict)
     test_accounts: tuple[str, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    card: CardDef | None = None
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -427,9 +432,13 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError("push.priority: must be a list of job kinds, each named once")
     rate = _ints(data["rate_limit"], "rate_limit", ["commands_per_minute"], minimum=1)
     staff = _staff(data["staff"], coupons)
+    try:
+        card = parse_card(data.get("card"), [t.key for t in tiers])
+    except CardRulesError as e:
+        raise RulesError(str(e)) from e
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
-                 test_accounts=_test_accounts(data["importer"]), raw=data)
+                 test_accounts=_test_accounts(data["importer"]), raw=data, card=card)
 
 
 def push_priority(given: list[str] | tuple[str, ...], kinds: tuple[str, ...]

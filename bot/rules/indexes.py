@@ -37,4 +37,5 @@ def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:
         "rfm": m.rfm,
         "tags": sorted(set(m.tags)) or None,
         "followed": "yes" if m.followed else "no",
+        "card": ("active" if m.card_active else "held") if m.card_code else None,
     }

@@ -11,6 +11,7 @@ from .timeutil import from_ts, local_day, ts
 
 INVITE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 INVITE_LENGTH = 6
+MAX_NOTICES = 5  # the newest; a member who never writes does not grow an endless list
 
 
 def check_bind(invitee: Member, inviter: Member, ancestors: list[str], now: datetime,
@@ -59,5 +60,14 @@ def reward_inviter(inviter: Member, invitee_id: str, ref: str, now: datetime,
                 [Entry("invite_capped", ts(now), ref=ref, data={"invitee": invitee_id})])
     inviter.invited_rewarded[day] = done + 1
     pts = rules.invite["inviter_points"]
+    # told in the inviter's next reply (and by a customer-service message when allowed)
+    inviter.notices = [*inviter.notices, {"kind": "invite_reward", "points": pts,
+                                          "at": ts(now)}][-MAX_NOTICES:]
     return ({"rewarded": True, "points": pts},
             credit(inviter, pts, ref, now, now, rules, reason="inviter"))
+
+
+def take_notices(m: Member) -> list[dict]:
+    """The member's pending notices, removed: each is told once."""
+    out, m.notices = m.notices, []
+    return out

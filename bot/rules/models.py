@@ -94,10 +94,22 @@ class Member:
     orders: dict[str, Order] = field(default_factory=dict)
     lifetime_spend: int = 0
     profile_rewarded: bool = False
+    gender: str | None = None  # 男 / 女, from the card's activation form
+    # the member card in WeChat's card wallet (rules/card.py)
+    card_id: str | None = None
+    card_code: str | None = None
+    card_channel: str | None = None  # OuterStr of the QR code or scene it was taken from
+    card_got_at: int | None = None
+    card_active: bool = False
+    card_bonus: int = 0  # the balance and tier last enqueued to the card
+    card_tier: str | None = None
+    card_seq: int = 0
     tags: list[str] = field(default_factory=list)
     rfm: str | None = None
     pushes: dict[str, int] = field(default_factory=dict)  # "kind:period" -> when enqueued
     push_days: dict[str, str] = field(default_factory=dict)  # day -> kind sent that day
+    # news for the member's next reply (an invite they earned points for), then cleared
+    notices: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +125,7 @@ class Member:
         d["invited_rewarded"] = dict(self.invited_rewarded)
         d["pushes"] = dict(self.pushes)
         d["push_days"] = dict(self.push_days)
+        d["notices"] = [dict(n) for n in self.notices]
         return d
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from . import coupons, points, tiers
+from . import coupons, points, profile, tiers
 from .config import Rules
 from .models import Entry, Member, Order, Refusal
 from .timeutil import add_months, day_of, local_day, start_of_day, ts
@@ -183,9 +183,7 @@ def set_birthday(m: Member, birthday: str, now: datetime, rules: Rules) -> tuple
         raise Refusal("birthday_set", "生日已设置，不能修改")
     m.birthday = d.isoformat()
     entries: list[Entry] = [Entry("profile", ts(now), data={"field": "birthday"})]
-    pts = 0
-    if not m.profile_rewarded:
-        m.profile_rewarded = True
-        pts = rules.points["profile_bonus"]
-        entries += points.credit(m, pts, f"profile:{m.id}", now, now, rules, reason="profile")
-    return {"points": pts, "balance": points.balance(m, local_day(now, rules.tz))}, entries
+    pts, more = profile.reward(m, now, rules)  # phone and birthday both: 完善资料
+    entries += more
+    return {"points": pts, "balance": points.balance(m, local_day(now, rules.tz)),
+            "complete": bool(m.phone)}, entries

@@ -92,7 +92,7 @@ def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
 
 
 def reverse(m: Member, amount: int, lot_ref: str, ref: str, now: datetime,
-            rules: Rules) -> list[Entry]:
+            rules: Rules, reason: str = "") -> list[Entry]:
     """Take back ``amount`` points credited under ``lot_ref`` (a refund).
 
     From that lot first, then other lots by expiry; what was already spent becomes debt.
@@ -110,8 +110,8 @@ def reverse(m: Member, amount: int, lot_ref: str, ref: str, now: datetime,
         left -= take
     m.lots = [x for x in m.lots if x.remaining]
     m.debt += left
-    entries.append(Entry("reverse", ts(now), points=-amount, ref=ref,
-                         data={"lot": lot_ref, "debt": left}))
+    data = {"lot": lot_ref, "debt": left, **({"reason": reason} if reason else {})}
+    entries.append(Entry("reverse", ts(now), points=-amount, ref=ref, data=data))
     return entries
 
 

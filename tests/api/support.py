@@ -39,6 +39,7 @@ class Api:
         self.client = client
         self.clock = clock
         self.secret = secret
+        self.last_text = ""  # the raw body of the last answer
 
     def headers(self, method: str, path: str, body: bytes, *, skew: int = 0,
                 secret: str | None = None) -> dict[str, str]:
@@ -56,7 +57,8 @@ class Api:
         if headers is not None:
             h = headers
         resp = await self.client.request(method, path, data=body, headers=h)
-        return resp.status, await resp.json()
+        self.last_text = await resp.text()
+        return resp.status, json.loads(self.last_text)
 
     async def post(self, path: str, payload: Any = None, **kw: Any) -> tuple[int, Any]:
         return await self.call("POST", path, payload, **kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -74,3 +75,33 @@ async def test_three_concurrent_sends_credit_once_on_redis_too(rules, now):
         assert [r.points for r in rows] == [500]
     finally:
         await store.close()
+
+
+async def test_api_json_keeps_chinese_and_says_every_time_in_iso_8601(api, register):
+    m = await register("o-iso")
+    s, card = await api.get(f"/api/members/{m['member_code']}")
+    assert s == 200 and card["tier_name"] in api.last_text  # 普通会员 as itself
+    assert "\\u" not in api.last_text
+    until = card["coupons"][0]["valid_until"]
+    assert datetime.fromisoformat(until).tzinfo is not None and until.endswith("+08:00")
+    s, err = await api.get("/api/members/000000000000")
+    assert s == 404 and "未找到会员" in api.last_text
+
+
+async def test_openapi_documents_every_time_field_as_iso_8601(api):
+    resp = await api.client.get("/api/openapi.json")
+    doc = await resp.json()
+    assert "ISO 8601" in doc["info"]["description"]
+
+    def times(schema, path=""):
+        for name, prop in (schema.get("properties") or {}).items():
+            if name.endswith(("_at", "_until", "_on")):
+                yield f"{path}{name}", prop
+            if isinstance(prop, dict):
+                yield from times(prop.get("items") or prop, f"{path}{name}.")
+
+    found = dict(kv for s in doc["components"]["schemas"].values() for kv in times(s))
+    assert {"paid_at", "grace_until", "expiring_on", "coupons.valid_until"} <= set(found)
+    for name, prop in found.items():
+        kinds = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+        assert "integer" not in kinds and prop.get("format") in ("date-time", "date"), name

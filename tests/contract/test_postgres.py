@@ -177,3 +177,26 @@ async def test_ledger_and_orders_are_plain_sql(pg_url):
         assert total == sum(r.points for r in await s.ledger(member_id=mid))
     finally:
         await s.close()
+
+
+async def test_a_ledger_row_committed_late_with_a_smaller_id_is_not_passed_by(pg_url):
+    """Ids are drawn at insert: a transaction still running holds a smaller id than a row
+    committed after it. A reader paging by id (changes feed, webhooks) must not pass it."""
+    s = await opened(pg_url)
+    slow = await asyncpg.connect(pg_url)
+    try:
+        await s.truncate()
+        await s.update("m0", bump("m0"), key="before")
+        first = [r.id for r in await s.ledger()]
+        tx = slow.transaction()
+        await tx.start()  # a commit in flight: its ledger row has the next id, not committed
+        await slow.execute("INSERT INTO ledger (member_id, kind, at, points, amount_fen, ref) "
+                           "VALUES ('m9', 'credit', 1, 1, 0, 'slow')")
+        await s.update("m1", bump("m1"), key="after")  # committed, with a larger id
+        assert [r.id for r in await s.ledger(after_id=first[-1])] == []
+        assert [r.ref for r in await s.ledger(member_id="m1")] == ["m1"]  # own rows: at once
+        await tx.commit()
+        assert [r.ref for r in await s.ledger(after_id=first[-1])] == ["slow", "m1"]
+    finally:
+        await slow.close()
+        await s.close()

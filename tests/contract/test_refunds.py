@@ -32,14 +32,19 @@ async def test_a_full_refund_gives_back_points_paid_with_and_the_coupon(store):
                                      points_used=600)
     assert (res["paid_fen"], res["balance"]) == (8400, 84)
     later = NOW + timedelta(days=1)
+    stock = await store.stock("welcome")
     out = await members.refund("P1", "R1", None, later)
     assert out["balance"] == 600
+    assert await store.stock("welcome") == stock  # the coupon never left the member
     m = await store.get(mid)
     assert balance(m, later.date()) == 600 == await _ledger_points(store, mid)
     assert [(c.code, c.status) for c in m.coupons] == [(code, "issued")]
     assert [r.kind for r in await store.ledger(member_id=mid, kinds=["restore",
                                                                      "coupon_return"])] == [
         "restore", "coupon_return"]
+    lines = (await members.statement(mid, later))["entries"]
+    assert {"day": later.date().isoformat(), "reason": "退款退回抵现积分",
+            "points": 600} in lines
     # the returned coupon is usable again, and the refund replayed changes nothing
     assert await members.refund("P1", "R1", None, later) == out
     await members.record_order(mid, "P2", 5000, later, later, coupon_code=code)

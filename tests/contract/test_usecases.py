@@ -192,9 +192,10 @@ async def test_index_queries_return_exactly_the_due_members(store):
     for i, mid in enumerate(ids[:4]):
         day = NOW - timedelta(days=i)
         await members.record_order(mid, f"O{i}", 10_000, day, NOW)
+    await members.set_profile(ids[4], NOW, phone="13800138000")
     await members.set_birthday(ids[4], "1990-05-20", NOW)
     due = await store.range("expiry", 20271124, 20271125)
-    # ids[4]'s birthday bonus (earned today) expires on the same day as ids[0]'s order points
+    # ids[4]'s profile bonus (earned today) expires on the same day as ids[0]'s order points
     assert sorted(mid for mid, _ in due) == sorted([ids[0], ids[1], ids[4]])
     assert await store.range("birthday", 520, 520) == [(ids[4], 520)]
     assert sorted(await store.tagged("tier", "normal")) == sorted(ids)

@@ -33,9 +33,11 @@ def test_anything_else_matches_nothing(text):
 def test_menu_keys_and_registry():
     keys = {c.menu: c.name for c in router.commands if c.menu}
     assert keys == {"CHECKIN": "签到", "BALANCE": "积分", "COUPONS": "优惠券", "INVITE": "邀请码",
-                    "CARD": "会员", "REDEEM": "兑换", "HELP": "帮助", "HISTORY": "积分明细"}
+                    "CARD": "会员", "REDEEM": "兑换", "HELP": "帮助", "HISTORY": "积分明细",
+                    "MEMBER_CARD": "会员卡"}
     assert router.menu("checkin").name == "签到" and router.menu("NOPE") is None
-    assert {"subscribe", "scan"} <= set(router.events)
+    assert {"subscribe", "scan", "user_get_card", "submit_membercard_user_info",
+            "user_del_card", "update_member_card"} <= set(router.events)
     r = Router()
     r.command("a")(lambda t: None)
     with pytest.raises(ValueError):

@@ -82,7 +82,8 @@ async def test_second_checkin_the_same_day_says_already(bot, clock):
 
 async def test_balance_shows_points_about_to_expire_with_the_date_and_tier_gap(bot, clock):
     await bot.wx.follow("o_e")
-    await bot.wx.text("o_e", "生日 1990-05-20")  # +50, earned 2026-11-25
+    await bot.wx.text("o_e", "手机 13800138005")
+    await bot.wx.text("o_e", "生日 1990-05-20")  # profile complete: +50, earned 2026-11-25
     await bot.wx.text("o_e", "签到")  # +5, earned 2026-11-25
     clock.advance(days=25)
     await bot.wx.text("o_e", "签到")  # +5, earned 2026-12-20
@@ -172,7 +173,10 @@ async def test_commands_card_birthday_opt_out_help_and_hints(bot):
     card = await bot.wx.click("o_g", "CARD")
     assert m.member_code in card.content and "新品折扣、生日礼包" in card.content
     assert (await bot.wx.text("o_g", "会员码")).content == card.content
-    bd = await bot.wx.text("o_g", "生日 1990/05/20")
+    ph = await bot.wx.text("o_g", "手机 138-0013-8007")
+    assert "已登记手机号" in ph.content and "生日" in ph.content and "获得" not in ph.content
+    assert (await bot.member("o_g")).phone == "13800138007"
+    bd = await bot.wx.text("o_g", "生日 1990/05/20")  # phone and birthday: 完善资料 +50
     assert "获得 50 积分" in bd.content and "当前积分 50" in bd.content
     again = await bot.wx.text("o_g", "生日 1991-01-01")
     assert "不能修改" in again.content and await ledger_points(bot, "o_g") == 50
@@ -226,3 +230,35 @@ async def test_plain_mode_and_invite_without_api(make_bot):
     assert "欢迎" in r.content
     inv = await bot.wx.text("o_p", "邀请码")
     assert "邀请码" in inv.content and "二维码" not in inv.content
+
+
+async def test_the_inviter_is_told_of_the_reward_by_message_and_in_the_next_reply(
+        bot, clock, fake_api):
+    await bot.wx.follow("o_inv")
+    code = (await bot.member("o_inv")).invite_code
+    await bot.wx.text("o_inv", "积分")  # the inviter wrote just now: a message may be sent
+    await bot.wx.follow("o_new", scene=f"inv_{code}")
+    [sent] = await fake_api.wait_for("/cgi-bin/message/custom/send")
+    assert sent.body["touser"] == "o_inv" and "50 积分邀请奖励" in sent.body["text"]["content"]
+    # a retry of the bind sends nothing more
+    await bot.wx.event("o_new", "SCAN", f"inv_{code}")
+    # the next reply tells them too, once
+    nxt = await bot.wx.text("o_inv", "帮助")
+    assert "你邀请的好友已加入" in nxt.content and "指令" in nxt.content
+    assert "你邀请的好友已加入" not in (await bot.wx.text("o_inv", "帮助")).content
+    assert len(fake_api.to("/cgi-bin/message/custom/send")) == 1
+
+
+async def test_an_inviter_silent_for_48_hours_hears_of_it_in_the_next_check_in(
+        bot, clock, fake_api):
+    await bot.wx.follow("o_quiet")
+    code = (await bot.member("o_quiet")).invite_code
+    clock.advance(days=3)  # past WeChat's 48 h window: no customer-service message
+    await bot.wx.follow("o_new2", scene=f"inv_{code}")
+    await bot.wx.text("o_new2", "积分")  # let background work run
+    assert fake_api.to("/cgi-bin/message/custom/send") == []
+    r = await bot.wx.text("o_quiet", "签到")
+    assert "签到成功" in r.content and "你获得 50 积分邀请奖励" in r.content
+    assert (await bot.member("o_quiet")).notices == []
+    again = await bot.wx.text("o_quiet", "积分")
+    assert "邀请奖励" not in again.content

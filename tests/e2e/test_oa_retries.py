@@ -56,6 +56,7 @@ async def retries_across_processes(make_bot, settings_over: dict) -> None:
     replies = await asyncio.gather(*(b.wx.post(xml, "o_multi") for b in bots))
     assert len({r.content for r in replies}) == 1 and "签到成功" in replies[0].content
     assert len(await credits(bots[0], "o_multi")) == 1
+    await bots[1].wx.text("o_multi", "手机 13800138000")
     bday = text_xml("o_multi", "生日 1990-05-20")
     replies = await asyncio.gather(*(b.wx.post(bday, "o_multi") for b in bots))
     assert len({r.content for r in replies}) == 1 and "获得 50 积分" in replies[0].content

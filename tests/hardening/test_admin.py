@@ -25,7 +25,7 @@ async def login(client, password=PASSWORD, *, address: str | None = None, user: 
     headers = {"X-Forwarded-For": address} if address else {}
     data = {"password": password, "next": "/admin"}
     if user:
-        data["user"] = user
+        data["name"] = user
     return await client.post("/admin/login", data=data, headers=headers,
                              allow_redirects=False)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -143,3 +145,37 @@ def test_a_sender_killed_mid_call_then_rerun_reaches_everyone_once(tmp_path, api
     # calls in flight at the kill (the held one, and any whose answer was lost with the
     # process) are uncertain; everything else was sent by one run or the other
     assert st["sent"] + st["uncertain"] == n and st["uncertain"] >= 1
+
+
+def test_dry_run_shows_rendered_messages_with_masked_members(tmp_path, api):
+    seed(tmp_path, 3)
+    res = invoke(tmp_path, api, "run", "points_expiry", "--as-of", "2026-11-25", "--dry-run",
+                 "--show", "2")
+    assert res.exit_code == 0, res.output
+    heads = [x for x in res.output.splitlines() if x.startswith("--- ")]
+    assert len(heads) == 2 and all("/2 member " in h and "via wecom" in h for h in heads)
+    assert re.search(r"member \d{4}\*{4}\d{4} \(普通会员\)", heads[0])
+    assert "积分" in res.output.split(heads[0], 1)[1]  # the message text itself
+    db = sqlite3.connect(tmp_path / "m.db")
+    codes = [c for (c,) in db.execute("SELECT value FROM uniques WHERE kind='member_code'")]
+    db.close()
+    assert codes and not any(c in res.output for c in codes)  # never the whole code
+    assert api.to(ADD) == []
+    bad = invoke(tmp_path, api, "run", "points_expiry", "--show", "2")
+    assert bad.exit_code != 0 and "use it with --dry-run" in bad.output
+
+
+@pytest.mark.parametrize("body, line, what", [
+    ("积分提醒\n{{ no_such_fact }}\n", 2, "'no_such_fact' is undefined"),
+    ("积分提醒\n\n{% if %}\n", 3, "Expected an expression"),
+])
+def test_a_template_error_names_the_file_and_line(tmp_path, api, body, line, what):
+    seed(tmp_path, 1)
+    (tmp_path / "tpl" / "lifecycle").mkdir(parents=True)
+    (tmp_path / "tpl" / "lifecycle" / "points_expiry.j2").write_text(body)
+    env = {**environ(tmp_path, api), "MEMBERBOT_TEMPLATES": str(tmp_path / "tpl")}
+    res = CliRunner().invoke(main, ["jobs", "run", "points_expiry", "--as-of", "2026-11-25",
+                                    "--dry-run", "--show", "1"], env=env)
+    assert res.exit_code == 1
+    assert (f"error: template {tmp_path / 'tpl' / 'lifecycle' / 'points_expiry.j2'} "
+            f"line {line}: {what}") in res.output

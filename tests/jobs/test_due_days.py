@@ -3,6 +3,7 @@ leap day and midnight in Asia/Shanghai."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -137,10 +138,15 @@ async def test_housekeeping_settles_expired_coupons_and_lots_through_the_indexes
     res = await run(env, "housekeeping", date(2025, 3, 9))  # welcome coupon ended 8 Mar
     assert res.refreshed == 1
     assert await store.stock("welcome") == stock + 1  # 回流
+    # what `memberbot jobs run housekeeping` prints: what it cleaned, not a push summary
+    text = "\n".join(res.lines())
+    assert re.search(r"coupons expired +1\n", text) and "held: quiet" not in text
+    assert re.search(r"coupon stock returned \(回流\) +1\n", text) and "enqueued" not in text
     assert (await store.get(mid)).coupons[0].status == "expired"
     assert (await run(env, "housekeeping", date(2025, 3, 10))).refreshed == 0
     res = await run(env, "housekeeping", date(2026, 3, 2))  # the lot ended 1 Mar 2026
     assert res.refreshed == 1 and (await store.get(mid)).lots == []
+    assert re.search(r"points expired +100\n", "\n".join(res.lines()))
     assert await store.range("expiry", 0, 99999999) == []
 
 

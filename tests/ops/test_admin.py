@@ -64,8 +64,9 @@ async def test_login_sets_a_signed_cookie_and_wrong_passwords_are_refused(client
 async def test_tampered_expired_or_stale_password_sessions_are_refused(client):
     ctx = client.app[CTX]
     good = admin.new_session(ctx, time.time())
-    sid, exp, mac = good.split(".")
-    for value in (f"{sid}.{int(exp) + 999}.{mac}", f"x{sid}.{exp}.{mac}", "garbage",
+    sid, exp, user, mac = good.split(".")
+    for value in (f"{sid}.{int(exp) + 999}.{user}.{mac}", f"x{sid}.{exp}.{user}.{mac}",
+                  f"{sid}.{exp}.alice.{mac}", "garbage",
                   admin.new_session(ctx, time.time() - admin.SESSION_S - 1)):
         client.session.cookie_jar.update_cookies({admin.COOKIE: value})
         resp = await client.get("/admin", allow_redirects=False)

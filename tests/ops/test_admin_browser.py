@@ -82,3 +82,41 @@ async def test_the_member_page_renders_cleanly(browser, server):
     assert await browser.evaluate(
         "document.querySelector('[data-field=tier]').textContent") == "金卡会员"
     assert browser.problems() == []
+
+
+async def test_chinese_on_the_admin_renders_in_a_cjk_font_not_boxes(browser, server, tmp_path):
+    """Without a CJK font (Debian: fonts-noto-cjk) Chromium draws 会员 as boxes. The page
+    names the font, Chromium reports which one it really used for the text, and in the
+    screenshot two different characters come out as two different glyphs (boxes are alike)."""
+    import base64
+
+    base = str(server.make_url("/")).rstrip("/")
+    await browser.goto(f"{base}/admin/login")
+    await browser.send("DOM.enable")
+    await browser.send("CSS.enable")
+    await browser.evaluate("""(() => { const p = document.createElement('p');
+        p.id = 'cjk'; p.textContent = '会员积分等级'; document.body.appendChild(p); })()""")
+    root = (await browser.send("DOM.getDocument"))["root"]["nodeId"]
+    node = (await browser.send("DOM.querySelector", nodeId=root, selector="#cjk"))["nodeId"]
+    fonts = []
+    for _ in range(100):  # the new paragraph is laid out and painted on the next frame
+        await browser.evaluate("new Promise(r => requestAnimationFrame(() => r(1)))")
+        fonts = (await browser.send("CSS.getPlatformFontsForNode", nodeId=node))["fonts"]
+        if fonts:
+            break
+    names = [f["familyName"] for f in fonts]
+    assert any("CJK" in n or "Han" in n or "WenQuanYi" in n for n in names), (
+        f"Chinese drawn with {names}: install a CJK font (apt-get install fonts-noto-cjk)")
+    assert sum(f["glyphCount"] for f in fonts) == 6
+
+    async def shot(text: str) -> bytes:
+        await browser.evaluate(f"document.getElementById('cjk').textContent = {text!r}")
+        box = await browser.evaluate("""(() => { const r = document.getElementById('cjk')
+            .getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()""")
+        png = await browser.send("Page.captureScreenshot", format="png", clip={
+            "x": box[0], "y": box[1], "width": 40, "height": box[3], "scale": 1})
+        return base64.b64decode(png["data"])
+
+    hui, yuan = await shot("会"), await shot("员")
+    (tmp_path / "cjk.png").write_bytes(hui)
+    assert hui[:8] == b"\x89PNG\r\n\x1a\n" and hui != yuan

@@ -76,3 +76,28 @@ async def test_an_earlier_as_of_sees_only_what_was_known_then(seeded, rules):
     assert r["members"]["total"] == 5  # g joined on 11-23
     assert {t["tier"]: t["members"] for t in r["tiers"]}["gold"] == 0
     assert r["checkin"]["dau"] == [0, 0, 0]
+
+
+async def test_a_full_refund_takes_back_the_redemption_of_points_and_coupon(tmp_path, rules):
+    # issue 9 defect 1: what a refund gives back is not counted as redeemed
+    from datetime import datetime, timedelta
+
+    store = open_store(f"sqlite:///{tmp_path}/r.db", b"k" * 32)
+    await store.open()
+    try:
+        members = Members(store, rules)
+        now = datetime(2026, 11, 24, 10, tzinfo=rules.tz)
+        reg = await members.register("o-report", now)
+        mid, code = reg["member_id"], reg["coupon"]["code"]
+        await members.adjust_points(mid, 600, "seed", "staff", now, key="seed")
+        await members.record_order(mid, "RP1", 10_000, now, now, coupon_code=code,
+                                   points_used=600)
+        before = await analytics.compute(store, rules, AS_OF, 7)
+        assert before["points"]["redeemed"] == 600
+        assert next(c for c in before["coupons"] if c["template"] == "welcome")["redeemed"] == 1
+        await members.refund("RP1", "RR1", None, now + timedelta(hours=1))
+        after = await analytics.compute(store, rules, AS_OF, 7)
+        assert after["points"]["redeemed"] == 0
+        assert next(c for c in after["coupons"] if c["template"] == "welcome")["redeemed"] == 0
+    finally:
+        await store.close()

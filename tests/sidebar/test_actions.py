@@ -63,6 +63,26 @@ async def test_the_card_shows_what_the_ledger_says(client, fake, seeded, now):
     assert m.member_code in script["text"] and "1346" in script["text"]
 
 
+async def test_the_card_lists_the_last_five_orders_newest_first(client, fake, seeded, now):
+    from datetime import timedelta
+
+    members = ctx(client).members
+    for i in range(6):
+        await members.record_order(seeded, f"LATE-{i}", 1_000 + i, now - timedelta(hours=6 - i),
+                                   now)
+    await login(client, fake)
+    card = await (await client.get("/sidebar/api/customer",
+                                   params={"external_userid": CUSTOMER})).json()
+    assert [o["order_id"] for o in card["orders"]] == [f"LATE-{i}" for i in (5, 4, 3, 2, 1)]
+    assert card["orders"][0]["paid_yuan"] == "10.05"
+
+
+async def test_without_wecom_configured_the_page_says_what_to_set(make_client):
+    client = await make_client(wecom_corp_id="", wecom_agent_id="")
+    r = await client.get("/sidebar", allow_redirects=False)
+    assert r.status == 503 and "WECOM_AGENT_ID" in await r.text()
+
+
 async def test_points_expiring_within_30_days_are_shown_with_their_date(client, fake, now):
     from datetime import timedelta
 
@@ -153,7 +173,9 @@ async def test_points_within_the_cap_are_adjusted_once_per_request(client, fake,
     assert s1 == s2 == 200 and r1 == r2 and r1["balance"] == card0["balance"] + 150
     adj = [x for x in await ledger(client, seeded) if x.kind == "adjust"]
     assert len(adj) == 1 and adj[0].data == {"staff": STAFF, "reason": "补录门店积分",
-                                             "delta": 150, "via": "sidebar"}
+                                             "delta": 150, "via": "sidebar",
+                                             "before": card0["balance"],
+                                             "after": card0["balance"] + 150}
     card = await (await client.get("/sidebar/api/customer",
                                    params={"external_userid": CUSTOMER})).json()
     assert card["balance"] == card0["balance"] + 150

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 import pytest
 
+from bot import keys
 from bot.channels.wecom import WeComClient
+from bot.context import CTX
 from bot.handlers.sidebar import COOKIE, SIDEBAR
 from bot.settings import Settings, SettingsError
 from storage import open_store
@@ -41,8 +44,11 @@ async def test_without_a_session_the_page_redirects_to_the_exact_authorize_url(c
         f"?appid={fake.corp_id}&redirect_uri={quote(PUBLIC + '/sidebar', safe='')}"
         f"&response_type=code&scope=snsapi_base&state={state}&agentid={AGENT_ID}"
         "#wechat_redirect")
-    nonce, _, mac = state.partition(".")
-    assert len(nonce) >= 16 and len(mac) == 32  # a signed nonce
+    nonce, expires, mac = state.split(".")
+    assert len(nonce) >= 16 and len(mac) == 32  # a signed nonce with its expiry
+    assert int(expires) == pytest.approx(time.time() + 600, abs=60)
+    # nothing is stored for a visitor who does not come back
+    assert await client.app[CTX].store.kv_get(keys.sidebar_state(nonce)) is None
     # another visit gets another state
     r2 = await client.get("/sidebar", allow_redirects=False)
     assert parse_qs(urlsplit(r2.headers["Location"]).query)["state"][0] != state
@@ -92,7 +98,8 @@ async def test_the_session_expires_after_eight_hours(client, fake):
     assert (await client.get("/sidebar/api/customer?external_userid=x")).status == 401
 
 
-@pytest.mark.parametrize("bad", ["", "forged", "abc.0123456789abcdef0123456789abcdef"])
+@pytest.mark.parametrize("bad", ["", "forged", "abc.0123456789abcdef0123456789abcdef",
+                                 "abc.9999999999.0123456789abcdef0123456789abcdef"])
 async def test_a_bad_state_is_403_and_the_code_is_not_used(client, fake, bad):
     code = fake.oauth_code(STAFF)
     r = await client.get("/sidebar", params={"code": code, "state": bad},
@@ -113,6 +120,18 @@ async def test_a_reused_state_is_403(client, fake):
                                                  "state": state}, allow_redirects=False)
     assert again.status == 403 and "Set-Cookie" not in again.headers
     assert "已使用" in await again.text()
+
+
+async def test_an_expired_state_is_403(client, fake):
+    sb = client.app[SIDEBAR]
+    t = [1_800_000_000.0]
+    sb.wall = lambda: t[0]
+    r = await client.get("/sidebar", allow_redirects=False)
+    state = parse_qs(urlsplit(r.headers["Location"]).query)["state"][0]
+    t[0] += 601
+    r = await client.get("/sidebar", params={"code": fake.oauth_code(STAFF), "state": state},
+                         allow_redirects=False)
+    assert r.status == 403 and fake.to(USERINFO) == []
 
 
 async def test_an_unknown_or_used_code_is_403(client, fake):

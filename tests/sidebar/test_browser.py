@@ -1,7 +1,8 @@
 """The sidebar in real headless Chromium at the chat-toolbar width (360 px), in preview mode:
 the card shows what the ledger says, a script is sent with sendChatMessage, issuing a coupon
-(two taps: the template, then 确定) updates the card, and a double tap on 确定 gives one
-coupon. A screenshot is saved as an artifact (its path is printed)."""
+(two taps: the template, then 确定) updates the card, a double tap on 确定 gives one
+coupon, and a points adjustment with a reason shows the new balance. A screenshot is saved
+as an artifact (its path is printed)."""
 
 from __future__ import annotations
 
@@ -115,6 +116,17 @@ async def test_the_sidebar_card_scripts_and_a_coupon_in_chromium(browser, make_c
         "Array.from(document.querySelectorAll('[data-coupon]')).map(e => e.dataset.coupon)")
     assert issued[0].code in codes
 
+    # a points adjustment with a reason: the card shows the new balance and today's quota
+    await browser.evaluate("""(() => {
+        document.querySelector('#sb-points').value = '50';
+        document.querySelector('#sb-reason').value = '补录门店积分';
+        document.querySelector('[data-adjust-submit]').click(); })()""")
+    await browser.wait_for(f"document.querySelector('[data-field=balance]').textContent === "
+                           f"'{balance + 50}'")
+    assert "今日已用 50/1000" in await text(browser, "[data-field=quota]")
+    adj = [r for r in await ctx(client).store.ledger(member_id=mid) if r.kind == "adjust"]
+    assert [(r.data["delta"], r.data["reason"]) for r in adj] == [(50, "补录门店积分")]
+
     await browser.evaluate("window.scrollTo(0, 0)")
     await browser.wait_for("document.querySelector('[data-toast]').classList.contains("
                            "'sb-hidden')", timeout=5)
@@ -135,3 +147,16 @@ async def test_another_staff_members_customer_is_refused_on_the_page(browser, ma
     assert await browser.wait_for("document.documentElement.dataset.ready") == "notice"
     assert "不在你的客户列表中" in await text(browser, "[data-notice]")
     assert await browser.evaluate("document.querySelectorAll('[data-issue]').length") == 0
+
+
+async def test_a_contact_who_is_not_a_member_gets_a_one_tap_invitation(browser, make_client):
+    client = await make_client(sidebar_preview=True, join_url="https://brand.test/join")
+    base = str(client.make_url("/")).rstrip("/")
+    await browser.send("Page.addScriptToEvaluateOnNewDocument", source=FAKE_WX)
+    await browser.goto(f"{base}/sidebar?preview_member=999999999999&preview_staff={STAFF}")
+    assert await browser.wait_for("document.documentElement.dataset.ready") == "notice"
+    assert "还不是会员" in await text(browser, "[data-notice]")
+    await browser.evaluate("document.querySelector('[data-send-join]').click()")
+    sent = await browser.wait_for("window.__sent.length && window.__sent")
+    assert "https://brand.test/join" in sent[0]["args"]["text"]["content"]
+    assert [p for p in browser.problems() if "404" not in p] == []  # the card's 404 only
