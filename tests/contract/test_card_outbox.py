@@ -81,9 +81,10 @@ async def test_two_senders_send_each_state_once_in_order(store):
     kinds = [k for k, _ in api.calls]
     assert kinds[0] == "activate" and kinds.count("activate") == 1
     bonuses = [b["bonus"] for k, b in api.calls if k == "update"]
-    assert bonuses == sorted(set(bonuses)) and bonuses[-1] == 70  # never twice, never back
     # every delta after the activation is told once (a change coalesced into the activation
-    # is in its init_bonus)
+    # is in its init_bonus; on a slow machine all of them may be)
     init = api.calls[0][1]["init_bonus"]
     assert 50 <= init <= 70
+    assert bonuses == sorted(set(bonuses))  # never twice, never back
+    assert (bonuses[-1] if bonuses else init) == 70
     assert sum(b["add_bonus"] for k, b in api.calls if k == "update") == 70 - init
