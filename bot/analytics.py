@@ -23,6 +23,10 @@ PAGE = 5000
 ACTIVE_DAYS = 30
 REDEEM_REASONS = ("order", "exchange")
 PUSH_STATUSES = ("sent", "failed", "unreachable", "pending", "sending", "skipped")
+# a WeCom task created, then what the staff member's confirmation made of it (bot.jobs.confirm)
+DELIVERY_STATUSES = ("created", "confirmed", "not_friend", "received_other", "unconfirmed")
+DELIVERY_COLUMNS = ("created", "confirmed", "unconfirmed", "not_friend", "received_other",
+                    "awaiting")
 NO_SEGMENT = "未消费"
 
 DEFINITIONS = {
@@ -37,6 +41,9 @@ DEFINITIONS = {
     "coupon_rate": "券核销率 = 期内发放的券中截至期末已核销的张数 / 期内发放张数（按模板）",
     "tiers": "等级分布 = 期末各等级会员数；升级/降级 = 期内等级变更次数",
     "pushes": "推送 = 期内进入发送队列的消息按状态计数（已发送 / 失败 / 无法触达）",
+    "channels": "渠道 = 期内经渠道活码（store_… 门店 / cmp_… 活动）添加企业微信的会员数",
+    "delivery": "企业微信确认 = 期内创建的 1v1 群发任务（按类型）：员工确认后客户已收到"
+                " / 3 天仍未确认 / 非好友 / 已收到其他群发（达上限）/ 等待确认",
     "rfm": "RFM 分群 = 截至期末，近 12 个月的最近消费、消费频次、消费金额打分后的八类客户",
 }
 
@@ -71,6 +78,7 @@ class _Scan:
     checkins: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     opted_out: set[str] = field(default_factory=set)
     unfollowed: set[str] = field(default_factory=set)
+    channels: Counter = field(default_factory=Counter)  # 渠道: contacts attributed by QR
 
     def add(self, r: Any, rules: Rules) -> None:
         k, mid, d = r.kind, r.member_id, r.data
@@ -126,6 +134,8 @@ class _Scan:
             self.opted_out.add(mid)
         elif k == "unfollow":
             self.unfollowed.add(mid)
+        elif k == "channel":
+            self.channels[d.get("channel", "?")] += 1
 
 
 def period(as_of: date, days: int, rules: Rules) -> tuple[int, int]:
@@ -166,13 +176,22 @@ async def card_figures(store: Store, rules: Rules) -> dict[str, Any]:
 async def _pushes(store: Store, since: int, until: int) -> dict[str, Any]:
     by_status: Counter = Counter()
     by_kind: dict[str, Counter] = defaultdict(Counter)
-    for status in PUSH_STATUSES:
+    delivery: dict[str, Counter] = defaultdict(Counter)
+    for status in PUSH_STATUSES + DELIVERY_STATUSES:
         for row in await store.outbox(status=status, limit=10**9):
             if since <= row.created_at < until:
-                by_status[status] += 1
-                by_kind[row.kind][status] += 1
+                # a created WeCom task is sent as far as memberbot can send it
+                shown = "sent" if status in DELIVERY_STATUSES else status
+                by_status[shown] += 1
+                by_kind[row.kind][shown] += 1
+                if status in DELIVERY_STATUSES:
+                    d = delivery[row.kind]
+                    d["created"] += 1
+                    d["awaiting" if status == "created" else status] += 1
     return {"by_status": {s: by_status[s] for s in PUSH_STATUSES},
-            "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())}}
+            "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
+            "delivery": {k: {c: v[c] for c in DELIVERY_COLUMNS}
+                         for k, v in sorted(delivery.items())}}
 
 
 def _figures(s: _Scan, rules: Rules, as_of: date, days: int,
@@ -235,6 +254,8 @@ def _figures(s: _Scan, rules: Rules, as_of: date, days: int,
                     "last_day": dau[-1]},
         "pushes": {**pushes, "definition": DEFINITIONS["pushes"]},
         "unsubscribes": {"opted_out": unsub, "unfollowed": len(s.unfollowed)},
+        "channels": {"by_state": dict(sorted(s.channels.items())),
+                     "definition": DEFINITIONS["channels"]},
         "rfm": _segments(s, net, rules),
         "definitions": DEFINITIONS,
     }

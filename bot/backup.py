@@ -16,6 +16,7 @@ together), then its idempotency keys, unique claims and outbox states.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -37,6 +38,7 @@ VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGE = 500
 READ_TRIES = 20
+RESTORE_BATCH = 64
 
 
 class BackupError(Exception):
@@ -221,18 +223,30 @@ async def restore(store: Store, rules: Rules, lines: Callable[[], Iterable[str]]
                           "empty store only; point MEMBERBOT_STORE at a new one")
     n = 0
     expected = None
+    batch: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        # members are independent: restore a batch at once (the store groups the commits)
+        await asyncio.gather(*(restore_member(store, rules, r, now) for r in batch))
+        progress.advance(len(batch))
+        batch.clear()
+
     for rec in records(lines(), source):
         t = rec.get("type")
         if t == "member":
-            await restore_member(store, rules, rec, now)
+            batch.append(rec)
             n += 1
-            progress.advance()
-        elif t == "stock":
+            if len(batch) >= RESTORE_BATCH:
+                await flush()
+            continue
+        await flush()
+        if t == "stock":
             await store.stock_set(rec["template"], int(rec["remaining"]))
         elif t == "kv":
             await store.kv_set(str(rec["key"]), str(rec["value"]))
         elif t == "end":
             expected = rec.get("members")
+    await flush()
     if expected is not None and expected != n:
         raise BackupError(f"{source}: {n} members restored, the backup says {expected}")
     return n
@@ -255,8 +269,6 @@ __all__ = ["BackupError", "StoreError", "dump", "restore", "restore_sqlite_file"
 
 
 def register(main: Any) -> None:
-    import asyncio
-
     import click
 
     from .operator import fail, load_settings

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from storage import OutboxRow, Store
+from storage import OutboxRow, Store, StoreError
 
 from . import keys
 from .channels.wechat import WeChatAPIError
@@ -76,7 +76,9 @@ class CardSync:
                 await self.drain()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store or the API down: look again later
+            except (StoreError, aiohttp.ClientError, TimeoutError) as e:  # down: look again
+                log.warning("card sync waits: %s", e)
+            except Exception:  # a bug: say so, and keep the server serving
                 log.exception("card sync failed; retrying")
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)

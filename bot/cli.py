@@ -9,14 +9,27 @@ import click
 
 from storage import StoreError
 
-from . import admins, backup, card_cli, chat, dbcli, export, importer, menu, report, rotate, staff
+from . import (
+    admins,
+    backup,
+    card_cli,
+    chat,
+    dbcli,
+    export,
+    importer,
+    menu,
+    report,
+    rotate,
+    staff,
+    wecom_cli,
+)
 from .handlers import guard
 from .jobs import cli as jobs_cli
 from .jobs import scheduler as jobs_scheduler
 from .operator import fail, load_settings
 from .rules.config import RulesError
 from .settings import SettingsError
-from .web import create_app
+from .web import CTX, create_app
 
 
 @click.group()
@@ -40,10 +53,16 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         app = create_app(settings)
         if scheduler:
-            jobs_scheduler.attach(app)
+            jobs_scheduler.setup(app)
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     app.on_startup.append(_tune_process)
+    accounts = [0]
+
+    async def count_accounts(app: web.Application) -> None:  # the store is open by now
+        accounts[0] = len(await admins.Accounts(app[CTX].store).names())
+
+    app.on_startup.append(count_accounts)
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
@@ -52,7 +71,8 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     **guard.server_options(settings),
                     print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} ({settings.loaded()}); "
+                        f"memberbot serving on http://{host}:{port} "
+                        f"({settings.loaded(accounts[0])}); "
                         f"health: http://{host}:{port}/healthz", err=True))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
@@ -94,5 +114,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 # The operator commands live with their features; each module adds itself to the group.
 for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
-             rotate, admins):
+             rotate, admins, wecom_cli):
     _mod.register(main)

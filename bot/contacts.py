@@ -10,6 +10,10 @@ from . import keys
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import ts
 
+INVITE_STATE = "inv_"
+CHANNEL_STATES = ("store_", "cmp_")
+MAX_STATE = 30  # WeCom: a contact way's state is at most 30 characters
+
 
 class WeComContacts:
     """Needs the Members internals: store, rules, normalise, _finish, _update, _claim_new."""
@@ -62,6 +66,61 @@ class WeComContacts:
                 pass
         return {**res, "member_id": mid, "linked": existing is not None,
                 "member_code": m.member_code, "coupon": coupon}
+
+    async def attribute_contact(self, member_id: str, state: str, now: datetime) -> dict:
+        """The ``State`` of the contact QR a WeCom contact came by: ``inv_<code>`` binds the
+        invite exactly as the OA's invite QR does (same use case: rewards, caps, refusals);
+        ``store_<id>`` / ``cmp_<campaign>`` are kept as the member's channel (the first one
+        wins). Anything else is ignored."""
+        if state.startswith(INVITE_STATE):
+            try:
+                return {"invite": await self.bind_invite(member_id, state[len(INVITE_STATE):],
+                                                         now)}
+            except Refusal as r:
+                return {"refused": r.code}
+        if not state.startswith(CHANNEL_STATES) or len(state) > MAX_STATE:
+            return {}
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if m.channel:
+                return {"channel": m.channel}, []
+            m.channel = state
+            return {"channel": state}, [Entry("channel", ts(now), data={"channel": state})]
+
+        return await self.run(member_id, now, body, key=keys.channel(member_id))
+
+    async def begin_handover(self, member_id: str, frm: str, to: str, resigned: bool,
+                             now: datetime) -> dict:
+        """WeCom accepted to hand this customer of ``frm`` over to ``to``: pending until
+        transfer_result decides (pushes wait meanwhile)."""
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if m.owner_userid != frm:
+                return {"started": False}, []
+            m.handover = {"from": frm, "to": to, "resigned": resigned, "at": ts(now)}
+            return {"started": True}, [Entry("handover_start", ts(now), data={
+                "from": frm, "to": to, "resigned": resigned})]
+
+        return await self.run(member_id, now, body)
+
+    async def end_handover(self, member_id: str, to: str, now: datetime, *, taken_over: bool,
+                           reason: str = "") -> dict:
+        """The handover to ``to`` is decided: taken over → ``to`` is the owner (and the old
+        owner no longer a follow user); else it ends and the member keeps its owner."""
+
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            h = m.handover
+            if not h or h.get("to") != to:
+                return {"changed": False}, []
+            m.handover = {}
+            if taken_over:
+                m.owner_userid = to
+                m.follow_users = list(dict.fromkeys(
+                    [to, *[u for u in m.follow_users if u != h["from"]]]))
+            return {"changed": True}, [Entry("handover_end", ts(now), data={
+                "from": h["from"], "to": to, "taken_over": taken_over, "reason": reason})]
+
+        return await self.run(member_id, now, body)
 
     async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
         """Staff and contact no longer connected (either side deleted the other)."""

@@ -3,7 +3,7 @@ and e-commerce systems (a T+1 CRM sync, twice-daily increments), with a progress
 
 Members are named by member code (the internal id stays inside); times are ISO 8601 in the
 programme's zone; phones are masked (``139****8000``) and birthdays left out unless
-``--with-pii``, which whoever runs it must be entitled to (it is logged).
+``--with-pii --as NAME`` by an admin account (its password asked for; audited).
 """
 
 from __future__ import annotations
@@ -175,6 +175,31 @@ async def export(store: Store, rules: Rules, what: str, since: date | None, fmt:
     return n
 
 
+async def _admin_only(store: Store, settings: Any, name: str, password: str,
+                      what: str) -> None:
+    """Personal data leaves only for an admin account whose password was given; recorded
+    in the accounts' audit trail (/admin/audit)."""
+    import hashlib
+    import hmac
+
+    from .admins import BOOTSTRAP, Accounts
+
+    accounts = Accounts(store)
+    name = name.strip().lower()
+    if name == BOOTSTRAP:
+        pw = settings.admin_password
+        ok = bool(pw) and hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
+                                              hashlib.sha256(pw.encode()).digest())
+    else:
+        acc = await accounts.verify(name, password)
+        ok = acc is not None and acc.role == "admin"
+    if not ok:
+        raise PermissionError(f"--with-pii: {name!r} is not an enabled admin account with "
+                              "that password")
+    await accounts.log(datetime.now().astimezone(), "export with PII", what, "—",
+                       "phones and birthdays in clear", by=f"cli:{name}")
+
+
 def register(main: Any) -> None:
     import asyncio
     import contextlib
@@ -198,10 +223,20 @@ def register(main: Any) -> None:
     @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
                   help="write to this file (default: standard output)")
     @click.option("--with-pii", is_flag=True,
-                  help="phones and birthdays in clear (admins only: the run is logged)")
+                  help="phones and birthdays in clear: an admin account only (--as), "
+                       "recorded in the admin audit")
+    @click.option("--as", "as_user", metavar="NAME",
+                  help="the admin account running --with-pii; its password is asked for "
+                       "(the bootstrap 'admin': MEMBERBOT_ADMIN_PASSWORD)")
     def export_cmd(what: str, since: str | None, fmt: str, output: str | None,
-                   with_pii: bool) -> None:
+                   with_pii: bool, as_user: str | None) -> None:
         """Export members, the ledger or orders as CSV or JSON lines."""
+        password = ""
+        if with_pii:
+            if not as_user:
+                fail("--with-pii is for admins: add --as NAME (an account with the admin "
+                     "role); its password is asked for")
+            password = click.prompt(f"password of {as_user}", hide_input=True, err=True)
         day = None
         if since is not None:
             try:
@@ -220,7 +255,9 @@ def register(main: Any) -> None:
             await store.open()
             try:
                 if with_pii:
-                    log.warning("export %s --with-pii: personal data in clear", what)
+                    await _admin_only(store, settings, as_user or "", password, what)
+                    log.warning("export %s --with-pii by %s: personal data in clear", what,
+                                as_user)
                     click.echo(f"warning: exporting {what} with phones and birthdays in clear",
                                err=True)
                 with contextlib.ExitStack() as stack:
@@ -235,7 +272,7 @@ def register(main: Any) -> None:
 
         try:
             n = asyncio.run(go())
-        except (StoreError, RulesError, SettingsError) as e:
+        except (StoreError, RulesError, SettingsError, PermissionError) as e:
             fail(str(e))
         except OSError as e:
             fail(f"cannot write {output} ({e.strerror})")

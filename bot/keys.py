@@ -95,6 +95,7 @@ def job_last(kind: str) -> str:
 
 SCHEDULER_LEADER = "scheduler:leader"  # the leading scheduler's id: see scheduler_id
 OUTBOX_PAUSED = "outbox:wecom:paused-until"
+WECOM_TAG_IDS = "wecom:corp-tags"  # the corp tag groups memberbot keeps: name -> tag id
 
 
 def scheduler_fired(kind: str, instant: str) -> str:
@@ -208,6 +209,25 @@ def admin_accounts() -> str:
 def admin_audit() -> str:
     """The account changes (add-user, disable): who, what, when, before -> after."""
     return "admin:audit"
+
+
+def groupmsg_reminders(msgid: str) -> str:
+    """When the staff of a WeCom task were reminded (JSON list of times): ≤ 3 in 24 h."""
+    return f"wecom:groupmsg:remind:{msgid}"
+
+
+def wecom_sends(external_userid: str, period: str) -> str:
+    """How many group messages memberbot had WeCom create for a customer in a period of
+    WeCom's per-customer limit (a month, an ISO week or a day)."""
+    return f"wecom:sends:{external_userid}:{period}"
+
+
+def channel(member_id: str) -> str:
+    """A member's channel (the State of the contact QR it came by): set once."""
+    return f"channel:{member_id}"
+
+
+CONTACT_WAYS = "wecom:contact-ways"  # the contact QRs memberbot created (JSON list)
 
 
 # -- the member card (WeChat card wallet) ------------------------------------------------

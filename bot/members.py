@@ -22,7 +22,7 @@ from .contacts import WeComContacts
 from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
-from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers
+from .rules import card, coupons, indexes, invites, orders, points, profile, rfm, tiers, wecom_tags
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
@@ -88,6 +88,10 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         if sync is not None:
             outbox.append(sync)
             self.card_dirty = True
+        # a linked member's new tier or segment becomes one corp-tag mark, in this commit
+        tag = wecom_tags.mark(m, self.rules.tier(m.tier).name)
+        if tag is not None:
+            outbox.append(tag)
         idx = indexes.derive(m, today, self.rules)
         return Change(m, result, entries, outbox, idx, returns)
 

@@ -68,12 +68,24 @@ def tables(r: dict[str, Any]) -> list[Table]:
                 str(pu["failed"]), str(pu["unreachable"]), str(un["opted_out"]),
                 str(un["unfollowed"]))
 
+    conf = Table(title="企业微信群发确认（按类型）", title_justify="left")
+    for col in ("类型", "已创建", "已确认", "未确认", "非好友", "已收到其他群发", "等待确认"):
+        conf.add_column(col)
+    for kind, d in r["pushes"]["delivery"].items():
+        conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
+
+    chan = Table(title="渠道（渠道活码添加的会员）", title_justify="left")
+    chan.add_column("渠道")
+    chan.add_column("会员数")
+    for state, n in r["channels"]["by_state"].items():
+        chan.add_row(state, f"{n:,}")
+
     seg = Table(title="RFM 分群（截至期末）", title_justify="left")
     seg.add_column("分群")
     seg.add_column("会员数")
     for s in r["rfm"]:
         seg.add_row(s["segment"], f"{s['members']:,}")
-    out = [head, points, coupons, tiers, ops, seg]
+    out = [head, points, coupons, tiers, ops, conf, chan, seg]
     c = r.get("card")
     if c and (c["configured"] or c["holders"]):
         card = Table(title="微信会员卡（截至现在）", title_justify="left")

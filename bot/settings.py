@@ -165,13 +165,19 @@ class Settings:
             generated=generated,
         )
 
-    def loaded(self) -> str:
+    def loaded(self, accounts: int = 0) -> str:
         """What this process runs with, for the start-up line: rules file, templates, store
-        (without credentials) and whether /admin can be entered."""
+        (without credentials) and how /admin is entered (``accounts``: how many exist)."""
         rules = self.rules_path or "built-in defaults"
         templates = f"{self.templates} over built-in" if self.templates else "built-in"
-        admin = ("admin: password login (MEMBERBOT_ADMIN_PASSWORD)" if self.admin_password
-                 else "admin: off (set MEMBERBOT_ADMIN_PASSWORD)")
+        n = f"{accounts} account{'s' if accounts != 1 else ''}"
+        if self.admin_password:
+            admin = "admin: password login (MEMBERBOT_ADMIN_PASSWORD)" + (
+                f" and {n}" if accounts else "")
+        elif accounts:
+            admin = f"admin: {n} (no bootstrap password)"
+        else:
+            admin = "admin: off (set MEMBERBOT_ADMIN_PASSWORD or memberbot admin add-user)"
         return (f"rules: {rules}; templates: {templates}; store: {public_url(self.store_url)}; "
                 f"{admin}")
 

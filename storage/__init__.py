@@ -16,8 +16,6 @@ from .base import (
 )
 from .codec import Codec
 
-DEFAULT_URL = "sqlite:///./data/memberbot.db"
-
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` -> a file path."""
@@ -62,5 +60,5 @@ def open_store(url: str, data_key: bytes | str) -> Store:
                      "or postgresql://user@host:port/db")
 
 
-__all__ = ["DEFAULT_URL", "Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",
+__all__ = ["Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",
            "Store", "StoreError", "StoreUnavailable", "UniqueTaken", "open_store"]

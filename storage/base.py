@@ -1,4 +1,4 @@
-"""The storage contract every backend implements (SQLite, Redis).
+"""The storage contract every backend implements (SQLite, Redis, Redis Cluster, PostgreSQL).
 
 One member, one atomic step: :meth:`Store.update` loads the aggregate, runs a pure step and
 commits the new aggregate with its ledger entries, index entries and outbox entries together,
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.rules.models import Change, Member
+
+from .shared import Hasher, unique_value, unique_values
 
 Step = Callable[[Member | None], Change]
 
@@ -63,20 +65,37 @@ class OutboxRow:
     member_id: str
     kind: str
     period: str
-    status: str  # pending -> sending -> sent | failed | unreachable | skipped
+    # pending -> sending -> sent | failed | unreachable | skipped | uncertain (a batch in
+    # flight at a crash, never resent); sending -> pending again when never called
+    status: str
     created_at: int
     data: dict[str, Any]
 
 
-UNIQUE_KINDS = ("member_code", "openid", "unionid", "external_userid", "invite_code",
-                "coupon_code", "phone", "order", "refund")
-
-
 class Store(abc.ABC):
-    """A member store. Backends: ``sqlite:///path`` and ``redis://host:port/db``."""
+    """A member store. Backends: ``sqlite:///path``, ``redis://host:port/db`` (and
+    ``redis+sentinel://``), ``redis+cluster://h1:p1,h2:p2`` and ``postgresql://user@host/db``.
+    A backend is one module (and its schema) implementing this class, chosen by
+    :func:`storage.open_store` from its URL scheme, and one parameter of the contract suite
+    (``tests/contract``)."""
 
-    kind: str = "?"  # the backend's name: the label of its metrics, shown on /healthz
-    conflicts: int = 0  # version conflicts retried so far (memberbot_store_conflicts_total)
+    # What every backend declares: its name (the label of its metrics, shown on /healthz and
+    # by the operator commands), the version conflicts it retried so far (carried over to
+    # memberbot_store_conflicts_total by /metrics), and the codec of its personal data.
+    kind: str = "?"
+    conflicts: int = 0
+    codec: Hasher
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if not getattr(cls, "__abstractmethods__", None) and cls.kind == "?":
+            raise TypeError(f"store backend {cls.__name__} must declare its kind")
+
+    def _uval(self, kind: str, value: str) -> str:
+        return unique_value(self.codec, kind, value)
+
+    def _uvals(self, kind: str, value: str) -> list[str]:
+        return unique_values(self.codec, kind, value)
 
     # -- life cycle ---------------------------------------------------------------------
     @abc.abstractmethod

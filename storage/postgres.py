@@ -36,7 +36,7 @@ from .base import (
 )
 from .codec import Codec, dumps, loads
 from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
-from .sqlite_schema import _idx_rows
+from .shared import index_rows as _idx_rows
 
 MAX_TRIES = 50
 MIGRATION_LOCK = 0x6D656D62  # pg_advisory_lock key: 'memb'
@@ -300,12 +300,7 @@ class PostgresStore(Store):
         return [r[0] for r in rows]
 
     # -- uniques ------------------------------------------------------------------------
-    def _uval(self, kind: str, value: str) -> str:
-        return self.codec.lookup_hash(value) if kind == "phone" else value
 
-    def _uvals(self, kind: str, value: str) -> list[str]:
-        """What a look-up tries: a phone's hash under each data key (a rotation)."""
-        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
 
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         for _ in range(MAX_TRIES):

@@ -66,6 +66,7 @@ from .redis_lua import (
     STOCK_RETURN,
     STOCK_TAKE,
 )
+from .shared import index_terms as _terms
 
 MAX_TRIES = 50
 LEDGER_CHUNK = 2000
@@ -92,17 +93,6 @@ def _guarded(fn: Any) -> Any:
         except TRANSIENT as e:
             raise StoreUnavailable(f"Redis at {self.where} is unavailable ({_why(e)})") from e
     return wrapper
-
-
-def _terms(value: Any) -> tuple[int | None, set[str]]:
-    """An index value as (integer or None, text tags), mirroring SQLite's ``_idx_rows``."""
-    if value is None:
-        return None, set()
-    if isinstance(value, bool | int):
-        return int(value), set()
-    if isinstance(value, str):
-        return None, {value}
-    return None, {str(v) for v in value}
 
 
 def _idx_ops(old: dict[str, Any], new: dict[str, Any], out: list[Any]) -> None:
@@ -347,12 +337,7 @@ class RedisStore(Store):
         return [r.decode() for r in rows]
 
     # -- uniques ------------------------------------------------------------------------
-    def _uval(self, kind: str, value: str) -> str:
-        return self.codec.lookup_hash(value) if kind == "phone" else value
 
-    def _uvals(self, kind: str, value: str) -> list[str]:
-        """What a look-up tries: a phone's hash under each data key (a rotation)."""
-        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
 
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         owner = await self._claim((f"uq:{kind}",), (self._uval(kind, value), member_id))

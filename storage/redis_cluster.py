@@ -54,7 +54,7 @@ from .base import (
     UniqueTaken,
 )
 from .codec import Codec, dumps, loads
-from .redis import RedisStore, _idx_ops, _terms, _why, outbox_id
+from .redis import RedisStore, _idx_ops, _why, outbox_id
 from .redis_cluster_lua import (
     CLAIM_NEW,
     COMMIT,
@@ -66,6 +66,7 @@ from .redis_cluster_lua import (
     STOCK_TAKE,
 )
 from .redis_lua import CLAIM, INCR_WINDOW, KV_CAD, KV_CAS, RELEASE
+from .shared import index_terms as _terms
 
 SHARDS = 16
 MAX_TRIES = 50
@@ -135,6 +136,8 @@ class RedisClusterStore(RedisStore):
         self.user, password, self.nodes, _ = parse_nodes(url)
         self.where = url.replace(f":{password}@", "@") if password else url
         self.password = password
+        self._cpending: list[Any] = []
+        self._cflusher: asyncio.Task | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -160,8 +163,6 @@ class RedisClusterStore(RedisStore):
              self._take, self._return, self._claim, self._release, self._kv_cas,
              self._kv_cad, self._incr, self._claim_new) = (
                 self.client.register_script(s) for s in scripts)
-            self._cpending: list[Any] = []
-            self._cflusher: asyncio.Task | None = None
             self._commit, self._intent, self._publish = (
                 self._batched_script(s) for s in (self._commit, self._intent, self._publish))
             for s in scripts:  # on every primary, so updates run EVALSHA straight away
@@ -177,6 +178,12 @@ class RedisClusterStore(RedisStore):
                     else "start the cluster or fix MEMBERBOT_STORE")
             raise StoreError(f"cannot use the Redis Cluster at {self.where} ({why}): "
                              f"{hint}") from e
+
+    async def close(self) -> None:
+        if self._cflusher is not None:  # let the script calls already sent come back
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._cflusher
+        await super().close()
 
     async def ping(self) -> dict[str, Any]:
         try:

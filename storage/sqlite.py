@@ -32,7 +32,8 @@ from .base import (
     outbox_id,
 )
 from .codec import Codec, dumps, loads
-from .sqlite_schema import SCHEMA, _idx_rows
+from .shared import index_rows as _idx_rows
+from .sqlite_schema import SCHEMA
 
 BATCH_MAX = 512
 PURGE_EVERY = 5000  # commits
@@ -304,12 +305,7 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     # -- uniques ----------------------------------------------------------------------------
-    def _uval(self, kind: str, value: str) -> str:
-        return self.codec.lookup_hash(value) if kind == "phone" else value
 
-    def _uvals(self, kind: str, value: str) -> list[str]:
-        """What a look-up tries: a phone's hash under each data key (a rotation)."""
-        return self.codec.lookup_hashes(value) if kind == "phone" else [value]
 
     async def claim(self, kind: str, value: str, member_id: str) -> str:
         v = self._uval(kind, value)

@@ -3,8 +3,6 @@ outbox, coupon stock and small shared state (kv)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
     data BLOB NOT NULL, idx BLOB);
@@ -32,15 +30,3 @@ CREATE TABLE IF NOT EXISTS stock_log (template TEXT NOT NULL, key TEXT NOT NULL,
     dir TEXT NOT NULL, PRIMARY KEY (template, key, dir)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
 """
-
-
-def _idx_rows(name: str, value: Any) -> list[tuple[str, int | None, str | None]]:
-    if value is None:
-        return []
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, int):
-        return [(name, value, None)]
-    if isinstance(value, str):
-        return [(name, None, value)]
-    return [(name, None, str(v)) for v in value]

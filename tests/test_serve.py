@@ -63,6 +63,10 @@ def test_dotenv_templates_and_startup_line_say_what_was_loaded(tmp_path):
                                    "MEMBERBOT_STORE=sqlite:///./data/brand.db\n")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MEMBERBOT_", "WECHAT_", "WECOM_"))}
+    made = subprocess.run([sys.executable, "-m", "bot", "admin", "add-user", "vera", "--role",
+                           "viewer", "--password", "viewer-password"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
     port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port),
                           "--no-scheduler"], cwd=tmp_path, env=env,
@@ -90,4 +94,5 @@ def test_dotenv_templates_and_startup_line_say_what_was_loaded(tmp_path):
     assert "rules: brand.toml" in line
     assert f"templates: {tmp_path / 'mine'} over built-in" in line
     assert "store: sqlite:///./data/brand.db" in line
-    assert "admin: password login" in line and "secret-pw" not in err
+    assert "admin: password login (MEMBERBOT_ADMIN_PASSWORD) and 1 account" in line
+    assert "secret-pw" not in err

@@ -69,4 +69,8 @@ def test_loaded_names_rules_templates_store_and_admin_without_credentials(tmp_pa
     s = Settings.load({"MEMBERBOT_STORE": "postgresql://bob:pw@db:5432/m"}, cwd=tmp_path)
     line = s.loaded()
     assert line == ("rules: built-in defaults; templates: built-in; store: "
-                    "postgresql://db:5432/m; admin: off (set MEMBERBOT_ADMIN_PASSWORD)")
+                    "postgresql://db:5432/m; admin: off (set MEMBERBOT_ADMIN_PASSWORD or "
+                    "memberbot admin add-user)")
+    assert s.loaded(2).endswith("admin: 2 accounts (no bootstrap password)")
+    s.admin_password = "pw"
+    assert s.loaded(1).endswith("admin: password login (MEMBERBOT_ADMIN_PASSWORD) and 1 account")

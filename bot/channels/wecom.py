@@ -36,6 +36,7 @@ CONFIG_ERRORS = (40001, 40013)
 RATE_LIMITED = (45009, 45033)
 WELCOME_CODE_USED = 41051
 MAX_RECIPIENTS = 10_000  # external_userids per add_msg_template call
+MAX_TRANSFER = 100  # external_userids per transfer_customer call
 CONFIG_PROBLEM = ("WeCom refused the credentials (errcode {code} {msg}): check WECOM_CORP_ID "
                   "and WECOM_SECRET (the customer-contact secret)")
 
@@ -256,6 +257,91 @@ class WeComClient:
             cursor = data.get("next_cursor") or ""
             if not cursor:
                 return out
+
+    # -- confirmation of 1v1 tasks (企业群发) -----------------------------------------------
+    async def _pages(self, path: str, body: dict, field: str) -> list[dict]:
+        out: list[dict] = []
+        cursor = ""
+        while True:
+            data = await self.call("POST", path, body={**body, "cursor": cursor})
+            out.extend(data.get(field) or [])
+            cursor = data.get("next_cursor") or ""
+            if not cursor:
+                return out
+
+    async def get_groupmsg_task(self, msgid: str) -> list[dict]:
+        """The staff of a task and whether each confirmed it: ``userid``, ``status`` (0 not
+        yet, 2 sent), ``send_time``; every page (limit 1000)."""
+        return await self._pages("/cgi-bin/externalcontact/get_groupmsg_task",
+                                 {"msgid": msgid, "limit": 1000}, "task_list")
+
+    async def remind_groupmsg_send(self, msgid: str) -> None:
+        """Remind the staff of a task who have not confirmed it (WeCom: ≤ 3 a day)."""
+        await self.call("POST", "/cgi-bin/externalcontact/remind_groupmsg_send",
+                        body={"msgid": msgid})
+
+    async def get_groupmsg_list_v2(self, creator: str, start: int, end: int) -> list[dict]:
+        """Tasks ``creator`` created (企业发表, 1v1) between ``start`` and ``end`` (unix
+        seconds, at most a month apart): ``msgid``, ``create_time``, ``text``; every page
+        (limit 100)."""
+        if not 0 <= end - start <= 31 * 86400:
+            raise ValueError("get_groupmsg_list_v2 takes a window of at most one month")
+        return await self._pages("/cgi-bin/externalcontact/get_groupmsg_list_v2", {
+            "chat_type": "single", "start_time": start, "end_time": end, "creator": creator,
+            "filter_type": 0, "limit": 100}, "group_msg_list")
+
+    # -- corp tags ---------------------------------------------------------------------------
+    async def get_corp_tag_list(self) -> list[dict]:
+        """Every corp tag group with its tags (``group_name``, ``tag``: ``id``, ``name``)."""
+        data = await self.call("POST", "/cgi-bin/externalcontact/get_corp_tag_list", body={})
+        return list(data.get("tag_group") or [])
+
+    async def add_corp_tag(self, group_name: str, names: list[str],
+                           group_id: str = "") -> dict:
+        """Tags ``names`` in group ``group_name`` (created unless ``group_id``): the group."""
+        body: dict[str, Any] = {"tag": [{"name": n} for n in names]}
+        body.update({"group_id": group_id} if group_id else {"group_name": group_name})
+        data = await self.call("POST", "/cgi-bin/externalcontact/add_corp_tag", body=body)
+        return dict(data.get("tag_group") or {})
+
+    async def mark_tag(self, userid: str, external_userid: str, add: list[str],
+                       remove: list[str]) -> None:
+        await self.call("POST", "/cgi-bin/externalcontact/mark_tag", body={
+            "userid": userid, "external_userid": external_userid, "add_tag": add,
+            "remove_tag": remove})
+
+    # -- channel QR codes (联系我) ---------------------------------------------------------
+    async def add_contact_way(self, staff: str, state: str, remark: str = "") -> dict:
+        """A single-staff QR code (type 1, scene 2) carrying ``state``: ``config_id``,
+        ``qr_code``."""
+        data = await self.call("POST", "/cgi-bin/externalcontact/add_contact_way", body={
+            "type": 1, "scene": 2, "user": [staff], "state": state, "remark": remark,
+            "skip_verify": True})
+        return {"config_id": data.get("config_id", ""), "qr_code": data.get("qr_code", "")}
+
+    # -- customer handover (在职继承 / 离职继承) ----------------------------------------------
+    async def transfer_customer(self, handover: str, takeover: str, external_userids: list[str],
+                                *, resigned: bool, message: str = "") -> list[dict]:
+        """Hand ≤ 100 customers over: per customer ``external_userid``, ``errcode``."""
+        if not 0 < len(external_userids) <= MAX_TRANSFER:
+            raise ValueError(f"transfer_customer takes 1..{MAX_TRANSFER} external_userids")
+        body: dict[str, Any] = {"handover_userid": handover, "takeover_userid": takeover,
+                                "external_userid": list(external_userids)}
+        if not resigned and message:
+            body["transfer_success_msg"] = message
+        path = ("/cgi-bin/externalcontact/resigned/transfer_customer" if resigned else
+                "/cgi-bin/externalcontact/transfer_customer")
+        data = await self.call("POST", path, body=body)
+        return list(data.get("customer") or [])
+
+    async def transfer_result(self, handover: str, takeover: str, *,
+                              resigned: bool) -> list[dict]:
+        """Where each handed-over customer stands: ``external_userid``, ``status`` (1 done,
+        2 waiting, 3 refused, 4 over the limit, 5 no such transfer); every page."""
+        path = ("/cgi-bin/externalcontact/resigned/transfer_result" if resigned else
+                "/cgi-bin/externalcontact/transfer_result")
+        return await self._pages(path, {"handover_userid": handover,
+                                        "takeover_userid": takeover}, "customer")
 
 
 def jsapi_signature(ticket: str, noncestr: str, timestamp: int | str, url: str) -> str:

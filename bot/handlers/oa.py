@@ -1,9 +1,10 @@
 """``/wechat``: the Official Account callback (GET verify, POST in plain and safe mode).
 
 size limit → signature → defusedxml parse → decrypt → dedup key → command registry → use case
-→ template → encrypt. A reply not ready within ``budget`` seconds is answered ``success`` and
-sent afterwards as a customer-service message. Retries (same dedup key) get the first reply
-and change nothing: the reply is stored under the key in the same store as the member.
+→ template → encrypt. A reply not ready within the budget is answered ``success`` and sent
+afterwards as a customer-service message (:mod:`bot.handlers.late`). Retries (same dedup
+key) get the first reply and change nothing: the reply is stored under the key in the same
+store as the member.
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime
 
-import aiohttp
 from aiohttp import web
 
 from storage import StoreError
 
-from .. import keys
-from ..channels.wechat import RATE_LIMITED, WeChatAPIError, WeChatClient
+from ..channels.wechat import WeChatClient
 from ..context import CTX, MAX_BODY, Context
 from ..rules.models import Refusal
 from ..rules.timeutil import local_day
@@ -28,6 +27,7 @@ from ..settings import SettingsError
 from ..templating import render
 from . import card, commands
 from .guard import nonce_once, timestamp_fresh
+from .late import LateReplies, Recomputed
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
 from .wxproto import (
@@ -47,7 +47,6 @@ log = logging.getLogger("memberbot.oa")
 # is acknowledged with "success" and changes nothing.
 ROUTED_EVENTS = {"subscribe", "unsubscribe", "scan", "click", *card.EVENTS}
 NOT_LIMITED = {"subscribe", "unsubscribe", "scan", *card.EVENTS}
-LATE_MARK_SECONDS = 3 * 86400
 CREATE_TIME_SLACK = 600  # seconds a retry may come after the message; older is not trusted
 
 
@@ -64,15 +63,8 @@ def message_time(msg: Incoming, now: datetime) -> datetime:
     return now
 
 
-class Recomputed(str):
-    """A reply computed again for each copy of a message rather than stored."""
-
-
 class OfficialAccount:
     """The callback and its background work (late replies, unionid look-ups, counts)."""
-
-    budget = 4.0  # seconds; WeChat gives up after 5
-    late_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)  # on 45009 and network errors
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -84,10 +76,8 @@ class OfficialAccount:
                 self.safe = SafeMode(s.wechat_token, s.wechat_aes_key, s.wechat_appid)
             except ValueError as e:
                 raise SettingsError(str(e)) from e
-        self._inflight: dict[str, asyncio.Task] = {}
-        self._late: set[str] = set()
-        self._sent_late: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        self.late = LateReplies(ctx.members, lambda: self.ctx.wechat, self.spawn)
         self._openids: dict[str, str] = {}
         self.limit = CommandLimit(ctx.members, ctx.rules.rate_limit["commands_per_minute"],
                                   self.spawn)
@@ -169,43 +159,25 @@ class OfficialAccount:
 
     # -- answering --------------------------------------------------------------------------------
     async def answer(self, msg: Incoming) -> str | None:
-        """The reply to ``msg`` if ready within ``budget``; else None, and deliver it later.
-        Copies of one message in this process share one computation."""
-        key = msg.dedup_key
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self.process(msg))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        if not task.done():
-            await self._wait(task)
-        if key in self._late:
-            return None  # a copy already answered "success": the reply goes out as a message
-        if task.done():
-            text = task.result()
-            if isinstance(text, Recomputed) and key in self._sent_late:
-                return None  # a retry of a message whose reply went out late
-            return text
-        self._late.add(key)
-        self.spawn(self._deliver_late(msg, task))
-        return None
+        """The reply to ``msg`` if ready within the budget; else None (``success``), and it
+        goes out later as a customer-service message (:mod:`bot.handlers.late`)."""
+        return await self.late.answer(msg.dedup_key, msg.from_user, lambda: self.process(msg))
 
-    async def _wait(self, task: asyncio.Task) -> None:
-        """Until ``task`` is done or the budget is spent (asyncio.wait, without its sets)."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+    @property
+    def budget(self) -> float:
+        return self.late.budget
 
-        def wake(_: object = None) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
+    @budget.setter
+    def budget(self, seconds: float) -> None:
+        self.late.budget = seconds
 
-        task.add_done_callback(wake)
-        timer = loop.call_later(self.budget, wake)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            task.remove_done_callback(wake)
+    @property
+    def late_retry_delays(self) -> tuple[float, ...]:
+        return self.late.retry_delays
+
+    @late_retry_delays.setter
+    def late_retry_delays(self, delays: tuple[float, ...]) -> None:
+        self.late.retry_delays = delays
 
     async def process(self, msg: Incoming) -> str | None:
         """Never raises: a store failure or a bug answers 系统繁忙 and commits nothing more."""
@@ -234,7 +206,7 @@ class OfficialAccount:
             if not same:
                 done, stored = await members.seen(mid, key)
                 if done:
-                    return await self._stored(key, stored)
+                    return await self.late.stored(key, stored)
         text: str | None = None
         if (kind == "unsubscribe" or kind in card.NEEDS_MEMBER) and mid is None:
             return None
@@ -300,53 +272,6 @@ class OfficialAccount:
         if cmd is not None:
             return cmd.fn, arg, cmd.same_on_retry
         return r.events.get(kind, commands.hint), "", False  # else a hint, never silence
-
-    async def _stored(self, key: str, stored: str | None) -> str | None:
-        """A retry's reply, unless a copy was answered ``success`` and it went out late."""
-        if not stored:
-            return None
-        if await self.ctx.members.cached(keys.late_reply(key)):
-            return None  # already sent as a customer-service message
-        return stored
-
-    # -- after the 5 s --------------------------------------------------------------------------
-    async def _deliver_late(self, msg: Incoming, task: asyncio.Task) -> None:
-        key = msg.dedup_key
-        try:
-            try:
-                if not await self.ctx.members.cache(keys.late_reply(key), "1",
-                                                    LATE_MARK_SECONDS, only_new=True):
-                    return  # another process answered "success" first and delivers it
-            except Exception as e:
-                log.warning("late reply mark not stored (%s); delivering anyway", e)
-            text = await task
-            if text:
-                if len(self._sent_late) > 100_000:
-                    self._sent_late.clear()
-                self._sent_late.add(key)
-                await self._send_late(msg.from_user, text)
-        finally:
-            self._late.discard(key)
-
-    async def _send_late(self, openid: str, text: str) -> None:
-        client = self.wechat
-        if client is None or not client.configured:
-            log.warning("a late reply was dropped: WECHAT_APPID/WECHAT_APPSECRET not set")
-            return
-        for delay in (0.0, *self.late_retry_delays):
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                await client.send_text(openid, str(text))
-                return
-            except WeChatAPIError as e:
-                if e.errcode not in RATE_LIMITED:
-                    log.error("late reply not delivered: %s", e)
-                    return
-                log.warning("late reply rate limited (%s); retrying", e.errcode)
-            except (TimeoutError, aiohttp.ClientError) as e:
-                log.warning("late reply: API unreachable (%s); retrying", e)
-        log.error("late reply not delivered after %d tries", len(self.late_retry_delays) + 1)
 
 
 OA = web.AppKey("oa", OfficialAccount)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 from collections.abc import AsyncIterator, Coroutine
 
 from aiohttp import web
@@ -24,7 +23,6 @@ from wechatpy.enterprise.crypto import PrpCrypto
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, MAX_BODY, Context
 from ..jobs import welcome
-from ..metrics import CALLBACK_LATENCY
 from .guard import nonce_once, timestamp_fresh
 from .wxproto import DECRYPT_FAILED, BadRequest, parse_xml, signature_ok
 
@@ -98,13 +96,7 @@ class WeComCallback:
         return web.Response(text=echo)
 
     async def callback(self, request: web.Request) -> web.Response:
-        t0 = time.perf_counter()
-        try:
-            return await self._callback(request)
-        finally:
-            CALLBACK_LATENCY.labels("wecom").observe(time.perf_counter() - t0)
-
-    async def _callback(self, request: web.Request) -> web.Response:
+        # timed once, as memberbot_callback_seconds{route="/wecom"}, by the metrics middleware
         size = request.content_length
         if size is not None and size > MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=size)
@@ -137,7 +129,12 @@ class WeComCallback:
         if change in REMOVED:
             await self.ctx.members.unlink_wecom(eu, staff, now)
         elif change in ADDED:
-            await self.added(eu, staff, ev.get("WelcomeCode", ""))
+            await self.added(eu, staff, ev.get("WelcomeCode", ""), ev.get("State", ""))
+        elif change == "transfer_fail":  # UserID is the staff member who was to take over
+            mid = await self.ctx.members.resolve(external_userid=eu)
+            if mid is not None:
+                await self.ctx.members.end_handover(mid, staff, now, taken_over=False,
+                                                    reason=ev.get("FailReason", ""))
         elif change == "edit_external_contact" and (contact := await self._contact(eu)):
             await self._link(eu, staff, contact)
 
@@ -158,7 +155,7 @@ class WeComCallback:
             eu, self.ctx.now(), staff=staff, unionid=ext.get("unionid") or None,
             follow_users=follow or None, nickname=ext.get("name") or None)
 
-    async def added(self, eu: str, staff: str, code: str) -> None:
+    async def added(self, eu: str, staff: str, code: str, state: str = "") -> None:
         contact = await self._contact(eu)
         if contact is None and self.wecom is not None:
             # without the unionid a link could duplicate an OA member: greet now, link later
@@ -166,24 +163,31 @@ class WeComCallback:
                 await welcome.send(self.ctx.members, self.wecom, member_id=None,
                                    welcome_code=code, staff=staff, now=self.ctx.now(),
                                    linked=False)
-            self.spawn(self._link_later(eu, staff))
+            self.spawn(self._link_later(eu, staff, state))
             return
         res = await self._link(eu, staff, contact or {})
-        if not code:
-            return
-        if self.wecom is None:
+        if code and self.wecom is None:
             log.warning("a WelcomeCode arrived but WECOM_SECRET is not set: no welcome sent")
-            return
-        await welcome.send(self.ctx.members, self.wecom, member_id=res["member_id"],
-                           welcome_code=code, staff=staff, now=self.ctx.now(),
-                           linked=res["linked"], coupon=res.get("coupon"))
+        elif code:
+            await welcome.send(self.ctx.members, self.wecom, member_id=res["member_id"],
+                               welcome_code=code, staff=staff, now=self.ctx.now(),
+                               linked=res["linked"], coupon=res.get("coupon"))
+        await self._attribute(res["member_id"], state)  # after the welcome: its code lives 20 s
 
-    async def _link_later(self, eu: str, staff: str) -> None:
+    async def _attribute(self, member_id: str, state: str) -> None:
+        if state:
+            res = await self.ctx.members.attribute_contact(member_id, state, self.ctx.now())
+            if "refused" in res:
+                log.info("contact way state of member %s refused: %s", member_id,
+                         res["refused"])
+
+    async def _link_later(self, eu: str, staff: str, state: str = "") -> None:
         for delay in self.link_retry_delays:
             await asyncio.sleep(delay)
             contact = await self._contact(eu)
             if contact is not None:
-                await self._link(eu, staff, contact)
+                res = await self._link(eu, staff, contact)
+                await self._attribute(res["member_id"], state)
                 return
         # linking without the unionid could duplicate an OA member: leave it to the next
         # event for this contact (every event links again)

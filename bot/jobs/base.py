@@ -20,6 +20,8 @@ from .env import Env
 from .schedule import Schedule
 
 PAGE = 5000
+HELD = {"send_limit": "held: WeCom's per-customer limit (sent next period)",
+        "no_owner": "waiting for a new owner (staff left)"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,20 @@ class Summary:
     failed: Counter = field(default_factory=Counter)
     would_send: Counter = field(default_factory=Counter)
     coupon_refused: Counter = field(default_factory=Counter)
+    # WeCom in depth: confirmation by status, reminders, reconciliation, tags, handover
+    delivery: Counter = field(default_factory=Counter)
+    reminded: int = 0
+    adopted: int = 0
+    resent: int = 0
+    tagged: int = 0
+    moved: int = 0
+    waiting: int = 0
     cleaned: Counter = field(default_factory=Counter)  # housekeeping: what it settled
     report: str = "pushes"  # or "cleaning": which figures lines() prints
     show: int = 0  # a dry run keeps this many rendered messages (``samples``) to print
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    quiet_end: str = "09:00"  # the rules' push.quiet_end, for "held: quiet hours (until …)"
 
     def lines(self) -> list[str]:
         when = self.now.strftime("%Y-%m-%d %H:%M %Z")
@@ -111,10 +122,11 @@ class Summary:
             rows += [("enqueued", self.enqueued), ("sent", self.sent)]
         rows += [("skipped: daily cap", self.skipped["cap"]),
                  ("skipped: opted out", self.skipped["opt_out"]),
-                 ("held: quiet hours (until 09:00)", self.held["quiet"])]
+                 (f"held: quiet hours (until {self.quiet_end})", self.held["quiet"])]
         rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
                  if k not in ("cap", "opt_out") and v]
-        rows += [(f"held: {k}", v) for k, v in sorted(self.held.items()) if k != "quiet" and v]
+        rows += [(HELD.get(k, f"held: {k}"), v) for k, v in sorted(self.held.items())
+                 if k != "quiet" and v]
         rows.append(("unreachable (no WeCom contact, no OA template)", self.unreachable))
         rows.append(("failed", sum(self.failed.values())))
         rows += [(f"  errcode {k}", v) for k, v in sorted(self.failed.items(), key=str)]
@@ -125,6 +137,13 @@ class Summary:
             rows += [(f"  coupon refused: {k}", v) for k, v in sorted(self.coupon_refused.items())]
         if self.refreshed:
             rows.append(("members refreshed", self.refreshed))
+        rows += [(f"delivery: {k}", v) for k, v in sorted(self.delivery.items()) if v]
+        rows += [(label, v) for label, v in (
+            ("staff reminded", self.reminded),
+            ("uncertain: adopted (found in WeCom, not resent)", self.adopted),
+            ("uncertain: resent once (not found in WeCom)", self.resent),
+            ("tags marked", self.tagged), ("customers moved to their new owner", self.moved),
+            ("waiting for a new owner", self.waiting)) if v]
         return [head, *self._table(rows)]
 
     CLEANED = (("points_expired", "points expired"), ("coupons_expired", "coupons expired"),
@@ -165,7 +184,10 @@ class Summary:
                "held": sum(self.held.values()), "unreachable": self.unreachable,
                "failed": sum(self.failed.values()), "uncertain": self.uncertain,
                "coupons": self.coupons, "refreshed": self.refreshed,
-               **{k: v for k, v in self.cleaned.items()}}
+               **{k: v for k, v in self.cleaned.items()},
+               **{f"delivery_{k}": v for k, v in self.delivery.items()},
+               "reminded": self.reminded, "adopted": self.adopted, "resent": self.resent,
+               "tagged": self.tagged, "moved": self.moved, "waiting": self.waiting}
         return {k: v for k, v in out.items() if v or k == "due"}
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,6 +197,9 @@ class Summary:
                 "skipped": dict(self.skipped), "held": dict(self.held),
                 "failed": {str(k): v for k, v in self.failed.items()},
                 "would_send": dict(self.would_send), "refreshed": self.refreshed,
+                "delivery": dict(self.delivery), "reminded": self.reminded,
+                "adopted": self.adopted, "resent": self.resent, "tagged": self.tagged,
+                "moved": self.moved, "waiting": self.waiting,
                 "seconds": round(self.seconds, 3)}
 
 

@@ -10,8 +10,9 @@ passed, the next sender resolves them from the record: never called → pending 
 with no answer recorded → ``uncertain``, never blindly resent; answered → the recorded msgid
 and fail_list (checked with get_groupmsg_send_result).
 
-Held, not dropped: quiet hours (21:00–09:00), a rate limit still on after backing off, a
-configuration error (40001), WeCom unreachable. Those rows stay pending for the next run.
+Held, not dropped: quiet hours (the rules' push.quiet_start to quiet_end), a rate limit still
+on after backing off, a configuration error (40001), WeCom unreachable. Those rows stay
+pending for the next run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..channels.wecom import (
     WeComRateLimited,
 )
 from ..metrics import PUSHES
+from ..rules.config import send_limit
 from .base import Job, Progress, Summary, all_of, render_push, route
 from .env import Env
 from .schedule import Every, Schedule, in_quiet_hours
@@ -46,6 +48,7 @@ KIND = "outbox"
 TITLE = "投递（含 tier_upgrade 与被暂缓的消息）"
 PAGE = 10_000
 BATCH_TTL = 7 * 86400
+SEND_COUNT_TTL = 32 * 86400  # longer than any period of WeCom's per-customer limit
 OA_RATE_LIMITED = (45009, 45033, 45047)
 FINAL_FROM = ("sending", "uncertain")
 
@@ -70,7 +73,7 @@ async def _final(env: Env, row_id: str, status: str, data: dict, summary: Summar
             break
     else:
         return 0
-    if status == "sent":
+    if status in ("sent", "created"):
         summary.sent += 1
     elif status == "failed":
         summary.failed[data.get("error", "?")] += 1
@@ -121,13 +124,27 @@ async def _confirm(env: Env, rec: dict) -> dict:
     return {**rec, "fail_list": sorted(fail)}
 
 
+def task_data(rec: dict, to: str, created_at: float) -> dict:
+    """What a row created in a WeCom task keeps for its confirmation (bot.jobs.confirm)."""
+    return {"msgid": rec.get("msgid", ""), "channel": "wecom", "sender": rec["sender"],
+            "to": to, "created_at": int(created_at)}
+
+
 async def _apply_done(env: Env, rec: dict, summary: Summary) -> int:
+    """A batch WeCom (or the OA) answered: its rows are ``created`` (a WeCom task, confirmed
+    later by the staff member) or ``sent`` (an OA template message), or failed."""
     fail = set(rec["fail_list"])
-    ok = {"msgid": rec.get("msgid", ""), "channel": rec["channel"]}
     bad = {"error": "fail_list", "msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+    at = rec.get("called_at") or env.wall()
+
+    def ok(t: str) -> tuple[str, dict]:
+        if rec["channel"] == "wecom":
+            return "created", task_data(rec, t, at)
+        return "sent", {"msgid": rec.get("msgid", ""), "channel": rec["channel"]}
+
     done = await asyncio.gather(*(
-        _final(env, rid, "failed" if t in fail else "sent", bad if t in fail else ok, summary,
-               FINAL_FROM) for rid, t in rec["rows"].items()))
+        _final(env, rid, *(("failed", bad) if t in fail else ok(t)), summary, FINAL_FROM)
+        for rid, t in rec["rows"].items()))
     return sum(done)
 
 
@@ -215,7 +232,8 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
     key = keys.push_batch(secrets.token_hex(8))
     bid = key.rsplit(":", 1)[1]
     rec = {"sid": env.sid, "channel": channel, "sender": sender, "state": "claimed",
-           "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items}}
+           "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items},
+           "text": text}
     raw = _dumps(rec)
     await env.store.kv_set(key, raw, ttl=BATCH_TTL)
     oks = await asyncio.gather(*(env.store.outbox_set(row.id, "sending", {"batch": bid},
@@ -224,7 +242,7 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
     if not mine:
         await env.store.kv_delete(key, expect=raw)
         return 0
-    rec = {**rec, "rows": mine, "state": "calling"}
+    rec = {**rec, "rows": mine, "state": "calling", "called_at": int(env.wall())}
     if not await env.store.kv_set(key, _dumps(rec), ttl=BATCH_TTL, expect=raw):
         return 0  # a resolver took the batch over (we outlived the lease): it was never called
     raw = _dumps(rec)
@@ -269,6 +287,26 @@ def stale(row: OutboxRow, today: date) -> bool:
     return bool(day) and date.fromisoformat(day) < today - timedelta(days=1)
 
 
+async def _within_limit(env: Env, external_userid: str, today: date) -> bool:
+    """Reserve one of the customer's group messages in WeCom's limit for the period (rules
+    ``wecom.send_limit``), or say it is used up. A reservation whose batch is not sent stays
+    counted: the limit may hold a push too many, never send one WeCom would refuse."""
+    period, limit = send_limit(env.rules, today)
+    key = keys.wecom_sends(external_userid, period)
+    for _ in range(20):
+        raw = await env.store.kv_get(key)
+        n = int(raw or 0)
+        if n >= limit:
+            return False
+        if raw is None:
+            ok = await env.store.kv_set(key, "1", ttl=SEND_COUNT_TTL, only_new=True)
+        else:
+            ok = await env.store.kv_set(key, str(n + 1), ttl=SEND_COUNT_TTL, expect=raw)
+        if ok:
+            return True
+    return False
+
+
 async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
                 held: dict[str, str], now: datetime
                 ) -> tuple[dict[tuple[str, str, str], list], int]:
@@ -289,8 +327,12 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
                                  ("pending",))
         elif (r := route(m, env)) is None:
             done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
+        elif m.handover and m.external_userid:
+            held[row.id] = "no_owner"  # a handover is pending: sent by the new owner
         elif r[0] in stopped:
             held[row.id] = stopped[r[0]]
+        elif r[0] == "wecom" and not await _within_limit(env, r[2], today):
+            held[row.id] = "send_limit"  # kept pending: WeCom would refuse it this period
         else:
             groups.setdefault((r[0], r[1], _text(row, m, env)), []).append((row, r[2]))
     return groups, done
@@ -299,7 +341,7 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
 async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
                   summary: Summary | None = None) -> Summary:
     """Send what is pending (of ``kinds``, or all), as of ``now`` for quiet hours."""
-    summary = summary or Summary(KIND, now)
+    summary = summary or Summary(KIND, now, quiet_end=env.rules.push["quiet_end"])
     await resolve(env, summary)
     held: dict[str, str] = {}
     p = env.rules.push

@@ -14,13 +14,17 @@ from ..rules.config import Rules, push_priority
 from ..settings import Settings, rules_for
 from . import (
     birthday,
+    confirm,
     coupon_expiry,
     demotion_warning,
     dormant,
+    handover,
     housekeeping,
     member_day,
     outbox,
     points_expiry,
+    reconcile,
+    tags,
     tier_upgrade,
     wakeup,
     welcome,
@@ -32,7 +36,7 @@ log = logging.getLogger("memberbot.jobs")
 JOBS: dict[str, Job] = {j.kind: j for j in (
     member_day.JOB, birthday.JOB, points_expiry.JOB, dormant.JOB, wakeup.JOB,
     demotion_warning.JOB, coupon_expiry.JOB, tier_upgrade.JOB, welcome.JOB, housekeeping.JOB,
-    outbox.JOB,
+    outbox.JOB, confirm.JOB, reconcile.JOB, tags.JOB, handover.JOB,
 )}
 
 

@@ -191,7 +191,8 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
     """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
     and counts, and writes nothing; it keeps ``show`` rendered messages)."""
     mod = job(kind)
-    summary = Summary(kind, now, dry_run, show=show if dry_run else 0)
+    summary = Summary(kind, now, dry_run, show=show if dry_run else 0,
+                      quiet_end=env.rules.push["quiet_end"])
     progress = progress or Progress()
     t0 = time.perf_counter()
     if mod.push:

@@ -208,7 +208,7 @@ class Slot:
 SCHEDULER = web.AppKey("scheduler", Slot)
 
 
-def attach(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
     """Run the scheduler for the life of ``app`` (``memberbot serve`` unless --no-scheduler),
     after the context's resources are open."""
     slot = app[SCHEDULER] = Slot()

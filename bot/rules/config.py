@@ -5,6 +5,7 @@ A wrong file is refused with :class:`RulesError`, whose message names the field 
 
 from __future__ import annotations
 
+import calendar
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -78,6 +79,18 @@ DEFAULTS: dict[str, Any] = {
         "member_day": 15,
     },
     "rate_limit": {"commands_per_minute": 20},
+    # WeCom in depth (docs/lifecycle.md): confirmation of 1v1 tasks, reminders, WeCom's own
+    # per-customer limit of group messages, corp tags
+    "wecom": {
+        "confirm_days": 3,  # a task still unconfirmed this long after it was created is final
+        "remind_after_minutes": 120,  # staff who have not confirmed by then are reminded
+        "reconcile_after_minutes": 10,  # a task WeCom does not list by then was never created
+        # WeCom's limit per customer: "month" (as many as the month has days), "week" (7),
+        # "day" (1), as set in the WeCom admin console
+        "send_limit": "month",
+        "tier_tag_group": "会员等级",
+        "rfm_tag_group": "RFM分群",
+    },
     "staff": {
         # no single points adjustment, whoever makes it, goes beyond this
         "adjust_cap": 10_000,
@@ -190,6 +203,7 @@ class Rules:
     staff: StaffPolicy
     orders: dict[str, Any] = field(default_factory=dict)
     test_accounts: tuple[str, ...] = ()
+    wecom: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS["wecom"]))
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     card: CardDef | None = None
 
@@ -438,7 +452,44 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError(str(e)) from e
     return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
-                 test_accounts=_test_accounts(data["importer"]), raw=data, card=card)
+                 test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
+                 raw=data, card=card)
+
+
+SEND_LIMITS = ("month", "week", "day")
+
+
+def send_limit(rules: Rules, day: date) -> tuple[str, int]:
+    """WeCom's per-customer limit of group messages as of ``day``: the period it counts in
+    and how many it allows (a month: as many as the month has days; a week: 7; a day: 1)."""
+    kind = rules.wecom["send_limit"]
+    if kind == "day":
+        return day.isoformat(), 1
+    if kind == "week":
+        y, w, _ = day.isocalendar()
+        return f"{y}-W{w:02d}", 7
+    return f"{day:%Y-%m}", calendar.monthrange(day.year, day.month)[1]
+
+
+def _wecom(section: Any) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise RulesError("wecom: must be a table")
+    unknown = sorted(set(section) - set(DEFAULTS["wecom"]))
+    if unknown:
+        raise RulesError(f"wecom.{unknown[0]}: unknown setting (known: "
+                         f"{', '.join(sorted(DEFAULTS['wecom']))})")
+    out = {**DEFAULTS["wecom"], **section}
+    _int(out, "confirm_days", "wecom", minimum=1)
+    _int(out, "remind_after_minutes", "wecom")
+    _int(out, "reconcile_after_minutes", "wecom")
+    if out["send_limit"] not in SEND_LIMITS:
+        raise RulesError(f"wecom.send_limit: must be one of {', '.join(SEND_LIMITS)}, got "
+                         f"{out['send_limit']!r}")
+    for k in ("tier_tag_group", "rfm_tag_group"):
+        v = out[k]
+        if not isinstance(v, str) or not v.strip() or len(v) > 30:
+            raise RulesError(f"wecom.{k}: must be a name of 1 to 30 characters")
+    return out
 
 
 def push_priority(given: list[str] | tuple[str, ...], kinds: tuple[str, ...]

@@ -34,6 +34,8 @@ def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:
         "coupon_expiry": _day(coupons.next_coupon_expiry(m), rules),
         "joined": _day(m.joined_at, rules),
         "tier": m.tier,
+        "owner": m.owner_userid,  # whose customers a handover moves
+        "handover": "pending" if m.handover else None,
         "rfm": m.rfm,
         "tags": sorted(set(m.tags)) or None,
         "followed": "yes" if m.followed else "no",

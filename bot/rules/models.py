@@ -110,6 +110,12 @@ class Member:
     push_days: dict[str, str] = field(default_factory=dict)  # day -> kind sent that day
     # news for the member's next reply (an invite they earned points for), then cleared
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # channel (渠道) of a WeCom contact: the State of its contact QR (store_<id>, cmp_<name>)
+    channel: str | None = None
+    wecom_tags: dict[str, str] = field(default_factory=dict)  # tags WeCom was asked to mark
+    tag_seq: int = 0  # wecom_tag outbox entries so far
+    # a customer handover in progress: {"from", "to", "resigned", "at"}; pushes wait for it
+    handover: dict[str, Any] = field(default_factory=dict)
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +132,8 @@ class Member:
         d["pushes"] = dict(self.pushes)
         d["push_days"] = dict(self.push_days)
         d["notices"] = [dict(n) for n in self.notices]
+        d["wecom_tags"] = dict(self.wecom_tags)
+        d["handover"] = dict(self.handover)
         return d
 
     @classmethod

@@ -62,6 +62,3 @@ def day_num(d: date) -> int:
     """A date as a sortable integer YYYYMMDD, used by the job indexes."""
     return d.year * 10000 + d.month * 100 + d.day
 
-
-def parse_day(s: str) -> date:
-    return date.fromisoformat(s)

@@ -463,3 +463,18 @@ async def test_redis_outage_during_update_is_store_unavailable():
         assert await s.update("m1", bump("m1"), key="k2") == {"n": 2}
     finally:
         await s.close()
+
+
+async def test_every_backend_declares_its_kind_its_conflicts_and_hashes_phones(store: Store):
+    assert store.kind in ("sqlite", "redis", "postgresql", "redis-cluster")
+    assert isinstance(store.conflicts, int) and store.conflicts >= 0
+    assert store._uval("phone", "13800000000") not in ("", "13800000000")
+    assert store._uval("openid", "o-1") == "o-1"
+
+
+def test_a_backend_that_does_not_declare_its_kind_is_refused():
+    from storage.sqlite import SQLiteStore
+
+    with pytest.raises(TypeError, match="must declare its kind"):
+        type("Nameless", (Store,), {name: getattr(SQLiteStore, name)
+                                     for name in Store.__abstractmethods__})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+EC = "/cgi-bin/externalcontact/"
+TASK = EC + "get_groupmsg_task"
+RESULT = EC + "get_groupmsg_send_result"
+REMIND = EC + "remind_groupmsg_send"
+LIST_V2 = EC + "get_groupmsg_list_v2"
+TAG_LIST = EC + "get_corp_tag_list"
+ADD_TAG = EC + "add_corp_tag"
+MARK_TAG = EC + "mark_tag"
+ADD_WAY = EC + "add_contact_way"
+TRANSFER = EC + "transfer_customer"
+TRANSFER_RESULT = EC + "transfer_result"
+R_TRANSFER = EC + "resigned/transfer_customer"
+R_TRANSFER_RESULT = EC + "resigned/transfer_result"
 WECOM_PATHS = ("/cgi-bin/externalcontact/add_msg_template",
                "/cgi-bin/externalcontact/send_welcome_msg",
-               "/cgi-bin/externalcontact/get_groupmsg_send_result",
+               RESULT, TASK, REMIND, LIST_V2, TAG_LIST, ADD_TAG, MARK_TAG, ADD_WAY, TRANSFER,
+               TRANSFER_RESULT, R_TRANSFER, R_TRANSFER_RESULT,
                "/cgi-bin/message/template/send")
 USERINFO = "/cgi-bin/auth/getuserinfo"
 JSAPI_TICKET = "/cgi-bin/get_jsapi_ticket"
@@ -61,6 +76,13 @@ class FakeWeComAPI:
     fail_ids: set[str] = field(default_factory=set)  # always in add_msg_template's fail_list
     refuse: dict[str, int] = field(default_factory=dict)  # a call to this contact: errcode
     hang_on: int | None = None  # the Nth add_msg_template call never answers
+    create_before_hang: bool = False  # ... after WeCom created its task (the answer is lost)
+    page_size: int | None = None  # send results / task lists in pages of this many
+    tag_groups: list[dict] = field(default_factory=list)  # get_corp_tag_list
+    ways: dict[str, dict] = field(default_factory=dict)  # config_id -> add_contact_way body
+    transfers: dict[tuple[str, str, str], int] = field(default_factory=dict)  # status
+    transfer_refuse: set[str] = field(default_factory=set)  # customers who refuse: status 3
+    now: Any = None  # the fake's clock (unix seconds) when set, else time.time()
     base: str = ""
     tasks: dict[str, dict] = field(default_factory=dict)
     _fail: list[tuple[int, str | None]] = field(default_factory=list)
@@ -89,6 +111,24 @@ class FakeWeComAPI:
         code = f"code-{next(self._seq)}"
         self.oauth_codes[code] = userid
         return code
+
+    def confirm(self, msgid: str, statuses: dict[str, int] | None = None) -> None:
+        """The staff member confirms task ``msgid`` in the app: each customer gets status 1,
+        or the one given (2 not a friend, 3 received another message)."""
+        task = self.tasks[msgid]
+        task["staff_status"] = 2
+        for e in task["to"]:
+            if e not in task["fail"]:
+                task["status"][e] = (statuses or {}).get(e, 1)
+
+    def clock(self) -> int:
+        return int(self.now if self.now is not None else time.time())
+
+    def finish_transfers(self, status: int = 1) -> None:
+        """The customers waiting (2) for their takeover are taken over (1) or not."""
+        for k, v in self.transfers.items():
+            if v == 2:
+                self.transfers[k] = status
 
     def to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -227,28 +267,24 @@ class FakeWeComAPI:
             n = len(self.to(ADD))
             if self.hang_on is not None and n == self.hang_on:
                 call.answer = {"errcode": None, "held": True}
+                if self.create_before_hang:
+                    self._new_task(body)
                 await self._hold.wait()  # the sender dies waiting for this answer
                 raise web.HTTPServiceUnavailable()
             refused = [self.refuse[e] for e in body["external_userid"] if e in self.refuse]
             if refused:
                 return self._answer(call, {"errcode": refused[0], "errmsg": "refused"})
-            msgid = f"msg{next(self._seq)}"
-            fail = [e for e in body["external_userid"] if e in self.fail_ids]
-            self.tasks[msgid] = {"sender": body["sender"], "to": body["external_userid"],
-                                 "fail": fail}
+            msgid, fail = self._new_task(body)
             return self._answer(call, {"errcode": 0, "errmsg": "ok", "fail_list": fail,
                                        "msgid": msgid})
+        handler = self._more.get(request.path)
+        if handler is not None:
+            return self._answer(call, handler(self, body))
         if request.path == WELCOME:
             if body.get("welcome_code") in self._codes:
                 return self._answer(call, {"errcode": 41051, "errmsg": "code used"})
             self._codes.add(body.get("welcome_code"))
             return self._answer(call, {"errcode": 0, "errmsg": "ok"})
-        if request.path == "/cgi-bin/externalcontact/get_groupmsg_send_result":
-            task = self.tasks.get(body.get("msgid"), {"to": [], "fail": [], "sender": ""})
-            sent = [{"external_userid": e, "userid": task["sender"], "status": 0}
-                    for e in task["to"] if e not in task["fail"]]
-            return self._answer(call, {"errcode": 0, "errmsg": "ok", "next_cursor": "",
-                                       "send_list": sent})
         if request.path == "/cgi-bin/externalcontact/get":
             eu = request.query.get("external_userid", "")
             if eu not in self.contacts:
@@ -271,3 +307,109 @@ class FakeWeComAPI:
         if request.path == OA_SEND:
             return self._answer(call, {"errcode": 0, "errmsg": "ok", "msgid": next(self._seq)})
         return self._answer(call, {"errcode": 0, "errmsg": "ok"})
+
+    # -- WeCom in depth: tasks, tags, contact ways, transfers ---------------------------------
+    def _new_task(self, body: dict) -> tuple[str, list[str]]:
+        msgid = f"msg{next(self._seq)}"
+        fail = [e for e in body["external_userid"] if e in self.fail_ids]
+        self.tasks[msgid] = {"sender": body["sender"], "to": body["external_userid"],
+                             "fail": fail, "text": (body.get("text") or {}).get("content", ""),
+                             "create_time": self.clock(), "staff_status": 0,
+                             "status": {e: 0 for e in body["external_userid"] if e not in fail}}
+        return msgid, fail
+
+    def _page(self, items: list, body: dict, field: str, limit: int) -> dict:
+        if body.get("limit", limit) > limit:
+            return {"errcode": 40058, "errmsg": f"limit exceeds {limit}"}
+        size = self.page_size or body.get("limit") or limit
+        start = int(body.get("cursor") or 0)
+        nxt = start + size
+        return {"errcode": 0, "errmsg": "ok", field: items[start:nxt],
+                "next_cursor": str(nxt) if nxt < len(items) else ""}
+
+    def _send_result(self, body: dict) -> dict:
+        task = self.tasks.get(body.get("msgid"))
+        if task is None:
+            return {"errcode": 41063, "errmsg": "msgid not found"}
+        sent = [{"external_userid": e, "userid": task["sender"], "status": st,
+                 **({"send_time": self.clock()} if st else {})}
+                for e, st in task["status"].items()]
+        return self._page(sent, body, "send_list", 1000)
+
+    def _task(self, body: dict) -> dict:
+        task = self.tasks.get(body.get("msgid"))
+        if task is None:
+            return {"errcode": 41063, "errmsg": "msgid not found"}
+        return self._page([{"userid": task["sender"], "status": task["staff_status"]}], body,
+                          "task_list", 1000)
+
+    def _remind(self, body: dict) -> dict:
+        task = self.tasks.get(body.get("msgid"))
+        if task is None:
+            return {"errcode": 41063, "errmsg": "msgid not found"}
+        task.setdefault("reminded", [])
+        if len([t for t in task["reminded"] if t > self.clock() - 86400]) >= 3:
+            return {"errcode": 41096, "errmsg": "remind limit reached"}
+        task["reminded"].append(self.clock())
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def _list_v2(self, body: dict) -> dict:
+        if body.get("end_time", 0) - body.get("start_time", 0) > 31 * 86400:
+            return {"errcode": 40058, "errmsg": "time range over a month"}
+        out = [{"msgid": k, "creator": t["sender"], "create_type": 0,
+                "create_time": t["create_time"], "text": {"content": t["text"]}}
+               for k, t in self.tasks.items()
+               if t["sender"] == body.get("creator")
+               and body["start_time"] <= t["create_time"] <= body["end_time"]]
+        return self._page(out, body, "group_msg_list", 100)
+
+    def _tag_list(self, body: dict) -> dict:
+        return {"errcode": 0, "errmsg": "ok", "tag_group": self.tag_groups}
+
+    def _add_tag(self, body: dict) -> dict:
+        gid = body.get("group_id")
+        group = next((g for g in self.tag_groups if g["group_id"] == gid), None)
+        if group is None:
+            group = {"group_id": f"et-group-{next(self._seq)}", "group_name": body["group_name"],
+                     "tag": []}
+            self.tag_groups.append(group)
+        for t in body.get("tag", []):
+            if any(x["name"] == t["name"] for x in group["tag"]):
+                return {"errcode": 40071, "errmsg": "tag name exists"}
+            group["tag"].append({"id": f"et-tag-{next(self._seq)}", "name": t["name"]})
+        return {"errcode": 0, "errmsg": "ok", "tag_group": group}
+
+    def _mark(self, body: dict) -> dict:
+        known = {t["id"] for g in self.tag_groups for t in g["tag"]}
+        if not set(body.get("add_tag", [])) <= known:
+            return {"errcode": 40068, "errmsg": "invalid tagid"}
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def _add_way(self, body: dict) -> dict:
+        if len(body.get("state", "")) > 30:
+            return {"errcode": 40058, "errmsg": "state too long"}
+        cid = f"cfg{next(self._seq)}"
+        self.ways[cid] = body
+        return {"errcode": 0, "errmsg": "ok", "config_id": cid,
+                "qr_code": f"https://wework.qpic.cn/wwpic/{cid}/0"}
+
+    def _transfer(self, body: dict) -> dict:
+        ids = body.get("external_userid", [])
+        if len(ids) > 100:
+            return {"errcode": 40058, "errmsg": "too many external_userid"}
+        for e in ids:
+            self.transfers[(body["handover_userid"], body["takeover_userid"], e)] = (
+                3 if e in self.transfer_refuse else 2)
+        return {"errcode": 0, "errmsg": "ok",
+                "customer": [{"external_userid": e, "errcode": 0} for e in ids]}
+
+    def _transfer_result(self, body: dict) -> dict:
+        out = [{"external_userid": e, "status": st, "takeover_time": self.clock()}
+               for (h, t, e), st in self.transfers.items()
+               if (h, t) == (body.get("handover_userid"), body.get("takeover_userid"))]
+        return self._page(out, {**body, "limit": 1000}, "customer", 1000)
+
+    _more = {RESULT: _send_result, TASK: _task, REMIND: _remind, LIST_V2: _list_v2,
+             TAG_LIST: _tag_list, ADD_TAG: _add_tag, MARK_TAG: _mark, ADD_WAY: _add_way,
+             TRANSFER: _transfer, R_TRANSFER: _transfer, TRANSFER_RESULT: _transfer_result,
+             R_TRANSFER_RESULT: _transfer_result}

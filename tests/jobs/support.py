@@ -55,4 +55,5 @@ async def run(env: Env, kind: str, day: date, *, dry_run: bool = False):
 
 
 async def statuses(store: Store, kind: str | None = None) -> Counter:
-    return Counter(r.status for r in await store.outbox(kind=kind))
+    """Push rows by status (corp-tag marks have outbox rows of their own kind)."""
+    return Counter(r.status for r in await store.outbox(kind=kind) if r.kind != "wecom_tag")

@@ -85,7 +85,7 @@ async def test_a_crash_then_a_rerun_sends_the_rest_and_nothing_twice(
     await run(env, "points_expiry", DAY)
     st = await statuses(store)
     assert st["pending"] == st["sending"] == 0
-    assert st["sent"] + st["uncertain"] == 24
+    assert st["created"] + st["uncertain"] == 24
     if (name, after) == ("add_msg_template", False):
         # died between marking the batch "calling" and calling: never resent (at most once)
         assert set(fake.reached().values()) == {1} and st["uncertain"] >= 1
@@ -145,7 +145,7 @@ async def test_a_batch_answered_before_the_crash_is_confirmed_with_its_msgid(
     await deliver(env, sh(2026, 11, 25, 10, 5))
     assert len(fake.to("/cgi-bin/externalcontact/get_groupmsg_send_result")) == 1
     st = await statuses(store)
-    assert st == {"sent": 5, "failed": 1}
+    assert st == {"created": 5, "failed": 1}
     assert len(fake.to("/cgi-bin/externalcontact/add_msg_template")) == 1
 
 
@@ -206,4 +206,4 @@ async def test_exactly_once_after_a_crash_on_redis(redis_store, make_env, fake, 
     await run(env, "points_expiry", DAY)
     assert_each_once(fake, 24)
     st = await statuses(redis_store)
-    assert st["sent"] + st["uncertain"] == 24 and st["pending"] == st["sending"] == 0
+    assert st["created"] + st["uncertain"] == 24 and st["pending"] == st["sending"] == 0

@@ -37,7 +37,8 @@ def test_kinds_come_from_the_job_modules():
     assert set(registry.kinds()) == modules - {"__init__", "base", "cli", "env", "registry",
                                                  "runner", "schedule", "scheduler"}
     assert {"member_day", "birthday", "points_expiry", "dormant", "wakeup", "demotion_warning",
-            "tier_upgrade", "welcome", "housekeeping", "outbox"} <= set(registry.kinds())
+            "tier_upgrade", "welcome", "housekeeping", "outbox", "confirm", "reconcile",
+            "tags", "handover"} <= set(registry.kinds())
     # the daily cap's default order: the kinds' own priorities, pushes only
     assert registry.default_priority()[:6] == ("demotion_warning", "points_expiry", "wakeup",
                                                "birthday", "member_day", "dormant")

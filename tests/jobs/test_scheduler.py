@@ -23,7 +23,7 @@ from bot.jobs.schedule import (
     quiet_until,
     run_at,
 )
-from bot.jobs.scheduler import SCHEDULER, PureTrigger, Scheduler, attach, calendar_jobs
+from bot.jobs.scheduler import SCHEDULER, PureTrigger, Scheduler, calendar_jobs, setup
 from bot.web import CTX, create_app
 from storage import StoreUnavailable, open_store
 
@@ -185,7 +185,7 @@ async def test_only_the_leader_delivers_the_outbox(store, make_env):
 async def test_serve_attaches_the_scheduler(aiohttp_client, tmp_path, fake, rules):
     settings = wecom_settings(tmp_path, fake)
     app = create_app(settings)
-    attach(app)
+    setup(app)
     client = await aiohttp_client(app)
     ctx = client.server.app[CTX]
     sched = client.server.app[SCHEDULER].scheduler

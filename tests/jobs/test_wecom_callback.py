@@ -40,13 +40,17 @@ class WeCom:
         return q, body
 
     async def event(self, change: str, eu: str, staff: str, *, code: str = "",
-                    created: int = 1764000000) -> object:
+                    created: int = 1764000000, state: str = "",
+                    fail_reason: str = "") -> object:
         xml = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName><FromUserName>"
                f"<![CDATA[sys]]></FromUserName><CreateTime>{created}</CreateTime><MsgType>"
                f"<![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>"
                f"<ChangeType><![CDATA[{change}]]></ChangeType><UserID><![CDATA[{staff}]]>"
                f"</UserID><ExternalUserID><![CDATA[{eu}]]></ExternalUserID>"
                + (f"<WelcomeCode><![CDATA[{code}]]></WelcomeCode>" if code else "")
+               + (f"<State><![CDATA[{state}]]></State>" if state else "")
+               + (f"<FailReason><![CDATA[{fail_reason}]]></FailReason>" if fail_reason
+                  else "")
                + "</xml>")
         q, body = self._sign(xml)
         return await self.client.post("/wecom", params=q, data=body)

@@ -59,7 +59,7 @@ async def test_no_answer_in_time_means_uncertain_never_resent(store, make_env, f
     assert res.uncertain == 1 and res.sent == 3
     await deliver(env, sh(2026, 11, 25, 10, 5))  # a later run leaves it alone
     assert set(fake.reached().values()) == {1} and len(fake.reached()) == 4
-    assert (await statuses(store)) == {"sent": 3, "uncertain": 1}
+    assert (await statuses(store)) == {"created": 3, "uncertain": 1}
 
 
 async def test_an_unreachable_api_keeps_rows_pending(store, make_env, fake):

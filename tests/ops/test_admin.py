@@ -169,3 +169,36 @@ async def test_logout_revokes_the_session_on_the_server(client):
     assert resp.status == 303
     client.session.cookie_jar.update_cookies({admin.COOKIE: cookie})  # a copied cookie
     assert (await client.get("/admin", allow_redirects=False)).status == 303
+
+
+async def test_dashboard_and_report_show_wecom_confirmation_by_kind(client, now):
+    from bot import analytics, report
+    from bot.rules.models import Change
+
+    ctx = client.app[CTX]
+    mids = [(await ctx.members.register(f"o-{i}", now))["member_id"] for i in range(5)]
+    states = ("confirmed", "confirmed", "unconfirmed", "not_friend", "created")
+    for mid, status in zip(mids, states, strict=True):
+        await ctx.store.update(mid, lambda m: Change(m, None, [], [
+            {"kind": "birthday", "period": "2026"}], None, []))
+        await ctx.store.outbox_set(f"{mid}|birthday|2026", status)
+    from datetime import datetime
+
+    today = datetime.now(ctx.rules.tz).date()  # the store stamps rows with the wall clock
+    r = await analytics.compute(ctx.store, ctx.rules, today, 7)
+    assert r["pushes"]["delivery"] == {"birthday": {
+        "created": 5, "confirmed": 2, "unconfirmed": 1, "not_friend": 1, "received_other": 0,
+        "awaiting": 1}}
+    assert r["pushes"]["by_status"]["sent"] == 5
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    for t in report.tables(r):
+        console.print(t)
+    out = console.export_text()
+    assert "企业微信群发确认" in out
+    assert re.search(r"birthday\s*│\s*5\s*│\s*2\s*│\s*1\s*│\s*1", out)
+    await login(client)
+    text = await (await client.get(f"/admin?as_of={today}&days=7")).text()
+    row = re.search(r'<tr data-delivery="birthday">(.*?)</tr>', text, re.S).group(1)
+    assert re.findall(r"<td>(\d+)</td>", row) == ["5", "2", "1", "1", "0", "1"]

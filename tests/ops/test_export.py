@@ -37,11 +37,17 @@ def seed(tmp_path, rules, now) -> None:
     asyncio.run(go())
 
 
-def run(tmp_path, *args):
-    env = {"MEMBERBOT_STORE": f"sqlite:///{tmp_path}/e.db", "MEMBERBOT_DATA_KEY": KEY,
-           "MEMBERBOT_DATA_DIR": str(tmp_path), "WECHAT_TOKEN": "t", "MEMBERBOT_API_SECRET": "s",
-           "MEMBERBOT_RULES": "", "MEMBERBOT_TZ": ""}
-    return CliRunner().invoke(main, ["export", *args], env=env)
+def env_of(tmp_path):
+    return {"MEMBERBOT_STORE": f"sqlite:///{tmp_path}/e.db", "MEMBERBOT_DATA_KEY": KEY,
+            "MEMBERBOT_DATA_DIR": str(tmp_path), "WECHAT_TOKEN": "t",
+            "MEMBERBOT_API_SECRET": "s", "MEMBERBOT_RULES": "", "MEMBERBOT_TZ": ""}
+
+
+def run(tmp_path, *args, input=None):
+    return CliRunner().invoke(main, ["export", *args], env=env_of(tmp_path), input=input)
+
+
+run.env = env_of
 
 
 def test_members_csv_masks_phones_unless_with_pii(tmp_path, rules, now):
@@ -56,6 +62,19 @@ def test_members_csv_masks_phones_unless_with_pii(tmp_path, rules, now):
     assert new["balance"] == "100" and new["tier_name"] == "普通会员"
     assert new["joined_at"].endswith("+08:00") and new["birthday"] == ""
     res = run(tmp_path, "members", "--with-pii", "--format", "jsonl")
+    assert res.exit_code == 1 and "--with-pii is for admins" in res.output
+    for name, role in (("ada", "admin"), ("olaf", "operator")):
+        made = CliRunner().invoke(main, ["admin", "add-user", name, "--role", role,
+                                         "--password", f"{name}-password"],
+                                  env=run.env(tmp_path))
+        assert made.exit_code == 0, made.output
+    res = run(tmp_path, "members", "--with-pii", "--as", "olaf", input="olaf-password\n")
+    assert res.exit_code == 1 and "not an enabled admin account" in res.output
+    assert "13912345678" not in res.output
+    res = run(tmp_path, "members", "--with-pii", "--as", "ada", input="wrong-password\n")
+    assert res.exit_code == 1 and "13912345678" not in res.output
+    res = run(tmp_path, "members", "--with-pii", "--as", "ada", "--format", "jsonl",
+              input="ada-password\n")
     assert res.exit_code == 0 and "phones and birthdays in clear" in res.output
     assert "13912345678" in res.output
 

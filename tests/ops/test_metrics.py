@@ -77,10 +77,15 @@ async def test_callbacks_are_timed_and_errors_counted_by_status(aiohttp_client):
         return REGISTRY.get_sample_value(name, labels) or 0
 
     b_wechat = sample("memberbot_callback_seconds_count", route="/wechat")
+    b_wecom_s = {r: sample("memberbot_callback_seconds_count", route=r)
+                 for r in ("/wecom", "wecom")}
     b_wecom = sample("memberbot_http_requests_total", route="/wecom", method="POST",
                      status="503")
     assert (await client.post("/wechat", data=b"<xml/>")).status == 200
     assert (await client.post("/wecom", data=b"<xml/>")).status == 503
     assert sample("memberbot_callback_seconds_count", route="/wechat") == b_wechat + 1
+    # /wecom is timed once, under its route like /wechat
+    assert {r: sample("memberbot_callback_seconds_count", route=r) - b
+            for r, b in b_wecom_s.items()} == {"/wecom": 1, "wecom": 0}
     assert sample("memberbot_http_requests_total", route="/wecom", method="POST",
                   status="503") == b_wecom + 1

@@ -232,3 +232,13 @@ async def test_preview_opens_the_page_without_wecom_with_a_banner(make_client):
     assert "预览模式" in html and "res.wx.qq.com" not in html
     assert "script-src 'self';" in r.headers["Content-Security-Policy"]
     assert await csrf(client, "/sidebar?preview_member=100000000001&preview_staff=" + STAFF)
+
+
+async def test_the_cookie_is_secure_when_the_public_url_is_https(make_client, fake):
+    client = await make_client(public_url="https://crm.brand.test")
+    r = await client.get("/sidebar", allow_redirects=False)
+    assert "redirect_uri=https%3A%2F%2Fcrm.brand.test%2Fsidebar" in r.headers["Location"]
+    state = parse_qs(urlsplit(r.headers["Location"]).query)["state"][0]
+    r = await client.get("/sidebar", params={"code": fake.oauth_code(STAFF), "state": state},
+                         allow_redirects=False)
+    assert r.status == 302 and SimpleCookie(r.headers["Set-Cookie"])[COOKIE]["secure"]

@@ -160,3 +160,58 @@ async def test_a_contact_who_is_not_a_member_gets_a_one_tap_invitation(browser, 
     sent = await browser.wait_for("window.__sent.length && window.__sent")
     assert "https://brand.test/join" in sent[0]["args"]["text"]["content"]
     assert [p for p in browser.problems() if "404" not in p] == []  # the card's 404 only
+
+
+# WeCom's JS-SDK as the page meets it inside WeCom: wx.config, wx.ready, wx.agentConfig and
+# getCurExternalContact, recorded; the contact is CUSTOMER.
+FAKE_SDK = """window.__calls = [];
+window.wx = {
+  config: function (o) { window.__calls.push(['config', o]); },
+  ready: function (cb) { setTimeout(cb, 0); },
+  error: function (cb) {},
+  agentConfig: function (o) { window.__calls.push(['agentConfig', o]); setTimeout(o.success, 0); },
+  invoke: function (name, args, cb) {
+    window.__calls.push([name, args]);
+    cb(name === 'getCurExternalContact' ? {err_msg: name + ':ok', userId: '%s'}
+                                        : {err_msg: name + ':ok'}); }};"""
+
+
+async def test_inside_wecom_the_page_signs_in_and_finds_the_customer(browser, make_client,
+                                                                     fake, now):
+    from bot.handlers.sidebar import COOKIE
+
+    from .conftest import CUSTOMER, login
+    from .test_auth import js_sdk_signature
+
+    client = await make_client()
+    base = str(client.make_url("/")).rstrip("/")
+    ctx(client).settings.public_url = base  # the page's own address, as WeCom opens it
+    await seed_customer(ctx(client).members, now)
+    await login(client, fake)  # the OAuth round trip (over HTTP: WeCom's host is not called)
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/sidebar"))[COOKIE]
+    # the browser gets the signed session cookie the login set
+    await browser.send("Network.setCookie", name=COOKIE, value=cookie.value,
+                       url=f"{base}/sidebar", httpOnly=True)
+    # Tencent's script hosts are blocked before any request leaves; the fake SDK stands in
+    await browser.send("Network.setBlockedURLs", urls=["*://res.wx.qq.com/*",
+                                                       "*://open.work.weixin.qq.com/*"])
+    await browser.send("Page.addScriptToEvaluateOnNewDocument", source=FAKE_SDK % CUSTOMER)
+    await browser.goto(f"{base}/sidebar")
+    assert await browser.wait_for("document.documentElement.dataset.ready") == "card"
+    calls = await browser.evaluate("window.__calls")
+    assert [c[0] for c in calls] == ["config", "agentConfig", "getCurExternalContact"]
+    cfg, agent = calls[0][1], calls[1][1]
+    page = f"{base}/sidebar"
+    assert cfg["appId"] == fake.corp_id and cfg["beta"] is True
+    assert cfg["signature"] == js_sdk_signature(fake.tickets["jsapi"], cfg["nonceStr"],
+                                                cfg["timestamp"], page)
+    assert agent["corpid"] == fake.corp_id and agent["agentid"] == "1000002"
+    assert agent["signature"] == js_sdk_signature(fake.tickets["agent_config"],
+                                                  agent["nonceStr"], agent["timestamp"], page)
+    assert "getCurExternalContact" in agent["jsApiList"]
+    assert await text(browser, "[data-field=nickname]") == "王小明"
+    assert "预览模式" not in await browser.evaluate("document.body.textContent")
+    # the only failed loads are the two blocked SDK scripts: nothing went out
+    blocked = [e["params"] for e in browser.events if e["method"] == "Network.loadingFailed"]
+    assert len(blocked) == 2 and all(b.get("blockedReason") for b in blocked), blocked
+    assert [p for p in browser.problems() if not p.startswith("network:")] == []
