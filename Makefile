@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint bench chat clean
+.PHONY: run test fuzz faults lint bench chat clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ chat: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not fuzz and not faults"
+
+# schemathesis on the signed API and hypothesis on the callbacks (a few minutes, bounded)
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m fuzz
+
+# kill -9 under load, store outages, a full or read-only disk (bounded, loopback only)
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

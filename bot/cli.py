@@ -23,6 +23,7 @@ from . import (
     staff,
     wecom_cli,
 )
+from .handlers import guard
 from .jobs import cli as jobs_cli
 from .jobs import scheduler as jobs_scheduler
 from .operator import fail, load_settings
@@ -68,6 +69,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
+                    **guard.server_options(settings),
                     print=lambda _: click.echo(
                         f"memberbot serving on http://{host}:{port} "
                         f"({settings.loaded(accounts[0])}); "

@@ -117,8 +117,19 @@ def admin_revoked(session_id: str) -> str:
     return f"admin:revoked:{session_id}"
 
 
-def admin_login_tries(remote: str) -> str:
-    return f"admin:login:{remote}"
+def callback_nonce(channel: str, timestamp: str, nonce: str) -> str:
+    """A signed callback's (timestamp, nonce): used once, by one body (retries repeat it)."""
+    return f"nonce:{channel}:{timestamp}:{nonce}"
+
+
+def admin_login_failures(account: str, address: str) -> str:
+    """Failed admin logins of one account from one client address, in a window."""
+    return f"admin:login:fail:{account}:{address}"
+
+
+def admin_flash(session_id: str) -> str:
+    """The notice the server set for an admin session's next page (shown once)."""
+    return f"admin:flash:{session_id}"
 
 
 def chat_rate(member_id: str) -> str:

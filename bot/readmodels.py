@@ -103,6 +103,10 @@ class ReadModels:
         mark taken once); returns whether it was written."""
         return await self.store.kv_set(key, value, ttl=ttl, only_new=only_new)
 
+    async def forget(self, key: str) -> None:
+        """Drop what ``cache`` kept under ``key`` (a notice shown once)."""
+        await self.store.kv_delete(key)
+
     async def stock_left(self, template: str) -> int | None:
         """Units of a coupon template not yet taken (``None``: never stocked)."""
         return await self.store.stock(template)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -11,9 +10,9 @@ from aiohttp import web
 
 from storage import Store, StoreError, StoreUnavailable, open_store
 
-from . import keys, templating, webhooks
+from . import templating, webhooks
 from .context import CTX, MAX_BODY, Context, open_clients, system_clock
-from .handlers import admin, api, card, metrics, oa, sidebar, wecom
+from .handlers import admin, api, card, guard, metrics, oa, sidebar, wecom
 from .jobs.registry import load_rules
 from .jsonout import json_response
 from .members import Members
@@ -42,21 +41,11 @@ async def errors(request: web.Request, handler: Callable) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
-    and which process leads the scheduler (``scheduler_leader``: its pid and host, or null)."""
-    ctx = request.app[CTX]
-    store = await ctx.store.ping()
-    leader = None
-    if store.get("ok"):
-        try:
-            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
-            leader = keys.parse_scheduler_id(sid) if sid else None
-        except StoreError as e:
-            store = {**store, "ok": False, "error": str(e)}
-    ok = bool(store.get("ok")) and not ctx.problems
-    return json_response({"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
-                              "store": ctx.store.kind, "store_status": store,
-                              "problems": ctx.problems}, status=200 if ok else 503)
+    """Public: ok, the store kind, which process answered and which leads the scheduler; no
+    paths, no settings, no problems (those are for admins)."""
+    h = await guard.health(request.app[CTX])
+    return json_response({k: h[k] for k in guard.PUBLIC_HEALTH},
+                         status=200 if h["ok"] else 503)
 
 
 def create_app(settings: Settings, store: Store | None = None, *, rules: Rules | None = None,
@@ -85,7 +74,8 @@ def create_app(settings: Settings, store: Store | None = None, *, rules: Rules |
 
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", healthz)
-    for mod in (oa, card, wecom, api, admin, sidebar, metrics):  # each adds its routes
+    # each adds its routes (and middleware); guard's body deadline sits inside api's errors
+    for mod in (oa, card, wecom, api, guard, admin, sidebar, metrics):
         mod.setup(app)
     webhooks.setup(app, ctx)  # after the store's resources: its lifespan uses the store
     return app

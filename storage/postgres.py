@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import random
 import time
@@ -92,6 +93,22 @@ async def migrate(conn: asyncpg.Connection, where: str) -> tuple[int, int]:
     return found, LATEST
 
 
+class _OneLine(logging.Filter):
+    """asyncpg's pool logs every failed reconnect during an outage with a traceback: keep the
+    line and the cause, drop the traceback (an outage is reported as 'busy', not a bug)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OSError | asyncpg.PostgresError | TimeoutError):
+            record.args = (record.getMessage(), type(exc).__name__, exc)
+            record.msg = "%s (%s: %s)"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_ONE_LINE = _OneLine()
+
+
 class PostgresStore(Store):
     kind = "postgresql"
 
@@ -110,6 +127,9 @@ class PostgresStore(Store):
 
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
+        pool_log = logging.getLogger("asyncpg.pool")
+        if _ONE_LINE not in pool_log.filters:
+            pool_log.addFilter(_ONE_LINE)
         try:
             self.pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size, timeout=5,

@@ -74,13 +74,16 @@ class SQLiteStore(Store):
         p = Path(self.path)
         if self.path != ":memory:":
             try:
-                p.parent.mkdir(parents=True, exist_ok=True)
+                p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"cannot create the folder {p.parent} for the SQLite database "
                                  f"({e.strerror}): set MEMBERBOT_STORE to a writable path") from e
             if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
                 raise StoreError(f"cannot write the SQLite database {p}: the path is not "
                                  "writable; set MEMBERBOT_STORE to a writable path")
+            with contextlib.suppress(FileExistsError):
+                # owner-only from the start; SQLite gives -wal and -shm the database's mode
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             self._w = self._connect()
             self._w.executescript(SCHEMA)

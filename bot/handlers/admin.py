@@ -11,9 +11,10 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,13 +32,19 @@ from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..staff import StaffDesk
 from ..templating import render_html
+from .guard import client_address, health
 
 log = logging.getLogger("memberbot.admin")
 
 COOKIE = "memberbot_admin"
 ADMIN = web.RequestKey("admin", dict)  # the signed-in account: {"name", "role"}
 SESSION_S = 8 * 3600
-LOGIN_TRIES = 10  # per client address per 5 minutes
+LOGIN_TRIES = 10  # failures per (account, client address) per 5 minutes
+LOGIN_WINDOW = 300
+FLASH_S = 300
+# sid.expiry.account.mac: anything else (non-ASCII, '²', garbage) is simply no session
+COOKIE_SHAPE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([^.]{1,128})\.([0-9a-f]{64})")
+EARLIEST = date(2000, 1, 1)  # analytics reach back from as_of: bound it both ways
 STATIC = Path(__file__).resolve().parent.parent / "static"
 HEADERS = {
     "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
@@ -68,12 +75,13 @@ def new_session(ctx: Context, now: float, user: str = BOOTSTRAP) -> str:
 def _cookie(request: web.Request) -> tuple[str, str] | None:
     """(session id, account name) of a valid, unexpired cookie."""
     ctx = request.app[CTX]
-    parts = request.cookies.get(COOKIE, "").split(".")
-    if len(parts) != 4 or not parts[1].isdigit():
+    m = COOKIE_SHAPE.fullmatch(request.cookies.get(COOKIE, ""))
+    if m is None:
         return None
-    if not hmac.compare_digest(_mac(ctx, ".".join(parts[:3])), parts[3]):
+    sid, expires, user, mac = m.groups()
+    if not hmac.compare_digest(_mac(ctx, f"{sid}.{expires}.{user}").encode(), mac.encode()):
         return None
-    return (parts[0], parts[2]) if int(parts[1]) > time.time() else None
+    return (sid, user) if int(expires) > time.time() else None
 
 
 def session(request: web.Request) -> str | None:
@@ -155,11 +163,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     target = str(form.get("next") or "/admin")
     if not target.startswith("/admin") or "//" in target:
         target = "/admin"
-    tries = await ctx.members.count(keys.admin_login_tries(str(request.remote)), 300)
-    if tries > LOGIN_TRIES:
+    name = str(form.get("name") or "").strip().lower()[:64] or BOOTSTRAP
+    # failures only, per account and client address: nobody can lock out everyone
+    failures = keys.admin_login_failures(name, client_address(request))
+    if int(await ctx.members.cached(failures) or 0) >= LOGIN_TRIES:
         return page("login.html", status=429, error="尝试次数过多，请 5 分钟后再试 / too many "
                     "attempts, wait 5 minutes", next=target)
-    name = str(form.get("name") or "").strip().lower() or BOOTSTRAP
     password = str(form.get("password") or "")
     user = None
     if name == BOOTSTRAP:
@@ -171,6 +180,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         acc = await Accounts(ctx.store).verify(name, password)
         user = acc.name if acc is not None else None
     if user is None:
+        await ctx.members.count(failures, LOGIN_WINDOW)
         return page("login.html", status=401, error="账号或密码错误 / wrong name or password",
                     next=target, bootstrap=bool(ctx.settings.admin_password))
     resp = web.HTTPSeeOther(target)
@@ -198,10 +208,14 @@ def _json_for_script(data: Any) -> Markup:
 def _period(request: web.Request, ctx: Context) -> tuple[date, int, str | None]:
     today = ctx.now().astimezone(ctx.rules.tz).date()
     error = None
+    latest = today + timedelta(days=366)
     try:
         as_of = date.fromisoformat(request.query.get("as_of") or today.isoformat())
     except ValueError:
         as_of, error = today, "日期格式应为 YYYY-MM-DD / as_of must be YYYY-MM-DD"
+    if not EARLIEST <= as_of <= latest:
+        as_of, error = today, (f"日期应在 {EARLIEST} 至 {latest} 之间 / as_of must be between "
+                               f"{EARLIEST} and {latest}")
     try:
         days = max(1, min(int(request.query.get("days") or 30), 3660))
     except ValueError:
@@ -284,8 +298,13 @@ async def member_lookup(request: web.Request, sid: str) -> web.Response:
                 info["templates"] = [{"key": k, "name": ctx.rules.coupons[k].name}
                                      for k in role.role.coupons if k in ctx.rules.coupons]
                 info["cap"] = role.role.adjust_per_action
+    # a notice only the server set (never text from the URL), shown once
+    flash = keys.admin_flash(sid)
+    message = await ctx.members.cached(flash)
+    if message is not None:
+        await ctx.members.forget(flash)
     return page("member.html", q=q, m=info, error=error, csrf=csrf_token(request, sid),
-                message=request.query.get("msg"), me=request.get(ADMIN),
+                message=message, me=request.get(ADMIN),
                 request_id=secrets.token_urlsafe(12))
 
 
@@ -319,10 +338,13 @@ async def _member_form(request: web.Request, sid: str) -> tuple[Any, str, Any]:
     return form, code, mid
 
 
-def _back(code: str, msg: str) -> web.HTTPSeeOther:
+async def _back(request: web.Request, sid: str, code: str, msg: str) -> web.HTTPSeeOther:
+    """Back to the member's page with ``msg`` as a flash: kept under the session, shown once,
+    never carried in the URL (where anyone could write one into a link)."""
     from urllib.parse import urlencode
 
-    return web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
+    await request.app[CTX].members.cache(keys.admin_flash(sid), msg, FLASH_S)
+    return web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
 
 
 @guarded(role="operator")
@@ -336,7 +358,8 @@ async def adjust_points(request: web.Request, sid: str) -> web.StreamResponse:
     try:
         delta = int(str(form.get("delta", "")).strip())
     except ValueError:
-        raise _back(code, "积分须为整数 / points must be a whole number") from None
+        raise await _back(request, sid, code,
+                          "积分须为整数 / points must be a whole number") from None
     try:
         res = await desk.adjust_points(desk.admin_staff(me["name"], me["role"]), delta,
                                        str(form.get("reason", "")),
@@ -345,7 +368,7 @@ async def adjust_points(request: web.Request, sid: str) -> web.StreamResponse:
         msg = f"已调整 {delta:+d} 积分，余额 {res['balance']} / adjusted"
     except Refusal as e:
         msg = e.message
-    raise _back(code, msg)
+    raise await _back(request, sid, code, msg)
 
 
 @guarded(role="operator")
@@ -362,7 +385,7 @@ async def issue_coupon(request: web.Request, sid: str) -> web.StreamResponse:
         msg = f"已发放 {res['name']} {res['code']} / issued"
     except Refusal as e:
         msg = e.message
-    raise _back(code, msg)
+    raise await _back(request, sid, code, msg)
 
 
 @guarded(role="operator")
@@ -383,9 +406,16 @@ async def edit_tags(request: web.Request, sid: str) -> web.StreamResponse:
                               by=f"admin:{request[ADMIN]['name']}")
     except Refusal as e:
         msg = e.message
-    from urllib.parse import urlencode
+    raise await _back(request, sid, code, msg)
 
-    raise web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code, 'msg': msg})}")
+
+@guarded(role="admin")
+async def health_details(request: web.Request, sid: str) -> web.Response:
+    """/healthz with what the public does not see: store status and paths, problems."""
+    h = await health(request.app[CTX])
+    resp = web.json_response(h, status=200 if h["ok"] else 503)
+    resp.headers.update({"Cache-Control": "no-store"})
+    return resp
 
 
 @guarded(role="operator")
@@ -437,6 +467,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/admin/login", login)
     app.router.add_post("/admin/logout", logout)
     app.router.add_get("/admin/members", member_lookup)
+    app.router.add_get("/admin/health", health_details)
     app.router.add_get("/admin/audit", audit)
     app.router.add_post("/admin/members/{member_code}/tags", edit_tags)
     app.router.add_post("/admin/members/{member_code}/points", adjust_points)

@@ -257,10 +257,10 @@ async def json_errors(request: web.Request,
     """Under /api/ even an unknown path or a wrong method answers the documented JSON."""
     try:
         return await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed, web.HTTPRequestEntityTooLarge) as e:
         if not request.path.startswith("/api/"):
             raise
-        code = "not_found" if isinstance(e, web.HTTPNotFound) else "method_not_allowed"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "body_too_large")
         return error(code)
 
 

@@ -294,6 +294,9 @@ async def card(t: Turn) -> str:
                   progress=tiers.progress(m, t.now, t.rules))
 
 
+_ITEM = re.compile(r"[0-9]{1,4}")
+
+
 @router.command("兑换", arg=True, menu="REDEEM", usage="兑换 / 兑换 序号",
                 help="积分兑换优惠券")
 async def exchange(t: Turn) -> str:
@@ -304,7 +307,7 @@ async def exchange(t: Turn) -> str:
                  for i, it in enumerate(t.rules.catalogue, 1)]
         return render("replies/catalogue.j2", items=items,
                       balance=points.balance(m, local_day(t.now, t.rules.tz)))
-    if not t.arg.isdigit():
+    if not _ITEM.fullmatch(t.arg):  # ASCII digits, a few: '²' and 4,400 digits are no item
         return render("replies/usage.j2", usage="兑换 序号", example="兑换 1")
     res = await t.members.exchange(t.member_id, int(t.arg), t.now, key=t.msg.dedup_key)
     m = await t.member()

@@ -4,6 +4,7 @@ that counts requests by route and status and times the WeChat/WeCom callbacks.""
 from __future__ import annotations
 
 import functools
+import hmac
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from storage import Store
 
 from ..context import CTX
 from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS, STORE_CONFLICTS
+from .guard import GUARD, client_address, direct_loopback, ip_of
 
 CALLBACK_ROUTES = ("/wechat", "/wecom")
 
@@ -55,6 +57,20 @@ async def count_requests(request: web.Request, handler: Callable) -> web.StreamR
             _latency(route).observe(time.perf_counter() - t0)
 
 
+def allowed(request: web.Request) -> bool:
+    """Loopback (not through a proxy), a configured network, or the configured token."""
+    g = request.app[GUARD]
+    if direct_loopback(request):
+        return True
+    if g.metrics_networks:
+        ip = ip_of(client_address(request))
+        if ip is not None and any(ip in n for n in g.metrics_networks):
+            return True
+    given = request.headers.get("Authorization", "")
+    return bool(g.metrics_token) and hmac.compare_digest(
+        given.encode("utf-8", "replace"), f"Bearer {g.metrics_token}".encode())
+
+
 class Conflicts:
     """The store counts the version conflicts it retried; each scrape carries the increase
     since the last one over to the counter."""
@@ -73,6 +89,10 @@ CONFLICTS = web.AppKey("conflicts", Conflicts)
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if not allowed(request):
+        raise web.HTTPForbidden(text="metrics are served to loopback, to "
+                                     "MEMBERBOT_METRICS_NETWORKS or with the bearer token "
+                                     "MEMBERBOT_METRICS_TOKEN")
     request.app[CONFLICTS].carry(request.app[CTX].store)
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]

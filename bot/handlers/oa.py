@@ -26,6 +26,7 @@ from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
 from . import card, commands
+from .guard import nonce_once, timestamp_fresh
 from .late import LateReplies, Recomputed
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
@@ -113,6 +114,7 @@ class OfficialAccount:
         if not signature_ok(self.token, q.get("signature", ""), q.get("timestamp", ""),
                             q.get("nonce", "")):
             raise web.HTTPForbidden(text="bad signature")
+        timestamp_fresh(request)
         return web.Response(text=q.get("echostr", ""))
 
     async def callback(self, request: web.Request) -> web.Response:
@@ -125,6 +127,13 @@ class OfficialAccount:
         if not signature_ok(self.token, q.get("signature", ""), ts, nonce):
             raise web.HTTPForbidden(text="bad signature")
         body = await request.read()  # aiohttp answers 413 past client_max_size (chunked too)
+        # plain mode signs the URL, not the body: a signed URL is good for one body, briefly
+        try:
+            await nonce_once(request, "wechat", body)
+            busy = False
+        except StoreError as e:  # nothing is applied; the member gets the polite busy reply
+            log.warning("wechat callback answered busy: the nonce was not checked: %s", e)
+            busy = True
         encrypted = q.get("encrypt_type", "raw").lower() == "aes"
         if self.safe is not None and not encrypted:
             raise web.HTTPForbidden(text="safe mode: the message must be encrypted")
@@ -140,7 +149,7 @@ class OfficialAccount:
             raise web.HTTPForbidden(text="bad msg_signature") from None
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
-        text = await self.answer(msg)
+        text = render("replies/busy.j2") if busy else await self.answer(msg)
         if not text:
             return web.Response(text="success")
         xml = text_reply(msg.from_user, msg.to_user, text, int(time.time()))

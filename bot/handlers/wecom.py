@@ -23,7 +23,8 @@ from wechatpy.enterprise.crypto import PrpCrypto
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, MAX_BODY, Context
 from ..jobs import welcome
-from .wxproto import BadRequest, parse_xml, signature_ok
+from .guard import nonce_once, timestamp_fresh
+from .wxproto import DECRYPT_FAILED, BadRequest, parse_xml, signature_ok
 
 log = logging.getLogger("memberbot.wecom")
 
@@ -73,21 +74,26 @@ class WeComCallback:
         task.add_done_callback(self._tasks.discard)
 
     # -- HTTP -----------------------------------------------------------------------------------
-    def _decrypt(self, encrypt: str, q: dict) -> str:
+    def _check_signature(self, encrypt: str, q: dict) -> None:
         if not signature_ok(self.token, q.get("msg_signature", ""), q.get("timestamp", ""),
                             q.get("nonce", ""), encrypt):
             raise web.HTTPForbidden(text="bad msg_signature")
+
+    def _decrypt(self, encrypt: str, q: dict) -> str:
+        self._check_signature(encrypt, q)
         try:
             return PrpCrypto(self.key).decrypt(encrypt, self.corp_id)
-        except Exception as e:  # wrong key or corp id: padding, length, utf-8, corp id errors
-            raise web.HTTPBadRequest(text=f"cannot decrypt: {type(e).__name__}") from None
+        except Exception:  # wrong key or corp id: padding, length, utf-8, corp id errors
+            raise web.HTTPBadRequest(text=DECRYPT_FAILED) from None
 
     async def verify(self, request: web.Request) -> web.Response:
         if not self.configured:
             raise web.HTTPServiceUnavailable(text="WeCom callback not configured: set "
                                                   "WECOM_TOKEN, WECOM_AES_KEY, WECOM_CORP_ID")
         q = request.query
-        return web.Response(text=self._decrypt(q.get("echostr", ""), q))
+        echo = self._decrypt(q.get("echostr", ""), q)
+        timestamp_fresh(request)
+        return web.Response(text=echo)
 
     async def callback(self, request: web.Request) -> web.Response:
         # timed once, as memberbot_callback_seconds{route="/wecom"}, by the metrics middleware
@@ -101,6 +107,11 @@ class WeComCallback:
             encrypt = parse_xml(body).get("Encrypt", "")
             if not encrypt:
                 raise BadRequest("no <Encrypt>")
+        except BadRequest as e:
+            raise web.HTTPBadRequest(text=str(e)) from None
+        self._check_signature(encrypt, request.query)
+        await nonce_once(request, "wecom", body)
+        try:
             event = parse_xml(self._decrypt(encrypt, request.query))
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None

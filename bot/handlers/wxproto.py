@@ -22,6 +22,9 @@ from wechatpy.utils import WeChatSigner
 
 from .. import keys
 
+DECRYPT_FAILED = ("cannot decrypt the message: it was not encrypted with this account's "
+                  "EncodingAESKey and AppID (or corp id)")
+
 
 class BadRequest(Exception):
     """The body is not a WeChat message we accept (malformed, entities, undecryptable): 400."""
@@ -71,8 +74,12 @@ def parse_xml(body: bytes | str) -> dict[str, str]:
     """A flat ``<xml>`` document as a dict; DTDs, entities and bad XML raise BadRequest."""
     try:
         root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, DefusedXmlException, ValueError) as e:
-        raise BadRequest(f"unusable XML: {type(e).__name__}") from e
+    except DefusedXmlException as e:
+        raise BadRequest("the XML declares a DTD or entities, which are refused") from e
+    except ParseError as e:  # "not well-formed (invalid token): line 1, column 5"
+        raise BadRequest(f"the body is not well-formed XML ({e})") from e
+    except (ValueError, LookupError) as e:  # undecodable bytes, an unknown encoding
+        raise BadRequest("the body is not XML text in a supported encoding") from e
     if root.tag != "xml":
         raise BadRequest("the root element is not <xml>")
     return {child.tag: (child.text or "") for child in root}
@@ -131,7 +138,7 @@ class SafeMode:
         try:
             return self._prp.decrypt(encrypt, self.appid)
         except Exception as e:  # wrong key or appid: padding, length, utf-8, appid errors
-            raise BadRequest(f"cannot decrypt: {type(e).__name__}") from e
+            raise BadRequest(DECRYPT_FAILED) from e
 
     def encrypt(self, xml: str, timestamp: str, nonce: str) -> str:
         """The ``<xml><Encrypt>…`` envelope WeChat expects around a reply (or a callback)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import time
 
 import pytest
@@ -31,7 +32,7 @@ class WeCom:
     def _sign(self, xml: str) -> tuple[dict, str]:
         import xml.etree.ElementTree as ET
 
-        ts, nonce = str(int(time.time())), "nonce123"
+        ts, nonce = str(int(time.time())), secrets.token_hex(5)  # WeCom's nonce: once
         env = ET.fromstring(self.crypto.encrypt_message(xml, nonce, ts))
         q = {"msg_signature": env.findtext("MsgSignature"), "timestamp": ts, "nonce": nonce}
         body = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName><AgentID>1000002"
@@ -79,7 +80,8 @@ async def test_url_verification_answers_the_decrypted_echostr(app_client, fake):
         .split("]]>")[0]
     from bot.handlers.wxproto import signature
 
-    q = {"msg_signature": signature(TOKEN, "1", "n", echo), "timestamp": "1", "nonce": "n",
+    ts = str(int(time.time()))
+    q = {"msg_signature": signature(TOKEN, ts, "n", echo), "timestamp": ts, "nonce": "n",
          "echostr": echo}
     r = await client.get("/wecom", params=q)
     assert r.status == 200 and await r.text() == "<x/>"
@@ -198,11 +200,15 @@ async def test_unconfigured_callback_says_so(aiohttp_client, tmp_path, fake):
 
 
 async def test_an_invalid_secret_shows_on_healthz(app_client, fake):
-    client, wc = await app_client(wecom_secret="wrong")
+    client, wc = await app_client(wecom_secret="wrong", admin_password="pw")
     fake.contacts["ext-6"] = contact("union-6", "alice")
     r = await wc.event("add_external_contact", "ext-6", "alice", code="WC-6")
     assert r.status == 200  # WeCom is answered; the problem is for the operator
     r = await client.get("/healthz")
+    body = await r.json()
+    assert r.status == 503 and body["ok"] is False and "40001" not in await r.text()
+    await client.post("/admin/login", data={"password": "pw"})  # the details are for admins
+    r = await client.get("/admin/health")
     body = await r.json()
     assert r.status == 503 and "40001" in body["problems"]["wecom"]
     assert fake.token_fetches == 1 and not fake.to(WELCOME)
