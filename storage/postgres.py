@@ -36,6 +36,7 @@ from .base import (
 )
 from .codec import Codec, dumps, loads
 from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
+from .shared import MemberTurns
 from .shared import index_rows as _idx_rows
 
 MAX_TRIES = 50
@@ -120,7 +121,7 @@ class PostgresStore(Store):
         self.pool_size = pool_size
         self.auto_migrate = auto_migrate
         self.pool: asyncpg.Pool | None = None
-        self._turns: dict[str, list[Any]] = {}
+        self._turns = MemberTurns()
         self.commits = 0
         self.conflicts = 0
         self.schema: tuple[int, int] | None = None
@@ -195,19 +196,8 @@ class PostgresStore(Store):
         return (False, None) if row is None else (True, loads(row[0]))
 
     async def update(self, member_id: str, step: Step, *, key: str | None = None) -> Any:
-        # Writers of one member take turns within this process (as on Redis): a burst on one
-        # member costs N commits, not N^2 attempts.
-        turn = self._turns.get(member_id)
-        if turn is None:
-            turn = self._turns[member_id] = [asyncio.Lock(), 0]
-        turn[1] += 1
-        try:
-            async with turn[0]:
-                return await self._update(member_id, step, key)
-        finally:
-            turn[1] -= 1
-            if not turn[1]:
-                del self._turns[member_id]
+        async with self._turns.turn(member_id):
+            return await self._update(member_id, step, key)
 
     async def _read(self, c: asyncpg.Connection, member_id: str, key: str | None) -> Any:
         # a stored result is never NULL (``None`` is stored as ``null``)

@@ -66,6 +66,7 @@ from .redis_lua import (
     STOCK_RETURN,
     STOCK_TAKE,
 )
+from .shared import MemberTurns
 from .shared import index_terms as _terms
 
 MAX_TRIES = 50
@@ -142,7 +143,7 @@ class RedisStore(Store):
         self.where = (p._replace(netloc=p.netloc.rpartition("@")[2]).geturl()
                       if "@" in p.netloc else url)
         self.client: aioredis.Redis | None = None
-        self._turns: dict[str, list[Any]] = {}  # member id -> [lock, callers]
+        self._turns = MemberTurns()
         self._pending: list[tuple[Any, Any, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
         self.commits = 0
@@ -209,19 +210,8 @@ class RedisStore(Store):
         return (False, None) if raw is None else (True, loads(raw))
 
     async def update(self, member_id: str, step: Step, *, key: str | None = None) -> Any:
-        # Writers of one member take turns within this process, so a burst on one member
-        # costs N commits, not N^2 attempts; only other processes can cause version conflicts.
-        turn = self._turns.get(member_id)
-        if turn is None:
-            turn = self._turns[member_id] = [asyncio.Lock(), 0]
-        turn[1] += 1
-        try:
-            async with turn[0]:
-                return await self._update(member_id, step, key)
-        finally:
-            turn[1] -= 1
-            if not turn[1]:
-                del self._turns[member_id]
+        async with self._turns.turn(member_id):
+            return await self._update(member_id, step, key)
 
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
         keys = self._keys(member_id)
