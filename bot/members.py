@@ -96,7 +96,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
         # the one place a card holder's balance or tier change becomes a card update, in the
         # same commit as the change (an outbox entry the card sync sends)
-        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries)
+        shows = self.rules.card is not None and self.rules.card.pending_field_name
+        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries,
+                         points.pending(m, today)[0] if shows else None)
         if sync is not None:
             outbox.append(sync)
             self.card_dirty = True
@@ -544,10 +546,13 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     def card(self, m: Member, now: datetime) -> dict:
         """Everything a reply, the sidebar or the API shows about a member, as of ``now``."""
         today = local_day(now, self.rules.tz)
-        soon, soon_day = points.expiring_within(m, today, 30)
+        soon, soon_day = points.expiring_within(m, today, 30, self.rules)
+        pend, pend_day = points.pending(m, today)
         return {
-            "member_id": m.id, "member_code": m.member_code, "balance": points.balance(m, today),
+            "member_id": m.id, "member_code": m.member_code,
+            "balance": points.balance(m, today, self.rules),
             "debt": m.debt, "expiring_points": soon, "expiring_on": soon_day,
+            "pending_points": pend, "pending_until": pend_day,
             "progress": tiers.progress(m, now, self.rules), "invite_code": m.invite_code,
             "invited": m.invited_total, "streak": m.checkin_streak,
             "checked_in_today": m.checkin_last == today.isoformat(),

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
         "refund_min_days": 30,
+        "pending_days": 0,  # purchase points usable only N days after payment (0: at once)
     },
     "orders": {"earliest_paid_at": "2000-01-01"},
     "importer": {

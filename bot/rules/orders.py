@@ -72,15 +72,19 @@ def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: da
     entries.append(Entry("order", ts(now), amount_fen=paid, ref=ref,
                          data={"gross": amount_fen, "coupon_off": off, "points_cash": cash,
                                "paid_at": o.paid_at, "store_id": store_id}))
-    entries += points.credit(m, earned, ref, paid_at, now, rules, reason="purchase")
+    entries += points.credit_purchase(m, earned, ref, paid_at, now, rules)
     entries += tiers.evaluate(m, now, rules)
     return order_result(m, o, now, rules), entries
 
 
 def order_result(m: Member, o: Order, now: datetime, rules: Rules) -> dict:
+    today = local_day(now, rules.tz)
+    pending, pending_until = points.pending(m, today)
     return {"order_id": o.order_id, "member_code": m.member_code, "paid_fen": o.paid_fen,
             "points_earned": o.points, "points_used": o.points_used,
-            "coupon_code": o.coupon_code, "balance": points.balance(m, local_day(now, rules.tz)),
+            "coupon_code": o.coupon_code, "balance": points.balance(m, today, rules),
+            "points_pending": pending, "pending_until": pending_until,
+            "campaign": o.campaign or None, "campaign_points": o.campaign_points,
             "tier": m.tier, "body_hash": o.body_hash}
 
 
