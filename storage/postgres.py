@@ -34,6 +34,7 @@ from .base import (
     UniqueTaken,
     outbox_id,
 )
+from .budgets import PostgresBudgets
 from .codec import Codec, dumps, loads
 from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
 from .shared import MemberTurns
@@ -110,7 +111,7 @@ class _OneLine(logging.Filter):
 _ONE_LINE = _OneLine()
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresBudgets, Store):
     kind = "postgresql"
 
     def __init__(self, url: str, codec: Codec, *, pool_size: int = 8,

@@ -10,6 +10,8 @@ schema newer than the last migration it knows (``memberbot db upgrade`` does the
 
 from __future__ import annotations
 
+from .budgets import POSTGRES_SCHEMA
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "members, idempotency, uniques, indexes, ledger, outbox, stock, kv", """
 CREATE TABLE members (id text COLLATE "C" PRIMARY KEY, version bigint NOT NULL,
@@ -245,10 +247,13 @@ END $$;
         "before ids a running transaction may still commit", """
 ALTER TABLE ledger ADD COLUMN drawn_at timestamptz NOT NULL DEFAULT clock_timestamp();
 """),
+    (5, "campaign points budgets: a counter per campaign and its grants per order",
+     POSTGRES_SCHEMA),
 ]
 
 LATEST = MIGRATIONS[-1][0]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS memberbot_schema (version int NOT NULL)"
 
-TABLES = ("members", "idem", "uniques", "idx", "ledger", "outbox", "stock", "stock_log", "kv")
+TABLES = ("members", "idem", "uniques", "idx", "ledger", "outbox", "stock", "stock_log", "kv",
+          "budget", "budget_grant")

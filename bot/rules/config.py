@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .campaigns import Campaign, CampaignRulesError
+from .campaigns import parse as parse_campaigns
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
 from .models import PROFILE, Task
@@ -123,6 +125,7 @@ DEFAULTS: dict[str, Any] = {
         {"key": "article", "name": "阅读文章", "points": 10, "daily_cap": 2, "lifetime_cap": 0},
     ],
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
+    "campaigns": [],  # 积分翻倍 campaigns with a window, targeting and a budget (campaigns.py)
 }
 
 
@@ -229,6 +232,7 @@ class Rules:
     card: CardDef | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     invite_ladder: tuple[Rung, ...] = ()
+    campaigns: tuple[Campaign, ...] = ()
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -558,7 +562,9 @@ def build_rules(data: dict[str, Any]) -> Rules:
     staff = _staff(data["staff"], coupons)
     try:
         card = parse_card(data.get("card"), [t.key for t in tiers])
-    except CardRulesError as e:
+        campaigns = parse_campaigns(data["campaigns"], [t.key for t in tiers],
+                                    push["member_day"])
+    except (CardRulesError, CampaignRulesError) as e:
         raise RulesError(str(e)) from e
     tasks = _tasks(data["tasks"], legacy_profile)
     points["profile_bonus"] = tasks[PROFILE].points
@@ -566,7 +572,7 @@ def build_rules(data: dict[str, Any]) -> Rules:
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
                  test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
                  raw=data, card=card, tasks=tasks,
-                 invite_ladder=_ladder(data["invite_ladder"], coupons))
+                 invite_ladder=_ladder(data["invite_ladder"], coupons), campaigns=campaigns)
 
 
 SEND_LIMITS = ("month", "week", "day")

@@ -12,6 +12,19 @@ from typing import Any
 
 PROFILE = "profile"  # the built-in task the profile (phone + birthday) earns
 
+# the eight RFM segments by (recent, frequent, monetary): rfm.py scores members into them,
+# campaigns may target them
+RFM_SEGMENTS = {
+    (True, True, True): "重要价值客户",
+    (True, False, True): "重要发展客户",
+    (False, True, True): "重要保持客户",
+    (False, False, True): "重要挽留客户",
+    (True, True, False): "一般价值客户",
+    (True, False, False): "一般发展客户",
+    (False, True, False): "一般保持客户",
+    (False, False, False): "一般挽留客户",
+}
+
 
 @dataclass(frozen=True)
 class Task:
