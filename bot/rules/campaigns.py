@@ -27,6 +27,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .models import RFM_SEGMENTS, Member
+from .sections import day, entries
 from .timeutil import local_day
 
 KNOWN = {"key", "name", "multiplier", "start", "end", "tiers", "segments", "stores",
@@ -115,19 +116,10 @@ def _list(c: dict, name: str, p: str, kind: type, allowed: Any = None) -> tuple:
 
 
 def _day(c: dict, name: str, p: str) -> date | None:
-    v = c.get(name)
-    if v is None:
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    try:
-        if isinstance(v, str):
-            return date.fromisoformat(v)
-    except ValueError:
-        pass
-    raise CampaignRulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {v!r}")
+    d = day(c.get(name))
+    if d is None and c.get(name) is not None:
+        raise CampaignRulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {c[name]!r}")
+    return d
 
 
 def _tenths(v: Any, p: str) -> int:
@@ -142,17 +134,8 @@ def _tenths(v: Any, p: str) -> int:
 
 def parse(items: Any, tier_keys: list[str], member_day: int) -> tuple[Campaign, ...]:
     """The ``[[campaigns]]`` list; an error names the entry and the field."""
-    if not isinstance(items, list):
-        raise CampaignRulesError("campaigns: must be a list of [[campaigns]] tables")
     out: list[Campaign] = []
-    for i, c in enumerate(items):
-        p = f"campaigns[{i}]"
-        if not isinstance(c, dict):
-            raise CampaignRulesError(f"{p}: must be a table")
-        unknown = sorted(set(c) - KNOWN)
-        if unknown:
-            raise CampaignRulesError(f"{p}.{unknown[0]}: unknown setting (known: "
-                                     f"{', '.join(sorted(KNOWN))})")
+    for p, c in entries(items, "campaigns", KNOWN, CampaignRulesError):
         key = c.get("key")
         if not isinstance(key, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", key):
             raise CampaignRulesError(f"{p}.key: must be lower-case letters, digits and _, "

@@ -19,6 +19,7 @@ from .campaigns import parse as parse_campaigns
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
 from .models import PROFILE, Task
+from .sections import day, entries
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
@@ -416,19 +417,6 @@ def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
                        {str(k): str(v) for k, v in users.items()})
 
 
-def _day(v: Any, path: str) -> date | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    try:
-        return date.fromisoformat(v) if isinstance(v, str) else None
-    except ValueError:
-        return None
-
-
 def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     if not isinstance(items, list):
         raise RulesError("tasks: must be a list of [[tasks]] tables")
@@ -447,7 +435,7 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
             raise RulesError(f"{p}.key: must be lower-case letters, digits and _, got {key!r}")
         window = []
         for name in ("start", "end"):
-            d = _day(t.get(name), p)
+            d = day(t.get(name))
             if d is None and t.get(name) not in (None, ""):
                 raise RulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {t[name]!r}")
             window.append(d)
@@ -475,16 +463,8 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
 
 
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
-    if not isinstance(items, list):
-        raise RulesError("invite_ladder: must be a list of [[invite_ladder]] tables")
     out: list[Rung] = []
-    for i, r in enumerate(items):
-        p = f"invite_ladder[{i}]"
-        if not isinstance(r, dict):
-            raise RulesError(f"{p}: must be a table")
-        unknown = set(r) - {"invites", "points", "coupon"}
-        if unknown:
-            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+    for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
         rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
