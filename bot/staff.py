@@ -160,6 +160,7 @@ class StaffDesk:
                      "benefits": prog["benefits"]},
             "next_tier": nxt,
             "balance": base["balance"], "debt": base["debt"],
+            "pending": {"points": base["pending_points"], "date": base["pending_until"]},
             "expiring": {"points": base["expiring_points"], "date": base["expiring_on"]},
             "coupons": [{"code": c["code"], "template": c["template"], "name": c["name"],
                          "label": self.rules.coupons[c["template"]].label()
