@@ -437,9 +437,11 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         except UniqueTaken as e:
             await self._release_grants(grants, key, token)
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
-        except BaseException:
+        except Refusal:
             await self._release_grants(grants, key, token)
             raise
+        # any other failure (the store unreachable, perhaps after it committed) keeps the
+        # grant held by the order's key: its resend gets it again, it is never given twice
         # a grant the recorded order does not use (its campaign changed between attempts)
         await self._release_grants({k: v for k, v in grants.items()
                                     if k != res.get("campaign")}, key, token)
@@ -451,7 +453,10 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         """Budget taken by attempt ``token`` of an order that it did not commit with goes
         back, unless another attempt of the order holds it (storage/budgets.py)."""
         for name in grants:
-            await self.store.budget_release(name, key, token)
+            try:
+                await self.store.budget_release(name, key, token)
+            except Exception as e:  # it stays held: the budget falls short, never over
+                log.warning("campaign %s: grant of %s not given back (%s)", name, key, e)
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:

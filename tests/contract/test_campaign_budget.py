@@ -113,3 +113,30 @@ async def test_a_refund_takes_campaign_points_back_but_not_the_budget(store):
     res = await members.refund("f-1", "rf-1", None, NOW + timedelta(hours=1))
     assert res["points_reversed"] == 400 and res["balance"] == 0 and res["debt"] == 0
     assert await store.budget_used("wk") == 200
+
+
+async def test_a_commit_whose_answer_is_lost_keeps_its_grant(store, monkeypatch):
+    """The store committed but the answer never came (a dropped connection): the grant stays
+    with the order, so the counter still covers what the member got, and the resend finds
+    the recorded order."""
+    from storage.base import StoreUnavailable
+
+    members = Members(store, RULES)
+    (mid,) = await _members(members, 1)
+    real = store.update
+
+    async def commit_then_fail(member_id, step, *, key=None):
+        res = await real(member_id, step, key=key)
+        if key == "order:lost-1":
+            raise StoreUnavailable("connection dropped after the commit")
+        return res
+
+    monkeypatch.setattr(store, "update", commit_then_fail)
+    try:
+        await members.record_order(mid, "lost-1", 20_000, NOW, NOW)
+    except StoreUnavailable:
+        pass
+    monkeypatch.setattr(store, "update", real)
+    assert await store.budget_used("wk") == 200
+    res = await members.record_order(mid, "lost-1", 20_000, NOW, NOW)
+    assert res["campaign_points"] == 200 and await store.budget_used("wk") == 200
