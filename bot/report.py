@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import analytics
+from . import analytics, campaign_report
 from .members import Members
 from .offline import run_with_members
 from .operator import load_settings
@@ -99,7 +99,7 @@ def tables(r: dict[str, Any]) -> list[Table]:
             card.add_column(col)
         card.add_row(f"{c['holders']:,}", f"{c['activated']:,}", pct(c["activation_rate"]))
         out.append(card)
-    return out
+    return out + campaign_report.tables(r.get("campaigns") or [])
 
 
 def register(main: click.Group) -> None:
@@ -115,7 +115,9 @@ def register(main: click.Group) -> None:
 
         async def go(members: Members, now: datetime) -> dict[str, Any]:
             day: date = as_of.date() if as_of else now.date()
-            return await analytics.compute(members.store, members.rules, day, days)
+            r = await analytics.compute(members.store, members.rules, day, days)
+            r["campaigns"] = await campaign_report.figures(members.store, members.rules)
+            return r
 
         r = run_with_members(load_settings(), go)
         if as_json:
