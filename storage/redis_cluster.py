@@ -54,7 +54,7 @@ from .base import (
     UniqueTaken,
 )
 from .codec import Codec, dumps, loads
-from .redis import RedisStore, _idx_ops, _why, outbox_id
+from .redis import FastConnection, RedisStore, _idx_ops, _why, outbox_id
 from .redis_cluster_lua import (
     CLAIM_NEW,
     COMMIT,
@@ -137,6 +137,7 @@ class RedisClusterStore(RedisStore):
         self.where = url.replace(f":{password}@", "@") if password else url
         self.password = password
         self._cpending: list[Any] = []
+        self._direct: dict[str, Any] = {}  # node name -> the flusher's connection to it
         self._cflusher: asyncio.Task | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -146,6 +147,10 @@ class RedisClusterStore(RedisStore):
                 startup_nodes=[ClusterNode(h, p) for h, p in self.nodes],
                 username=self.user, password=self.password, require_full_coverage=True,
                 socket_connect_timeout=5, socket_timeout=5)
+            if FastConnection is not None:  # hiredis packs the commands, as on one Redis
+                self.client.connection_kwargs["connection_class"] = FastConnection
+                for node in self.client.startup_nodes:
+                    node.connection_class = FastConnection
             await self.client.initialize()
             infos = await self.client.cluster_info(target_nodes=RedisCluster.PRIMARIES)
             for node, info in (infos.items() if "cluster_state" not in infos
@@ -183,6 +188,10 @@ class RedisClusterStore(RedisStore):
         if self._cflusher is not None:  # let the script calls already sent come back
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._cflusher
+        direct, self._direct = self._direct, {}
+        for conn in direct.values():
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
         await super().close()
 
     async def ping(self) -> dict[str, Any]:
@@ -213,36 +222,72 @@ class RedisClusterStore(RedisStore):
 
     # -- batching: script calls waiting at the same moment share one cluster pipeline ------
     def _batched_script(self, script: Any) -> Any:
-        async def call(keys: Any = (), args: Any = ()) -> Any:
+        def submit(keys: Any = (), args: Any = ()) -> asyncio.Future:
             fut = asyncio.get_running_loop().create_future()
             self._cpending.append((script, tuple(keys), tuple(args), fut))
             if self._cflusher is None:
                 self._cflusher = asyncio.get_running_loop().create_task(self._cflush())
-            return await fut
+            return fut
+
+        async def call(keys: Any = (), args: Any = ()) -> Any:
+            return await submit(keys, args)
 
         call.sha = script.sha  # type: ignore[attr-defined]
+        call.submit = submit  # type: ignore[attr-defined]
         return call
+
+    async def _send(self, batch: list[Any]) -> list[Any]:
+        """One plain pipeline per primary, straight to the node that serves each script's
+        slot (the cluster pipeline's routing costs more than the scripts): a reply is the
+        script's result or its error; a connection that fails fails its node's scripts."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (_, keys, _, _) in enumerate(batch):
+            groups[self.client.get_node_from_key(keys[0]).name].append(i)
+        results: list[Any] = [None] * len(batch)
+
+        async def on(name: str, idxs: list[int]) -> None:
+            conn = self._direct.get(name)
+            if conn is None:  # the flusher's own connection to that node, used in turn
+                node = self.client.get_node(node_name=name)
+                conn = self._direct[name] = (FastConnection or aioredis.Connection)(
+                    host=node.host, port=node.port, username=self.user,
+                    password=self.password, socket_connect_timeout=5, socket_timeout=5)
+            try:
+                await conn.send_packed_command(conn.pack_commands(
+                    ("EVALSHA", batch[i][0].sha, len(batch[i][1]), *batch[i][1], *batch[i][2])
+                    for i in idxs), check_health=False)
+                for i in idxs:
+                    try:
+                        results[i] = await conn.read_response()
+                    except rx.ResponseError as e:  # this script's own error
+                        results[i] = e
+            except BaseException:
+                self._direct.pop(name, None)
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
+                raise
+
+        if len(groups) == 1:
+            await on(*groups.popitem())
+        else:
+            await asyncio.gather(*(on(name, idxs) for name, idxs in groups.items()))
+        return results
 
     async def _cflush(self) -> None:
         try:
             while self._cpending:
                 batch, self._cpending = self._cpending, []
                 try:
-                    if len(batch) == 1:
-                        script, keys, args, _ = batch[0]
-                        results = [await script(keys, args)]
-                    else:
-                        pipe = self.client.pipeline()
-                        for script, keys, args, _ in batch:
-                            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._send(batch)
                 except BaseException as e:  # the connection failed: every caller hears it
                     for *_, fut in batch:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
                 for (script, keys, args, fut), r in zip(batch, results, strict=True):
-                    if isinstance(r, rx.NoScriptError):  # a node restarted: load and redo
+                    # a node restarted (load and redo) or a slot moved (the cluster client
+                    # follows it and learns the new map): the script did not run, redo it
+                    if isinstance(r, rx.NoScriptError | rx.AskError | rx.TryAgainError):
                         try:
                             r = await script(keys, args)
                         except Exception as e:
@@ -292,10 +337,14 @@ class RedisClusterStore(RedisStore):
         keys = self._mkeys(member_id)
         slot = crc_hqx(f"m:{member_id}".encode(), 0) % 16384
         # the read and the mark go to two slots at once: the mark costs no extra round trip
-        res, (intent, prior) = await asyncio.gather(
-            self._commit(keys, (-1, "", "", "", int(key is not None), key or "", "", "[]",
-                                slot)),
-            self._raise_intent(member_id))
+        read = self._commit.submit(keys[:1], (-1, "", "", "", int(key is not None), key or "",
+                                              "", "[]", slot))
+        mark = self._intent.submit((f"{shard_of(member_id)}:intent",), (member_id,))
+        try:
+            res = await read
+        finally:
+            score, prior = await mark  # raised before the commit, whatever the read says
+        intent, prior = score.decode(), bool(prior)
         committed = False
         try:
             for attempt in range(MAX_TRIES):
@@ -311,7 +360,7 @@ class RedisClusterStore(RedisStore):
                 change = step(None if d is None else self.codec.decode(d, version))
                 args, terms = self._cluster_args(member_id, key, version, x, change, slot)
                 await self._preconditions(member_id, change, held)
-                res = await self._commit(keys, args)
+                res = await self._commit(keys[:1], args)
                 if res[0] == 0:
                     self.commits += 1
                     committed = True

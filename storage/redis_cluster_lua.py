@@ -4,15 +4,19 @@ Every script touches keys of one slot only: the member's ``{m:<id>}``, one shard
 one stock template ``{st:<t>}``, or one declared key.
 """
 
-# KEYS: agg, idem, ledger, outbox, sret (all {m:<id>}). ARGV: expect version, new version ('' =
-# no member write), data, idx, has key, key, result, ops json ([op, a, b, c]: 'L' row json,
-# 'O' row id + row json, 'R' template + key). Expecting -1 makes it a pure read.
+# KEYS[1]: {m:<id>}:agg; the member's other keys (:idem, :ledger, :outbox, :sret) share its
+# tag and slot and are derived here (one key to route: the client hashes one name, not five).
+# ARGV: expect version, new version ('' = no member write), data, idx, has key, key, result,
+# ops json ([op, a, b, c]: 'L' row json, 'O' row id + row json, 'R' template + key).
+# Expecting -1 makes it a pure read.
 # Returns {0, ledger rows "id:json"...} | {1, result} | {2, v, d, x}.
 # A ledger id is the slot's server time in microseconds followed by the slot number and the
 # row's index in the commit: one slot's scripts run one at a time on one server, so ids never
 # repeat, and they follow commit order wherever the servers' clocks agree.
 COMMIT = """
-local agg, idem, mled, mob, sret = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local agg = KEYS[1]
+local tag = string.sub(agg, 1, -5)
+local idem, mled, mob, sret = tag .. ':idem', tag .. ':ledger', tag .. ':outbox', tag .. ':sret'
 if ARGV[5] == '1' then
   local r = redis.call('HGET', idem, ARGV[6])
   if r then return {1, r} end
@@ -71,10 +75,14 @@ if ARGV[4] ~= '' and ver > applied then
       end
     end
   end
+  -- what the shard holds already (the terms in :x, written with them) is not written again
   for name, w in pairs(new) do
-    if w.n then redis.call('ZADD', g .. ':idx:' .. name, w.n, mid) end
+    local o = old[name] or {}
+    if w.n and w.n ~= o.n then redis.call('ZADD', g .. ':idx:' .. name, w.n, mid) end
+    local had = {}
+    for _, tg in ipairs(o.t or {}) do had[tg] = true end
     for _, tg in ipairs(w.t or {}) do
-      if redis.call('SADD', g .. ':idx:' .. name .. ':' .. tg, mid) == 1 then
+      if not had[tg] and redis.call('SADD', g .. ':idx:' .. name .. ':' .. tg, mid) == 1 then
         redis.call('HINCRBY', g .. ':idxv:' .. name, tg, 1)
       end
     end

@@ -37,6 +37,11 @@ async def test_every_write_of_an_update_lands_in_the_member_slot(cluster_url, mo
             seen.append(tuple(keys))
             return await real(keys, args)
 
+        def spy_submit(keys, args):  # the read, sent without waiting
+            seen.append(tuple(keys))
+            return real.submit(keys, args)
+
+        spy.submit = spy_submit
         s._commit = spy
         await s.update("m1", bump("m1", indexes={"tier": "gold", "last": 5},
                                   outbox=[{"kind": "k", "period": "p"}]), key="a")
@@ -211,5 +216,40 @@ async def test_a_reader_paging_by_id_never_passes_a_row_yet_to_be_published(clus
         assert [r.ref for r in await s.ledger(member_id="m1")] == ["m1"]
         await s._settle_own("m9", intent, prior)  # m9's update ends
         assert [r.ref for r in await s.ledger(after_id=first[-1])] == ["m1"]
+    finally:
+        await s.close()
+
+
+async def test_an_update_follows_its_member_to_another_node(cluster_url):
+    """Scripts go straight to the node the client believes serves the slot; when the slot
+    has moved (MOVED), the script did not run there and is sent again where it now lives."""
+    import redis.asyncio as aioredis
+
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        await s.update("m1", bump("m1"), key="a")
+        slot = await s.client.cluster_keyslot("{m:m1}")
+        src = s.client.get_node_from_key("{m:m1}:agg")
+        dst = next(n for n in s.client.get_nodes() if n.name != src.name)
+        a = aioredis.Redis(host=src.host, port=src.port)
+        b = aioredis.Redis(host=dst.host, port=dst.port)
+        try:
+            src_id, dst_id = await a.execute_command("CLUSTER MYID"), await b.execute_command(
+                "CLUSTER MYID")
+            await b.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            await a.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            keys = await a.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+            await a.execute_command("MIGRATE", dst.host, dst.port, "", 0, 5000, "KEYS", *keys)
+            for c in (a, b):
+                await c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            await a.aclose()
+            await b.aclose()
+        # the store still routes the slot to src: MOVED, then the script runs on dst
+        assert await s.update("m1", bump("m1"), key="b") == {"n": 2}
+        assert (await s.get("m1")).checkin_total == 2
+        assert [r.ref for r in await s.ledger(member_id="m1")] == ["m1", "m1"]
+        assert s.client.get_node_from_key("{m:m1}:agg").name == dst.name  # map learnt
     finally:
         await s.close()
