@@ -34,6 +34,7 @@ from .base import (
     UniqueTaken,
     outbox_id,
 )
+from .budgets import PostgresBudgets
 from .codec import Codec, dumps, loads
 from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
 from .shared import Batcher, MemberTurns
@@ -116,7 +117,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     and four statements on every release. An open transaction is still rolled back."""
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresBudgets, Store):
     kind = "postgresql"
 
     def __init__(self, url: str, codec: Codec, *, pool_size: int = 8,

@@ -10,6 +10,8 @@ schema newer than the last migration it knows (``memberbot db upgrade`` does the
 
 from __future__ import annotations
 
+from .budgets import POSTGRES_SCHEMA
+
 # Text the commit functions of migrations 2 and 3 share (each migration's SQL stays as
 # released; the pieces are only not written twice).
 _STOCK_RETURN_IF = (
@@ -293,10 +295,13 @@ END $$;
 -- the same page (a HOT update, no new primary-key entry)
 ALTER TABLE members SET (fillfactor = 80);
 """),
+    (6, "campaign points budgets: a counter per campaign and its grants per order",
+     POSTGRES_SCHEMA),
 ]
 
 LATEST = MIGRATIONS[-1][0]
 
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS memberbot_schema (version int NOT NULL)"
 
-TABLES = ("members", "idem", "uniques", "idx", "ledger", "outbox", "stock", "stock_log", "kv")
+TABLES = ("members", "idem", "uniques", "idx", "ledger", "outbox", "stock", "stock_log", "kv",
+          "budget", "budget_grant")
