@@ -54,7 +54,7 @@ from .base import (
     UniqueTaken,
 )
 from .codec import Codec, dumps, loads
-from .redis import FastConnection, RedisStore, _idx_ops, _why, outbox_id
+from .redis import FastConnection, RedisStore, _why, outbox_id
 from .redis_cluster_lua import (
     CLAIM_NEW,
     COMMIT,
@@ -99,16 +99,26 @@ def shard_of(member_id: str) -> str:
     return f"{{g{crc_hqx(member_id.encode(), 0) % SHARDS}}}"
 
 
+def _term(value: Any) -> dict[str, Any]:
+    """One index value as the publish script reads it: ``{"n": "123"}``, ``{"t": [...]}``
+    or ``{}`` (not in the index)."""
+    n, tags = _terms(value)
+    if n is not None:
+        return {"n": str(n)}
+    return {"t": sorted(tags)} if tags else {}
+
+
 def _terms_json(idx: dict[str, Any]) -> str:
     """Index values as the publish script reads them: ``{name: {"n": "123"} | {"t": [...]}}``."""
-    out: dict[str, Any] = {}
-    for name, value in idx.items():
-        n, tags = _terms(value)
-        if n is not None:
-            out[name] = {"n": str(n)}
-        elif tags:
-            out[name] = {"t": sorted(tags)}
+    out = {name: t for name, value in idx.items() if (t := _term(value))}
     return dumps(out).decode() if out else "{}"
+
+
+def _terms_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The terms that changed from ``old`` to ``new``: ``{name: [old, new]}``."""
+    return dumps({name: [_term(old.get(name)), _term(new.get(name))]
+                  for name in old.keys() | new.keys()
+                  if old.get(name) != new.get(name)}).decode()
 
 
 def _cluster_guarded(fn: Any) -> Any:
@@ -244,33 +254,33 @@ class RedisClusterStore(RedisStore):
         for i, (_, keys, _, _) in enumerate(batch):
             groups[self.client.get_node_from_key(keys[0]).name].append(i)
         results: list[Any] = [None] * len(batch)
-
-        async def on(name: str, idxs: list[int]) -> None:
-            conn = self._direct.get(name)
-            if conn is None:  # the flusher's own connection to that node, used in turn
-                node = self.client.get_node(node_name=name)
-                conn = self._direct[name] = (FastConnection or aioredis.Connection)(
-                    host=node.host, port=node.port, username=self.user,
-                    password=self.password, socket_connect_timeout=5, socket_timeout=5)
-            try:
+        sent: list[tuple[str, Any, list[int]]] = []
+        try:
+            # every node's commands are sent before any reply is read: the nodes work at
+            # once, and no task is needed per node
+            for name, idxs in groups.items():
+                conn = self._direct.get(name)
+                if conn is None:  # the flusher's own connection to that node, used in turn
+                    node = self.client.get_node(node_name=name)
+                    conn = self._direct[name] = (FastConnection or aioredis.Connection)(
+                        host=node.host, port=node.port, username=self.user,
+                        password=self.password, socket_connect_timeout=5, socket_timeout=5)
+                sent.append((name, conn, idxs))
                 await conn.send_packed_command(conn.pack_commands(
                     ("EVALSHA", batch[i][0].sha, len(batch[i][1]), *batch[i][1], *batch[i][2])
                     for i in idxs), check_health=False)
+            for _, conn, idxs in sent:
                 for i in idxs:
                     try:
                         results[i] = await conn.read_response()
                     except rx.ResponseError as e:  # this script's own error
                         results[i] = e
-            except BaseException:
+        except BaseException:  # replies are unaccounted for: those connections start afresh
+            for name, conn, _ in sent:
                 self._direct.pop(name, None)
                 with contextlib.suppress(Exception):
                     await conn.disconnect()
-                raise
-
-        if len(groups) == 1:
-            await on(*groups.popitem())
-        else:
-            await asyncio.gather(*(on(name, idxs) for name, idxs in groups.items()))
+            raise
         return results
 
     async def _cflush(self) -> None:
@@ -358,7 +368,8 @@ class RedisClusterStore(RedisStore):
                 v, d, x = res[1:]
                 version = int(v) if v else 0
                 change = step(None if d is None else self.codec.decode(d, version))
-                args, terms = self._cluster_args(member_id, key, version, x, change, slot)
+                args, terms, diff = self._cluster_args(member_id, key, version, x, change,
+                                                       slot)
                 await self._preconditions(member_id, change, held)
                 res = await self._commit(keys[:1], args)
                 if res[0] == 0:
@@ -376,7 +387,8 @@ class RedisClusterStore(RedisStore):
                         obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
                                 o.get("status", "pending")] for o in change.outbox]
                         await self._publish_one(member_id, version + 1 if terms else 0, terms,
-                                                [r.decode() for r in res[1:]], obs, intent)
+                                                [r.decode() for r in res[1:]], obs, intent,
+                                                diff)
                     return change.result
             await self._settle_own(member_id, intent, prior)
             if res[0] == 1:
@@ -393,21 +405,21 @@ class RedisClusterStore(RedisStore):
             raise
 
     def _cluster_args(self, member_id: str, key: str | None, version: int, x: bytes | None,
-                      change: Change, slot: int) -> tuple[list[Any], str | None]:
-        """The commit's arguments, and the index terms to publish (None: nothing changed)."""
+                      change: Change, slot: int) -> tuple[list[Any], str | None, str]:
+        """The commit's arguments, the index terms to publish (None: nothing changed) and
+        those that changed from the version read."""
         new = change.member
         args: list[Any] = [version, "", "", "", 0 if key is None else 1, key or "",
                            dumps(change.result)]
-        terms = None
+        terms, diff = None, ""
         if new is not None:
             new.version = version + 1
             old_idx = loads(x) or {}
             new_idx = change.indexes if change.indexes is not None else old_idx
             args[1:4] = version + 1, self.codec.encode(new), dumps(new_idx)
-            ops: list[Any] = []
-            _idx_ops(old_idx, new_idx, ops)
-            if ops or version == 0:
+            if new_idx != old_idx or version == 0:
                 terms = _terms_json(new_idx)
+                diff = _terms_diff(old_idx, new_idx) if version else ""
         ops = [["L", dumps({"member_id": member_id, "kind": e.kind, "at": e.at,
                             "points": e.points, "amount_fen": e.amount_fen, "ref": e.ref,
                             "data": e.data or None}).decode(), ""] for e in change.entries]
@@ -421,13 +433,14 @@ class RedisClusterStore(RedisStore):
                                "data": ob.get("data", {})}).decode()])
         ops += [["R", t, k] for t, k in change.stock_returns]
         args += [dumps(ops), slot]
-        return args, terms
+        return args, terms, diff
 
     async def _publish_one(self, member_id: str, version: int, terms: str | None,
-                           rows: list[str], obs: list[list[Any]], intent: str) -> None:
+                           rows: list[str], obs: list[list[Any]], intent: str,
+                           diff: str = "") -> None:
         g = shard_of(member_id)
         await self._publish((f"{g}:intent",), (g, member_id, version, terms or "", intent,
-                                               dumps(rows), dumps(obs)))
+                                               dumps(rows), dumps(obs), diff))
 
     async def _repair(self, member_id: str, intent: str = "") -> None:
         """Publish a member's committed state again (idempotent): after a crash between its

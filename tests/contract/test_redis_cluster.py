@@ -253,3 +253,43 @@ async def test_an_update_follows_its_member_to_another_node(cluster_url):
         assert s.client.get_node_from_key("{m:m1}:agg").name == dst.name  # map learnt
     finally:
         await s.close()
+
+
+async def test_a_publish_of_the_changed_terms_leaves_what_a_full_publish_leaves(cluster_url):
+    """A publish on top of the version before applies only the terms that changed; the
+    shard ends as a full comparison (a repair, a publish out of order) would leave it."""
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        seen: list[str] = []
+        real = s._publish
+
+        async def spy(keys, args):
+            seen.append(args[7])
+            return await real(keys, args)
+
+        s._publish = spy
+        steps = [{"exp": 1, "tier": "a", "tags": ["x", "y"]},
+                 {"exp": 2, "tier": "b", "tags": ["y", "z"]},
+                 {"exp": None, "tier": "b", "tags": None, "birthday": 1225},
+                 {"exp": 3, "tier": None, "tags": ["x"], "birthday": 1225}]
+        for i, idx in enumerate(steps):
+            await s.update("m1", bump("m1", indexes=idx), key=f"k{i}")
+            await s.update("m2", bump("m2", indexes=idx), key=f"k{i}")
+        assert all(seen[2:]) and not any(seen[:2])  # the first commits publish in full
+
+        async def state() -> list:
+            return [await s.range("exp", 0, 10), await s.range("birthday", 0, 9999),
+                    await s.tag_counts("tier"), await s.tag_counts("tags"),
+                    await s.tagged("tags", "x"), await s.tagged("tags", "y")]
+
+        assert await state() == [[("m1", 3), ("m2", 3)], [("m1", 1225), ("m2", 1225)], {},
+                                 {"x": 2}, ["m1", "m2"], []]
+        before = await state()
+        for mid in ("m1", "m2"):  # forget what was published: a repair compares in full
+            g = rc.shard_of(mid)
+            await s.client.hdel(f"{g}:ver", mid)
+            await s._repair(mid)
+        assert await state() == before
+    finally:
+        await s.close()
