@@ -121,6 +121,13 @@ def _terms_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
                   if old.get(name) != new.get(name)}).decode()
 
 
+def _unheard(fut: asyncio.Future) -> None:
+    """A publish nobody waits for: if it failed, the member's mark stays and the next query
+    republishes the member."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _cluster_guarded(fn: Any) -> Any:
     @functools.wraps(fn)
     async def wrapper(self: RedisClusterStore, *args: Any, **kwargs: Any) -> Any:
@@ -386,9 +393,12 @@ class RedisClusterStore(RedisStore):
                     else:
                         obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
                                 o.get("status", "pending")] for o in change.outbox]
+                        # sent with the next flush, not waited for: the commit is the
+                        # acknowledgement, and the mark stays until the publish lands (a
+                        # query republishes a marked member first)
                         await self._publish_one(member_id, version + 1 if terms else 0, terms,
                                                 [r.decode() for r in res[1:]], obs, intent,
-                                                diff)
+                                                diff, wait=False)
                     return change.result
             await self._settle_own(member_id, intent, prior)
             if res[0] == 1:
@@ -437,10 +447,13 @@ class RedisClusterStore(RedisStore):
 
     async def _publish_one(self, member_id: str, version: int, terms: str | None,
                            rows: list[str], obs: list[list[Any]], intent: str,
-                           diff: str = "") -> None:
+                           diff: str = "", *, wait: bool = True) -> None:
         g = shard_of(member_id)
-        await self._publish((f"{g}:intent",), (g, member_id, version, terms or "", intent,
-                                               dumps(rows), dumps(obs), diff))
+        args = (g, member_id, version, terms or "", intent, dumps(rows), dumps(obs), diff)
+        if wait:
+            await self._publish((f"{g}:intent",), args)
+        else:
+            self._publish.submit((f"{g}:intent",), args).add_done_callback(_unheard)
 
     async def _repair(self, member_id: str, intent: str = "") -> None:
         """Publish a member's committed state again (idempotent): after a crash between its
