@@ -74,6 +74,12 @@ def tables(r: dict[str, Any]) -> list[Table]:
     for kind, d in r["pushes"]["delivery"].items():
         conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
 
+    wait = r["pushes"].get("awaiting_owner")
+    if wait:
+        conf.caption = (f"等待新负责人的会员（推送暂缓）：交接中 {wait['handover']:,}，"
+                        f"负责人已离开 {wait['owner_left']:,}")
+        conf.caption_justify = "left"
+
     chan = Table(title="渠道（渠道活码添加的会员）", title_justify="left")
     chan.add_column("渠道")
     chan.add_column("会员数")

@@ -85,6 +85,8 @@ DEFAULTS: dict[str, Any] = {
         "wakeup_days": 90,
         "expiry_warning_days": [30, 7],
         "member_day": 15,
+        # per lifecycle kind, only members with these tier keys / RFM segments (rules/targets.py)
+        "targets": {},
     },
     "rate_limit": {"commands_per_minute": 20},
     # WeCom in depth (docs/lifecycle.md): confirmation of 1v1 tasks, reminders, WeCom's own

@@ -39,7 +39,8 @@ def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:
         "joined": _day(m.joined_at, rules),
         "tier": m.tier,
         "owner": m.owner_userid,  # whose customers a handover moves
-        "handover": "pending" if m.handover else None,
+        # pending: a handover WeCom has not decided; owner_left: waiting for a new owner
+        "handover": "pending" if m.handover else ("owner_left" if m.owner_left else None),
         "rfm": m.rfm,
         "tags": sorted(set(m.tags)) or None,
         "followed": "yes" if m.followed else "no",

@@ -170,7 +170,15 @@ class Member:
     tag_seq: int = 0  # wecom_tag outbox entries so far
     # a customer handover in progress: {"from", "to", "resigned", "at"}; pushes wait for it
     handover: dict[str, Any] = field(default_factory=dict)
+    # the owner staff left the customer (del_follow_user, none other follows it): {"staff",
+    # "at"}; pushes wait until a new owner is known (a handover, a new add_external_contact)
+    owner_left: dict[str, Any] = field(default_factory=dict)
     version: int = 0
+
+    @property
+    def awaits_owner(self) -> bool:
+        """A WeCom contact whose pushes wait for a new owner (handover pending, owner left)."""
+        return bool(self.external_userid and (self.handover or self.owner_left))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in _MEMBER_FIELDS}
@@ -190,6 +198,7 @@ class Member:
         d["notices"] = [dict(n) for n in self.notices]
         d["wecom_tags"] = dict(self.wecom_tags)
         d["handover"] = dict(self.handover)
+        d["owner_left"] = dict(self.owner_left)
         d["tasks"] = {k: {**v, "days": dict(v.get("days") or {})} for k, v in self.tasks.items()}
         return d
 
