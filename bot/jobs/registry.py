@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..rules.config import Rules, push_priority
+from ..rules.config import Rules, RulesError, push_priority
+from ..rules.experiments import check_kinds
 from ..settings import Settings, rules_for
+from ..templating import check_source
 from . import (
     birthday,
     confirm,
@@ -74,6 +76,12 @@ def checked(rules: Rules) -> Rules:
     warning (none when the file sets no priority at all)."""
     given = rules.push["priority"]
     order, missing = push_priority(given, default_priority())
+    check_kinds(rules.experiments, default_priority())
+    for i, e in enumerate(rules.experiments):
+        for j, v in enumerate(e.variants):
+            why = check_source(v.text) if v.text else None
+            if why:
+                raise RulesError(f"experiments[{i}].variants[{j}].text: not a template ({why})")
     if given and missing:
         log.warning("push.priority does not name %s: placed last, in that order",
                     ", ".join(missing))
