@@ -13,6 +13,7 @@ from bot.members import Members
 from bot.rules import load_rules
 from bot.rules.models import Change
 from bot.rules.points import balance
+from tests.rules.support import rules_file
 
 LADDER = ('[[invite_ladder]]\ninvites = 3\ncoupon = "points_500"\n\n'
           '[[invite_ladder]]\ninvites = 5\npoints = 200\n')
@@ -21,9 +22,7 @@ NOW = datetime(2026, 11, 25, 10, 0, tzinfo=load_rules().tz)
 
 @pytest.fixture
 def rules(tmp_path):
-    p = tmp_path / "ladder.toml"
-    p.write_text(LADDER, encoding="utf-8")
-    return load_rules(p)
+    return rules_file(tmp_path, LADDER)
 
 
 async def test_concurrent_binds_reach_each_rung_once(store, rules):

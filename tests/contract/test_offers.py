@@ -12,6 +12,7 @@ from bot.members import Members
 from bot.report import tables
 from bot.rules import Refusal, load_rules
 from bot.rules.points import balance
+from tests.rules.support import rules_file
 
 OFFER = '''
 [[catalogue]]
@@ -29,9 +30,7 @@ NOW = datetime(2026, 11, 25, 10, 0, tzinfo=load_rules().tz)
 
 @pytest.fixture
 def rules(tmp_path):
-    p = tmp_path / "offer.toml"
-    p.write_text(OFFER, encoding="utf-8")
-    return load_rules(p)
+    return rules_file(tmp_path, OFFER)
 
 
 async def _rich(members: Members, openid: str, pts: int = 2000) -> str:

@@ -13,44 +13,36 @@ from bot import experiment_report
 from bot.cli import main
 from bot.jobs.registry import checked
 from bot.rules import experiments as ex
-from bot.rules import load_rules
 
+from ..rules.support import rules_file
+from ..rules.test_experiments import EXP as RULES_EXP
 from .support import run, sh
 from .test_exactly_once import DAY, due_members
 
-EXP = '''
-[[experiments]]
-name = "expiry_msg"
-kind = "points_expiry"
-holdout_percent = 30
-conversion_days = 7
-
-[[experiments.variants]]
-key = "a"
-
-[[experiments.variants]]
-key = "b"
-text = "B版：{{ points }} 积分 {{ date }} 到期！"
-'''
+# the rules tests' experiment, with 30 % held out and even weights: member ids are random,
+# and 40 members fill each arm but for odds of about one in a million
+EXP = RULES_EXP.replace("holdout_percent = 20", "holdout_percent = 30").replace(
+    "weight = 3", "weight = 1")
+N = 40
 
 
 @pytest.fixture
 def rules(tmp_path):
-    p = tmp_path / "exp.toml"
-    p.write_text(EXP, encoding="utf-8")
-    return checked(load_rules(p))
+    return checked(rules_file(tmp_path, EXP, "exp.toml"))
 
 
 async def test_holdout_members_are_not_pushed_and_the_report_counts_each_arm(
         store, make_env, fake, rules, tmp_path, monkeypatch):
     env = await make_env(store)
-    ids = await due_members(env, 24)
+    ids = await due_members(env, N)
     (exp,) = rules.experiments
     arm = {mid: ex.assign(exp, mid) for mid in ids}
     assert set(arm.values()) == {"holdout", "a", "b"}  # each arm has members
-    s = await run(env, "points_expiry", DAY)
     held = [mid for mid in ids if arm[mid] == "holdout"]
-    assert s.skipped["holdout"] == len(held) and s.enqueued == 24 - len(held)
+    dry = await run(env, "points_expiry", DAY, dry_run=True)  # a preview says the same
+    assert dry.skipped["holdout"] == len(held) and sum(dry.would_send.values()) == N - len(held)
+    s = await run(env, "points_expiry", DAY)
+    assert s.skipped["holdout"] == len(held) and s.enqueued == N - len(held)
     rows = await store.ledger(kinds=["push_holdout"])
     assert sorted(r.member_id for r in rows) == sorted(held)
     assert all(r.data["experiment"] == "expiry_msg" for r in rows)
@@ -58,12 +50,12 @@ async def test_holdout_members_are_not_pushed_and_the_report_counts_each_arm(
     assert set(box) == set(ids) - set(held)
     for mid, r in box.items():
         assert r.data["variant"] == arm[mid]
-        assert r.data["text"].startswith("B版：") == (arm[mid] == "b")
+        assert r.data["text"].endswith("快来兑换！") == (arm[mid] == "b")
     reached = fake.reached()
     m_of = {(await store.get(mid)).external_userid: mid for mid in ids}
     assert {m_of[e] for e in reached} == set(box)  # nobody of the holdout got it
     again = await run(env, "points_expiry", DAY)
-    assert again.already == 24 and again.skipped["holdout"] == 0
+    assert again.already == N and again.skipped["holdout"] == 0
 
     # conversions: an order 2 days after the push counts, one 10 days after does not
     pushed_at = sh(DAY.year, DAY.month, DAY.day, 10)

@@ -8,8 +8,10 @@ import pytest
 
 from bot.experiment_report import diff_interval
 from bot.jobs.registry import checked
-from bot.rules import RulesError, load_rules
+from bot.rules import RulesError
 from bot.rules import experiments as ex
+
+from .support import rules_file
 
 EXP = '''
 [[experiments]]
@@ -29,9 +31,7 @@ text = "{{ points }} 积分 {{ date }} 到期，快来兑换！"
 
 
 def load(tmp_path, text):
-    p = tmp_path / "rules.toml"
-    p.write_text(text, encoding="utf-8")
-    return checked(load_rules(p))
+    return checked(rules_file(tmp_path, text))
 
 
 def test_an_experiment_is_read_from_the_rules_file(tmp_path):

@@ -10,6 +10,8 @@ from bot.rules import Refusal, RulesError, load_rules
 from bot.rules import offers as off
 from bot.rules.models import Coupon, Member
 
+from .support import rules_file
+
 SH = load_rules().tz
 OFFERS = '''
 [[catalogue]]
@@ -31,9 +33,7 @@ per_member_limit = 1
 
 @pytest.fixture
 def rules(tmp_path):
-    p = tmp_path / "rules.toml"
-    p.write_text(OFFERS, encoding="utf-8")
-    return load_rules(p)
+    return rules_file(tmp_path, OFFERS)
 
 
 def test_items_read_with_window_stock_limit_and_cash(rules):
@@ -87,10 +87,8 @@ def test_the_per_member_limit_counts_the_items_coupons(rules):
      "catalogue[0].key"),
 ])
 def test_a_wrong_item_names_the_field(tmp_path, text, field):
-    p = tmp_path / "bad.toml"
-    p.write_text(text, encoding="utf-8")
     with pytest.raises(RulesError) as e:
-        load_rules(p)
+        rules_file(tmp_path, text)
     assert field in str(e.value)
 
 
