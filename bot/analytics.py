@@ -176,6 +176,9 @@ async def compute(store: Store, rules: Rules, as_of: date, days: int = 30) -> di
             break
         after = rows[-1].id
     pushes = await _pushes(store, since, until)
+    waiting = await store.tag_counts("handover")  # members whose pushes wait for an owner
+    pushes["awaiting_owner"] = {"handover": waiting.get("pending", 0),
+                                "owner_left": waiting.get("owner_left", 0)}
     r = _figures(scan, rules, as_of, days, pushes)
     r["card"] = await card_figures(store, rules)
     r["offers"] = [{"key": o.key, "n": o.n, "name": o.name or rules.coupons[o.coupon].name,

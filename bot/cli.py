@@ -39,6 +39,13 @@ def main() -> None:
     """memberbot: a brand's membership programme inside WeChat."""
 
 
+def _serving(line: str) -> None:
+    click.echo(line, err=True)
+    from .workers import ready
+
+    ready()  # under --workers: tells the parent this worker serves
+
+
 def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     import asyncio
 
@@ -71,10 +78,9 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     **guard.server_options(settings),
-                    print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} "
-                        f"({settings.loaded(accounts[0])}); "
-                        f"health: http://{host}:{port}/healthz", err=True))
+                    print=lambda _: _serving(f"memberbot serving on http://{host}:{port} "
+                                             f"({settings.loaded(accounts[0])}); "
+                                             f"health: http://{host}:{port}/healthz"))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     except OSError as e:

@@ -27,6 +27,11 @@ def order(order_id: str) -> str:
     return f"order:{order_id}"
 
 
+# the grant a restore gives each campaign budget: what the backup says it had used
+# (storage/budgets.py; orders take their grants under their own key, order(order_id))
+BUDGET_RESTORED = "backup:restored"
+
+
 def refund(refund_id: str) -> str:
     return f"refund:{refund_id}"
 

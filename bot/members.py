@@ -24,6 +24,7 @@ from .invite_binds import InviteBinds
 from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
 from .rules import (
+    campaigns,
     card,
     coupons,
     indexes,
@@ -99,7 +100,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
         # the one place a card holder's balance or tier change becomes a card update, in the
         # same commit as the change (an outbox entry the card sync sends)
-        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries)
+        shows = self.rules.card is not None and self.rules.card.pending_field_name
+        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries,
+                         points.pending(m, today)[0] if shows else None)
         if sync is not None:
             outbox.append(sync)
             self.card_dirty = True
@@ -432,17 +435,46 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
         if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
+        key = keys.order(order_id)
+        grants: dict[str, int] = {}  # campaign budget granted to this order (rules.campaigns)
+        token = secrets.token_hex(6)  # this attempt, in the grants it holds
         try:
-            # only the commit that records the order binds its id: a refused one leaves it free
-            res = await self.run(member_id, now, lambda m: orders.record(
-                m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-                coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
-                key=keys.order(order_id), claims=(("order", order_id),))
+            while True:
+                try:
+                    # only the commit that records the order binds its id: a refused one
+                    # leaves it free
+                    res = await self.run(member_id, now, lambda m: orders.record(
+                        m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                        coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
+                        grants=grants), key=key, claims=(("order", order_id),))
+                    break
+                except campaigns.NeedGrant as need:  # once per campaign: grants grows
+                    c = need.campaign
+                    grants[c.key] = await self.store.budget_take(c.key, key, need.want,
+                                                                 c.budget, token)
         except UniqueTaken as e:
+            await self._release_grants(grants, key, token)
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
+        except Refusal:
+            await self._release_grants(grants, key, token)
+            raise
+        # any other failure (the store unreachable, perhaps after it committed) keeps the
+        # grant held by the order's key: its resend gets it again, it is never given twice
+        # a grant the recorded order does not use (its campaign changed between attempts)
+        await self._release_grants({k: v for k, v in grants.items()
+                                    if k != res.get("campaign")}, key, token)
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
+
+    async def _release_grants(self, grants: dict[str, int], key: str, token: str) -> None:
+        """Budget taken by attempt ``token`` of an order that it did not commit with goes
+        back, unless another attempt of the order holds it (storage/budgets.py)."""
+        for name in grants:
+            try:
+                await self.store.budget_release(name, key, token)
+            except Exception as e:  # it stays held: the budget falls short, never over
+                log.warning("campaign %s: grant of %s not given back (%s)", name, key, e)
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:
@@ -562,10 +594,13 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
     def card(self, m: Member, now: datetime) -> dict:
         """Everything a reply, the sidebar or the API shows about a member, as of ``now``."""
         today = local_day(now, self.rules.tz)
-        soon, soon_day = points.expiring_within(m, today, 30)
+        soon, soon_day = points.expiring_within(m, today, 30, self.rules)
+        pend, pend_day = points.pending(m, today)
         return {
-            "member_id": m.id, "member_code": m.member_code, "balance": points.balance(m, today),
+            "member_id": m.id, "member_code": m.member_code,
+            "balance": points.balance(m, today, self.rules),
             "debt": m.debt, "expiring_points": soon, "expiring_on": soon_day,
+            "pending_points": pend, "pending_until": pend_day,
             "progress": tiers.progress(m, now, self.rules), "invite_code": m.invite_code,
             "invited": m.invited_total, "streak": m.checkin_streak,
             "checked_in_today": m.checkin_last == today.isoformat(),

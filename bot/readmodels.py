@@ -70,7 +70,7 @@ class ReadModels:
             "entries": [{"day": from_ts(r.at, tz).date().isoformat(),
                          "reason": reason_text(r.kind, str(r.data.get("reason") or "")),
                          "points": r.points} for r in rows if r.points],
-            "balance": points.balance(m, today) if m else 0,
+            "balance": points.balance(m, today, self.rules) if m else 0,
             "debt": m.debt if m else 0,
         }
 
@@ -78,7 +78,7 @@ class ReadModels:
         """Points expiring within ``days``, summed per expiry day, soonest first."""
         horizon = (today + timedelta(days=days)).isoformat()
         by_day: dict[str, int] = {}
-        for lot in m.lots:
+        for lot in points.lots_as_of(m, today, self.rules):
             if today.isoformat() <= lot.expires_on <= horizon and lot.remaining:
                 by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
         return sorted(by_day.items())

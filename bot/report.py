@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import analytics, experiment_report
+from . import analytics, campaign_report, experiment_report
 from .members import Members
 from .offline import run_with_members
 from .operator import OperatorError, load_settings
@@ -80,6 +80,12 @@ def tables(r: dict[str, Any]) -> list[Table]:
     for kind, d in r["pushes"]["delivery"].items():
         conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
 
+    wait = r["pushes"].get("awaiting_owner")
+    if wait:
+        conf.caption = (f"等待新负责人的会员（推送暂缓）：交接中 {wait['handover']:,}，"
+                        f"负责人已离开 {wait['owner_left']:,}")
+        conf.caption_justify = "left"
+
     chan = Table(title="渠道（渠道活码添加的会员）", title_justify="left")
     chan.add_column("渠道")
     chan.add_column("会员数")
@@ -125,7 +131,7 @@ def tables(r: dict[str, Any]) -> list[Table]:
             card.add_column(col)
         card.add_row(f"{c['holders']:,}", f"{c['activated']:,}", pct(c["activation_rate"]))
         out.append(card)
-    return out
+    return out + campaign_report.tables(r.get("campaigns") or [])
 
 
 def register(main: click.Group) -> None:
@@ -161,7 +167,9 @@ def register(main: click.Group) -> None:
 
         async def go(members: Members, now: datetime) -> dict[str, Any]:
             day: date = as_of.date() if as_of else now.date()
-            return await analytics.compute(members.store, members.rules, day, days)
+            r = await analytics.compute(members.store, members.rules, day, days)
+            r["campaigns"] = await campaign_report.figures(members.store, members.rules)
+            return r
 
         r = run_with_members(settings, go)
         if as_json:

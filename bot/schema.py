@@ -269,7 +269,12 @@ _ERROR_STATUSES = {
 _RESULTS: dict[str, dict[str, Any]] = {
     "OrderResult": {"order_id": "string", "member_code": "string", "paid_fen": "integer",
                     "points_earned": "integer", "points_used": "integer",
-                    "coupon_code": ["string", "null"], "balance": "integer", "tier": "string"},
+                    "coupon_code": ["string", "null"], "balance": "integer", "tier": "string",
+                    "points_pending": "integer",
+                    "pending_until": {"type": ["string", "null"], "format": "date",
+                                      "description": "first day pending points become "
+                                                     "available (points.pending_days)"},
+                    "campaign": ["string", "null"], "campaign_points": "integer"},
     "RefundResult": {"order_id": "string", "refund_id": "string", "refunded_fen": "integer",
                      "order_refunded_fen": "integer", "points_reversed": "integer",
                      "balance": "integer", "debt": "integer", "tier": "string",
@@ -281,6 +286,10 @@ _RESULTS: dict[str, dict[str, Any]] = {
                      "member_code": "string", "template": "string", "amount_fen": "integer"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
+                   "pending_points": "integer",
+                   "pending_until": {"type": ["string", "null"], "format": "date",
+                                     "description": "first day pending points become "
+                                                    "available"},
                    "expiring_on": {"type": ["string", "null"], "format": "date",
                                    "description": "the day the soonest points expire"},
                    "coupons": {"type": "array", "items": {"type": "object", "properties": {

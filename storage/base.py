@@ -199,6 +199,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stock(self, template: str) -> int | None: ...
 
+    # -- campaign budgets (storage/budgets.py) ------------------------------------------
+    @abc.abstractmethod
+    async def budget_take(self, name: str, key: str, want: int, total: int,
+                          token: str) -> int:
+        """Grant up to ``want`` points of budget ``name`` (``total`` in all) to ``key``, once:
+        every later take under ``key`` gets the same grant. ``token`` names the attempt."""
+
+    @abc.abstractmethod
+    async def budget_release(self, name: str, key: str, token: str) -> None:
+        """Attempt ``token`` did not commit: its grant goes back when no attempt holds it."""
+
+    @abc.abstractmethod
+    async def budget_used(self, name: str) -> int: ...
+
     # -- ledger and outbox ---------------------------------------------------------------
     @abc.abstractmethod
     async def ledger(self, *, member_id: str | None = None, since: int | None = None,

@@ -234,6 +234,7 @@ def member_view(ctx: Context, m: Any) -> dict[str, Any]:
     return {
         "member_code": card["member_code"], "tier": prog["tier"], "tier_name": prog["tier_name"],
         "balance": card["balance"], "debt": card["debt"],
+        "pending_points": card["pending_points"], "pending_until": card["pending_until"],
         "expiring_points": card["expiring_points"], "expiring_on": card["expiring_on"],
         "coupons": [{**c, "valid_until": iso(c["valid_until"], ctx.rules.tz)}
                     for c in card["coupons"]],

@@ -23,6 +23,7 @@ from .schedule import Schedule
 PAGE = 5000
 HELD = {"send_limit": "held: WeCom's per-customer limit (sent next period)",
         "no_owner": "waiting for a new owner (staff left)"}
+SKIPPED = {"out_of_target": "skipped: not in the kind's target (push.targets)"}
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,16 @@ class Job:
     priority: int | None = None
     hold_days: int = 1
     run: RunFn | None = None
+    sends: bool = False  # a job of another shape whose outbox rows are lifecycle messages
 
     @property
     def push(self) -> bool:
         return self.due is not None
+
+    @property
+    def lifecycle(self) -> bool:
+        """It pushes lifecycle messages: ``push.targets`` may restrict it."""
+        return self.push or self.sends
 
 
 @dataclass
@@ -124,7 +131,7 @@ class Summary:
         rows += [("skipped: daily cap", self.skipped["cap"]),
                  ("skipped: opted out", self.skipped["opt_out"]),
                  (f"held: quiet hours (until {self.quiet_end})", self.held["quiet"])]
-        rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
+        rows += [(SKIPPED.get(k, f"skipped: {k}"), v) for k, v in sorted(self.skipped.items())
                  if k not in ("cap", "opt_out") and v]
         rows += [(HELD.get(k, f"held: {k}"), v) for k, v in sorted(self.held.items())
                  if k != "quiet" and v]
@@ -332,14 +339,21 @@ def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules,
 
 def route(m: Member, env: Env) -> tuple[str, str, str] | None:
     """How a member is reached: ("wecom", sender staff, external_userid), else ("oa", "",
-    openid) when the template fallback is configured, else None (unreachable)."""
-    if env.wecom is not None and m.external_userid:
+    openid) when the template fallback is configured, else None (unreachable). Never from
+    an owner who left (see :func:`waits_for_owner`)."""
+    if env.wecom is not None and m.external_userid and not m.owner_left:
         owner = m.owner_userid or (m.follow_users[0] if m.follow_users else None)
         if owner:
             return "wecom", owner, m.external_userid
     if env.oa_template and m.openid and m.followed:
         return "oa", "", m.openid
     return None
+
+
+def waits_for_owner(m: Member, env: Env) -> bool:
+    """The member's WeCom pushes wait for a new owner: a handover is pending, or its owner
+    left it (del_follow_user). Held, never failed or skipped; sent from the new owner."""
+    return env.wecom is not None and m.awaits_owner
 
 
 def coupon_facts(res: dict[str, Any], rules: Rules) -> dict[str, Any]:

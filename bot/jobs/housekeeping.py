@@ -1,7 +1,8 @@
 """housekeeping (nightly): members whose lots expired, whose coupons ran out, whose grace
-ended, whose trailing-12-month tier needs a look, or whose RFM recency just changed get
-``Members.refresh`` — expiry settled, demotion applied, unused coupon stock returned (回流), RFM
-rescored — so the indexes the day's jobs read are current. Found through the indexes only."""
+ended, whose pending purchase points mature today, whose trailing-12-month tier needs a look,
+or whose RFM recency just changed get ``Members.refresh`` — expiry settled, pending points
+matured, demotion applied, unused coupon stock returned (回流), RFM rescored — so the
+indexes the day's jobs read are current. Found through the indexes only."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ async def candidates(env: Env, now: datetime) -> list[str]:
     recency = day_num(today - timedelta(days=env.rules.rfm["recency_days"] + 1))
     ids: list[str] = []
     for index, hi in (("expiry", yesterday), ("coupon_expiry", t), ("grace_until", t),
-                      ("tier_review", t)):
+                      ("tier_review", t), ("pending", t)):
         ids += await ranged(env.store, index, 0, hi)
     ids += await ranged(env.store, "last_purchase", recency, recency)
     return unique(ids)

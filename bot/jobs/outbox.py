@@ -11,8 +11,10 @@ with no answer recorded → ``uncertain``, never blindly resent; answered → th
 and fail_list (checked with get_groupmsg_send_result).
 
 Held, not dropped: quiet hours (the rules' push.quiet_start to quiet_end), a rate limit still
-on after backing off, a configuration error (40001), WeCom unreachable. Those rows stay
-pending for the next run.
+on after backing off, a configuration error (40001), WeCom unreachable, WeCom's per-customer
+limit, a member waiting for a new owner (handover pending, owner left). Those rows stay
+pending for the next run. A row of a kind ``push.targets`` restricts, for a member out of
+the target, is skipped (``out_of_target``).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from ..channels.wecom import (
 )
 from ..metrics import PUSHES
 from ..rules.config import send_limit
-from .base import Job, Progress, Summary, all_of, render_push, route
+from ..rules.targets import in_target
+from .base import Job, Progress, Summary, all_of, render_push, route, waits_for_owner
 from .env import Env
 from .schedule import Every, Schedule, in_quiet_hours
 
@@ -325,10 +328,13 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
         elif m.opted_out:  # 退订 after the push was enqueued
             done += await _final(env, row.id, "skipped", {"reason": "opt_out"}, summary,
                                  ("pending",))
+        elif not in_target(env.rules.push, row.kind, m):  # push.targets of its kind
+            done += await _final(env, row.id, "skipped", {"reason": "out_of_target"},
+                                 summary, ("pending",))
+        elif waits_for_owner(m, env):
+            held[row.id] = "no_owner"  # handover pending or owner left: the new owner sends
         elif (r := route(m, env)) is None:
             done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
-        elif m.handover and m.external_userid:
-            held[row.id] = "no_owner"  # a handover is pending: sent by the new owner
         elif r[0] in stopped:
             held[row.id] = stopped[r[0]]
         elif r[0] == "wecom" and not await _within_limit(env, r[2], today):
@@ -385,6 +391,10 @@ async def preview(env: Env, now: datetime, kinds: list[str] | None, summary: Sum
         _text(row, m, env)
         if m.opted_out:
             summary.skipped["opt_out"] += 1
+        elif not in_target(env.rules.push, row.kind, m):
+            summary.skipped["out_of_target"] += 1
+        elif waits_for_owner(m, env):
+            summary.held["no_owner"] += 1
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
         elif quiet:

@@ -39,13 +39,14 @@ async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
 
 
 def _dues(m: Member, today: date, rules: Rules) -> Iterator[Due]:
-    balance = points.balance(m, today)
-    for day in sorted({lot.expires_on for lot in m.lots if lot.remaining}):
+    balance = points.balance(m, today, rules)
+    for day in sorted({lot.expires_on for lot in points.lots_as_of(m, today, rules)
+                       if lot.remaining}):
         left = (date.fromisoformat(day) - today).days
         warn = stage(left, rules.push["expiry_warning_days"])
         if warn is None:
             continue
-        amount, _ = points.expiring_within(m, today, left)
+        amount, _ = points.expiring_within(m, today, left, rules)
         amount = min(amount, balance)
         if amount > 0:
             yield Due(f"{day}:{warn}", {"points": amount, "date": day, "days_left": left},

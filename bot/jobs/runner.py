@@ -22,8 +22,19 @@ from ..rules.config import Rules
 from ..rules.coupons import window_end
 from ..rules.experiments import HOLDOUT
 from ..rules.models import Entry, Member, Refusal
+from ..rules.targets import in_target
 from ..rules.timeutil import local_day, ts
-from .base import Due, Job, Progress, Summary, all_of, coupon_facts, render_push, route
+from .base import (
+    Due,
+    Job,
+    Progress,
+    Summary,
+    all_of,
+    coupon_facts,
+    render_push,
+    route,
+    waits_for_owner,
+)
 from .env import Env
 from .outbox import deliver
 from .registry import job, priority
@@ -40,7 +51,9 @@ def sent_today(m: Member, day: str) -> list[str]:
 
 
 def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due | None]:
-    """Pure: "not_due", "already", "opt_out", "cap" or "ok", and what is due.
+    """Pure: "not_due", "already", "out_of_target", "opt_out", "cap" or "ok", and what is
+    due. ``out_of_target``: the rules' ``push.targets`` restricts the kind to tiers or
+    segments the member is not in (no coupon, no mark: it is not the member's push).
 
     The daily cap counts pushes already marked today and the higher-priority kinds that are
     due today too (their jobs may run later in the day), so the cap keeps the most important
@@ -50,6 +63,8 @@ def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due |
         return "not_due", None
     if f"{mod.kind}:{d.period}" in m.pushes:
         return "already", d
+    if not in_target(rules.push, mod.kind, m):
+        return "out_of_target", d
     if m.opted_out:
         return "opt_out", d
     prio = priority(rules)
@@ -60,7 +75,8 @@ def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due |
             if k in today:
                 continue
             dk = job(k).due(m, now, rules)
-            if dk is not None and f"{k}:{dk.period}" not in m.pushes:
+            if dk is not None and f"{k}:{dk.period}" not in m.pushes \
+                    and in_target(rules.push, k, m):
                 higher += 1
         if len(today) + higher >= rules.push["daily_cap"]:
             return "cap", d
@@ -132,6 +148,9 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
     if status == "already":
         summary.already += 1
         return
+    if status == "out_of_target":
+        summary.skipped[status] += 1
+        return
     exp = experiments.for_kind(env.rules.experiments, mod.kind)
     arm = {"experiment": exp.name, "variant": experiments.assign(exp, mid)} if exp else None
     held_out = arm is not None and arm["variant"] == HOLDOUT
@@ -150,6 +169,9 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
         elif status != "ok":
             summary.skipped[status] += 1
             via = f"not sent ({status})"
+        elif waits_for_owner(m, env):
+            summary.held["no_owner"] += 1
+            via = "held: waiting for a new owner"
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
             via = "unreachable"

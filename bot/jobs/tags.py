@@ -9,7 +9,9 @@ the change of tier or segment, see :mod:`bot.rules.wecom_tags`) becomes one ``ma
 the member's owner: the member's rows are claimed (``tag_pending`` → ``tag_sending``, a
 compare-and-set), the newest state is marked (its tags added, the group's other tags
 removed, so a mark is absolute and a retry after a crash changes nothing), then ``tag_done``.
-At most 5 calls at once (WeCom's concurrency limit for mark_tag).
+At most 5 calls at once (WeCom's concurrency limit for mark_tag). WeCom keeps tags per staff
+relation, so a new owner (a handover taken over, a new relation) gets a mark of its own,
+committed with the change of owner; while a member waits for a new owner its rows wait too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .. import keys
 from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
 from ..rules.rfm import SEGMENTS
 from ..rules.wecom_tags import OUTBOX_KIND, OUTBOX_STATUS
-from .base import Job, Progress, Summary, route
+from .base import Job, Progress, Summary, route, waits_for_owner
 from .env import Env
 from .schedule import Every, Schedule
 
@@ -101,6 +103,11 @@ async def _member(env: Env, mid: str, rows: list[OutboxRow], ids: dict,
     if not mine:
         return
     m = await env.store.get(mid)
+    if m is not None and waits_for_owner(m, env):  # marked for the new owner, later
+        for row in mine:
+            await env.store.outbox_set(row.id, OUTBOX_STATUS, expect=SENDING)
+        summary.held["no_owner"] += 1
+        return
     r = route(m, env) if m is not None else None
     if r is None or r[0] != "wecom":  # no WeCom relation any more: nothing to mark
         for row in mine:

@@ -28,4 +28,4 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
         await deliver(env, now, kinds=[KIND], summary=summary)
 
 
-JOB = Job(KIND, TITLE, schedule, "new tier and day", run=run)
+JOB = Job(KIND, TITLE, schedule, "new tier and day", run=run, sends=True)

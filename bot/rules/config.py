@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .campaigns import Campaign, CampaignRulesError
+from .campaigns import parse as parse_campaigns
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
 from .experiments import Experiment
 from .experiments import parse as parse_experiments
-from .fields import RulesError, _day, _int, _ints, _str
+from .fields import RulesError, _int, _ints, _str
 from .models import PROFILE, Task
 from .offers import Offer
 from .offers import parse as parse_offers
+from .sections import day, entries
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
@@ -31,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
         "refund_min_days": 30,
+        "pending_days": 0,  # purchase points usable only N days after payment (0: at once)
     },
     "orders": {"earliest_paid_at": "2000-01-01"},
     "importer": {
@@ -86,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         "wakeup_days": 90,
         "expiry_warning_days": [30, 7],
         "member_day": 15,
+        # per lifecycle kind, only members with these tier keys / RFM segments (rules/targets.py)
+        "targets": {},
     },
     "rate_limit": {"commands_per_minute": 20},
     # WeCom in depth (docs/lifecycle.md): confirmation of 1v1 tasks, reminders, WeCom's own
@@ -129,6 +135,7 @@ DEFAULTS: dict[str, Any] = {
     # A/B tests of lifecycle messages (rules/experiments.py): [[experiments]] tables
     "experiments": [],
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
+    "campaigns": [],  # 积分翻倍 campaigns with a window, targeting and a budget (campaigns.py)
 }
 
 
@@ -225,6 +232,7 @@ class Rules:
     card: CardDef | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     invite_ladder: tuple[Rung, ...] = ()
+    campaigns: tuple[Campaign, ...] = ()
     experiments: tuple[Experiment, ...] = ()
 
     def tier(self, key: str) -> Tier:
@@ -400,7 +408,7 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
             raise RulesError(f"{p}.key: must be lower-case letters, digits and _, got {key!r}")
         window = []
         for name in ("start", "end"):
-            d = _day(t.get(name), p)
+            d = day(t.get(name))
             if d is None and t.get(name) not in (None, ""):
                 raise RulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {t[name]!r}")
             window.append(d)
@@ -428,16 +436,8 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
 
 
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
-    if not isinstance(items, list):
-        raise RulesError("invite_ladder: must be a list of [[invite_ladder]] tables")
     out: list[Rung] = []
-    for i, r in enumerate(items):
-        p = f"invite_ladder[{i}]"
-        if not isinstance(r, dict):
-            raise RulesError(f"{p}: must be a table")
-        unknown = set(r) - {"invites", "points", "coupon"}
-        if unknown:
-            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+    for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
         rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
@@ -504,7 +504,9 @@ def build_rules(data: dict[str, Any]) -> Rules:
     staff = _staff(data["staff"], coupons)
     try:
         card = parse_card(data.get("card"), [t.key for t in tiers])
-    except CardRulesError as e:
+        campaigns = parse_campaigns(data["campaigns"], [t.key for t in tiers],
+                                    push["member_day"])
+    except (CardRulesError, CampaignRulesError) as e:
         raise RulesError(str(e)) from e
     tasks = _tasks(data["tasks"], legacy_profile)
     points["profile_bonus"] = tasks[PROFILE].points
@@ -512,7 +514,7 @@ def build_rules(data: dict[str, Any]) -> Rules:
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
                  test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
                  raw=data, card=card, tasks=tasks,
-                 invite_ladder=_ladder(data["invite_ladder"], coupons),
+                 invite_ladder=_ladder(data["invite_ladder"], coupons), campaigns=campaigns,
                  experiments=parse_experiments(data["experiments"]))
 
 

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import RulesError, _int, _str, table
+from .fields import RulesError, _int, _str
+from .sections import entries
 
 HOLDOUT = "holdout"
 BUCKETS = 10_000
@@ -37,14 +38,10 @@ class Experiment:
 
 def parse(items: Any) -> tuple[Experiment, ...]:
     """The ``[[experiments]]`` tables; an error names the field."""
-    if not isinstance(items, list):
-        raise RulesError("experiments: must be a list of [[experiments]] tables")
     out: list[Experiment] = []
-    for i, e in enumerate(items):
-        p = f"experiments[{i}]"
-        e = {"holdout_percent": 10, "conversion_days": 7, "active": True,
-             **table(e, p, ("name", "kind", "holdout_percent", "conversion_days", "variants",
-                            "active"))}
+    known = {"name", "kind", "holdout_percent", "conversion_days", "variants", "active"}
+    for p, e in entries(items, "experiments", known, RulesError):
+        e = {"holdout_percent": 10, "conversion_days": 7, "active": True, **e}
         name = _str(e, "name", p)
         if not NAME.fullmatch(name):
             raise RulesError(f"{p}.name: must be lower-case letters, digits and _, got {name!r}")
@@ -53,10 +50,10 @@ def parse(items: Any) -> tuple[Experiment, ...]:
             raise RulesError(f"{p}.holdout_percent: at most 90, got {holdout}")
         if not isinstance(e["active"], bool):
             raise RulesError(f"{p}.active: must be true or false")
-        raw = e.get("variants")
-        if not isinstance(raw, list) or not raw:
+        if not e.get("variants"):
             raise RulesError(f"{p}.variants: must be a list of [[experiments.variants]] tables")
-        variants = tuple(_variant(v, f"{p}.variants[{j}]") for j, v in enumerate(raw))
+        variants = tuple(_variant(v, vp) for vp, v in entries(
+            e["variants"], f"{p}.variants", {"key", "weight", "template", "text"}, RulesError))
         if len({v.key for v in variants}) != len(variants):
             raise RulesError(f"{p}.variants: variant keys must be unique")
         exp = Experiment(name, _str(e, "kind", p), holdout,
@@ -69,9 +66,8 @@ def parse(items: Any) -> tuple[Experiment, ...]:
     return tuple(out)
 
 
-def _variant(v: Any, p: str) -> Variant:
-    v = {"weight": 1, "template": "", "text": "",
-         **table(v, p, ("key", "weight", "template", "text"))}
+def _variant(v: dict[str, Any], p: str) -> Variant:
+    v = {"weight": 1, "template": "", "text": "", **v}
     key = _str(v, "key", p)
     if not NAME.fullmatch(key) or key == HOLDOUT:
         raise RulesError(f"{p}.key: lower-case letters, digits and _, not {HOLDOUT!r}; "

@@ -1,7 +1,7 @@
 """Reading one field of the rules file: the error names the field and says what it must be.
 
 Shared by :mod:`.config` and the sections parsed in modules of their own (:mod:`.offers`,
-:mod:`.experiments`)."""
+:mod:`.experiments`); the shape of a list section is :func:`.sections.entries`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ from zoneinfo import ZoneInfo
 
 class RulesError(ValueError):
     """A rules file that cannot be used; the message names the field."""
-
-
-def table(d: Any, path: str, known: set[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``d`` as a table that has no setting outside ``known``."""
-    if not isinstance(d, dict):
-        raise RulesError(f"{path}: must be a table")
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise RulesError(f"{path}.{unknown[0]}: unknown setting")
-    return d
 
 
 def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
@@ -49,19 +39,6 @@ def _str(d: dict[str, Any], name: str, path: str) -> str:
     if not isinstance(v, str) or not v:
         raise RulesError(f"{path}.{name}: must be a non-empty text, got {v!r}")
     return v
-
-
-def _day(v: Any, path: str) -> date | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    try:
-        return date.fromisoformat(v) if isinstance(v, str) else None
-    except ValueError:
-        return None
 
 
 def _instant(d: dict[str, Any], name: str, path: str, tz: ZoneInfo, *,

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .fields import RulesError, _instant, _int, _str, table
+from .fields import RulesError, _instant, _int, _str
 from .models import Member, Refusal
+from .sections import entries
 
 KNOWN = ("key", "name", "coupon", "points", "cash_fen", "start", "end", "stock",
          "per_member_limit")
@@ -48,13 +49,9 @@ class Offer:
 def parse(items: Any, coupons: dict[str, Any], min_points: int, tz: ZoneInfo
           ) -> tuple[Offer, ...]:
     """The ``[[catalogue]]`` tables; an error names the field."""
-    if not isinstance(items, list):
-        raise RulesError("catalogue: must be a list of [[catalogue]] tables")
     out: list[Offer] = []
-    for i, item in enumerate(items):
-        p = f"catalogue[{i}]"
-        item = {"cash_fen": 0, "stock": 0, "per_member_limit": 0, "name": "",
-                **table(item, p, KNOWN)}
+    for i, (p, item) in enumerate(entries(items, "catalogue", set(KNOWN), RulesError)):
+        item = {"cash_fen": 0, "stock": 0, "per_member_limit": 0, "name": "", **item}
         coupon = _str(item, "coupon", p)
         if coupon not in coupons:
             raise RulesError(f"{p}.coupon: no coupon template {coupon!r}")
