@@ -12,9 +12,10 @@ from typing import Any, Protocol
 
 from ..context import Context
 from ..rules.config import Rules
+from ..rules.experiments import Variant
 from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
-from ..templating import render
+from ..templating import render, render_source
 from .schedule import Schedule
 
 PAGE = 5000
@@ -334,9 +335,15 @@ def message_context(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -
             "tier_benefits": {t.key: list(t.benefits) for t in rules.tiers}}
 
 
-def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -> str:
-    """The text of a lifecycle message: ``bot/templates/lifecycle/<kind>.j2``."""
-    return render(f"lifecycle/{kind}.j2", **message_context(kind, facts, m, rules))
+def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules,
+                variant: Variant | None = None) -> str:
+    """The text of a lifecycle message: ``bot/templates/lifecycle/<kind>.j2``, or an A/B
+    test variant's template or text."""
+    ctx = message_context(kind, facts, m, rules)
+    if variant is not None and variant.text:
+        return render_source(variant.text, **ctx)
+    name = variant.template if variant is not None and variant.template else None
+    return render(name or f"lifecycle/{kind}.j2", **ctx)
 
 
 def route(m: Member, env: Context) -> tuple[str, str, str] | None:

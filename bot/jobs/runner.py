@@ -18,8 +18,10 @@ from .. import keys
 from ..context import Context
 from ..masking import mask_code, mask_phone
 from ..metrics import JOB_SECONDS
+from ..rules import experiments
 from ..rules.config import Rules
 from ..rules.coupons import window_end
+from ..rules.experiments import HOLDOUT
 from ..rules.models import Entry, Member, Refusal
 from ..rules.targets import in_target
 from ..rules.timeutil import local_day, ts
@@ -81,8 +83,10 @@ def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due |
     return "ok", d
 
 
-def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any]):
-    """The store step body: decide again on the fresh member, then mark and enqueue."""
+def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any],
+         arm: dict[str, str] | None = None):
+    """The store step body: decide again on the fresh member, then mark and enqueue. In an
+    A/B test (``arm``: experiment and variant) a holdout member is marked but not pushed."""
 
     def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
         status, d = decide(mod, m, now, rules)
@@ -97,12 +101,16 @@ def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any
         day = local_day(now, rules.tz).isoformat()
         m.pushes = {k: v for k, v in m.pushes.items() if v >= at - KEEP_MARKS_DAYS * 86400}
         m.pushes[f"{mod.kind}:{period}"] = at
+        info = {"kind": mod.kind, "period": period, **(arm or {})}
+        if arm is not None and arm["variant"] == HOLDOUT:
+            # no message and no place in the daily cap: the experiment's baseline
+            return {"status": "holdout"}, [Entry("push_holdout", at, ref=key, data=info)], []
         oldest = (local_day(now, rules.tz) - timedelta(days=KEEP_DAYS)).isoformat()
         m.push_days = {k: v for k, v in m.push_days.items() if k >= oldest}
         m.push_days[day] = ",".join([*sent_today(m, day), mod.kind])
         return ({"status": "enqueued", "period": period},
-                [Entry("push", at, ref=key, data={"kind": mod.kind, "period": period})],
-                [{"kind": mod.kind, "period": period, "data": data}])
+                [Entry("push", at, ref=key, data=info)],
+                [{"kind": mod.kind, "period": period, "data": {**data, **(arm or {})}}])
 
     return body
 
@@ -143,15 +151,22 @@ async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
     if status == "out_of_target":
         summary.skipped[status] += 1
         return
+    exp = experiments.for_kind(env.rules.experiments, mod.kind)
+    arm = {"experiment": exp.name, "variant": experiments.assign(exp, mid)} if exp else None
+    held_out = arm is not None and arm["variant"] == HOLDOUT
     coupon = None
-    if d.coupon:  # a benefit: issued even when the message is capped or opted out
+    if d.coupon and not held_out:  # a benefit: issued even when capped or opted out
         coupon = (_preview_coupon(d.coupon, now, env.rules) if dry_run else
                   await _coupon(env, mid, d.coupon, d.period, now, summary))
     facts = {**d.facts, "coupon": coupon}
-    text = render_push(mod.kind, facts, m, env.rules)
+    text = "" if held_out else render_push(
+        mod.kind, facts, m, env.rules, experiments.variant(exp, arm["variant"]) if arm else None)
     if dry_run:
         via = ""
-        if status != "ok":
+        if status == "ok" and held_out:
+            summary.skipped["holdout"] += 1
+            via = f"held out ({exp.name})"
+        elif status != "ok":
             summary.skipped[status] += 1
             via = f"not sent ({status})"
         elif waits_for_owner(m, env):
@@ -177,7 +192,7 @@ async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
         until = min(until, d.until)
     data = {"facts": facts, "text": text, "day": today.isoformat(), "until": until.isoformat()}
     try:
-        res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data),
+        res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data, arm),
                                     key=keys.push(mid, mod.kind, d.period))
     except Refusal:
         return
