@@ -211,6 +211,12 @@ def sidebar_state(nonce: str) -> str:
     return f"sidebar:state:{nonce}"
 
 
+def staff_departures() -> str:
+    """Staff members who left the company whose customers are still being marked (kv, JSON
+    {staff: time}); a departure is dropped from it once every customer is done."""
+    return "wecom:staff-left"
+
+
 def sidebar_quota(staff: str, day: str) -> str:
     """What one staff member adjusted on one day: the daily cap's reservations."""
     return f"sidebar:quota:{staff}:{day}"
