@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,6 @@ from .cards import CardHolders
 from .contacts import WeComContacts
 from .exchanges import Exchanges
 from .invite_binds import InviteBinds
-from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
 from .rules import (
     campaigns,
@@ -75,7 +73,6 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
-        self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
         self.on_card: Callable[[], None] | None = None  # wakes the card sync after a commit
         self.card_dirty = False
 
@@ -134,11 +131,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
         return await self._update(member_id, step, key)
 
     async def _update(self, member_id: str, step: Callable, key: str | None) -> Any:
-        t0 = time.perf_counter()
-        try:
+        try:  # its latency is the store's metric (storage.StoreMetrics)
             return await self.store.update(member_id, step, key=key)
         finally:
-            self._latency.observe(time.perf_counter() - t0)
             if self.card_dirty and self.on_card is not None:
                 self.card_dirty = False
                 self.on_card()

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import keys
+from ..context import Context
 from ..masking import mask_code, mask_phone
 from ..metrics import JOB_SECONDS
 from ..rules import experiments
@@ -35,7 +36,6 @@ from .base import (
     route,
     waits_for_owner,
 )
-from .env import Env
 from .outbox import deliver
 from .registry import job, priority
 from .schedule import in_quiet_hours
@@ -115,7 +115,7 @@ def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any
     return body
 
 
-async def _coupon(env: Env, mid: str, template: str, period: str, now: datetime,
+async def _coupon(env: Context, mid: str, template: str, period: str, now: datetime,
                   summary: Summary) -> dict | None:
     try:
         res = await env.members.issue_coupon(mid, template, keys.coupon(mid, template, period),
@@ -135,9 +135,9 @@ def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
             "valid_until": local_day(window_end(tpl, now, rules), rules.tz).isoformat()}
 
 
-async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
+async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
                summary: Summary, quiet: bool) -> None:
-    m = await env.store.get(mid)
+    m = await env.members.get(mid)
     if m is None:
         return
     env.members.normalise(m, now)  # a copy: expired lots and coupons, tier, as of now
@@ -202,9 +202,9 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
         summary.skipped[res["status"]] += 1
 
 
-async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
+async def run_push(env: Context, mod: Job, now: datetime, *, dry_run: bool,
                    summary: Summary, progress: Progress) -> None:
-    ids = await mod.candidates(env.store, now, env.rules)
+    ids = await mod.candidates(env.members, now, env.rules)
     summary.candidates = len(ids)
     progress.start(len(ids))
     p = env.rules.push
@@ -223,7 +223,7 @@ async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
         await deliver(env, now, kinds=[mod.kind], summary=summary)
 
 
-async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
+async def run_kind(env: Context, kind: str, now: datetime, *, dry_run: bool = False,
                    progress: Progress | None = None, show: int = 0) -> Summary:
     """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
     and counts, and writes nothing; it keeps ``show`` rendered messages)."""
@@ -242,7 +242,7 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
     return summary
 
 
-async def record_run(env: Env, summary: Summary) -> None:
+async def record_run(env: Context, summary: Summary) -> None:
     """The job's duration metric and its last run with what it did (``keys.job_last``, shown
     by ``jobs list`` and the admin job table)."""
     JOB_SECONDS.labels(summary.kind).observe(summary.seconds)
@@ -250,6 +250,6 @@ async def record_run(env: Env, summary: Summary) -> None:
     now = summary.now
     at = f"{ran:%Y-%m-%d %H:%M}" + (f" (as of {now:%Y-%m-%d})" if ran.date() != now.date()
                                      else "")
-    await env.store.kv_set(keys.job_last(summary.kind),
-                           json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
-                           ttl=400 * 86400)
+    await env.members.cache(keys.job_last(summary.kind),
+                            json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
+                            ttl=400 * 86400)

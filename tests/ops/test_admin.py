@@ -11,7 +11,6 @@ import pytest
 
 from bot import keys
 from bot.handlers import admin
-from bot.jobs.env import Env
 from bot.jobs.runner import run_kind
 from bot.web import CTX, create_app
 from tests.api.support import Clock
@@ -112,7 +111,7 @@ async def test_dashboard_shows_figures_stock_and_last_job_runs(client, monkeypat
 
 async def test_the_job_table_shows_the_last_result_the_runner_recorded(client, now):
     ctx = client.app[CTX]
-    env = Env(ctx.settings, ctx.rules, ctx.store, ctx.members)
+    env = ctx  # jobs receive the app's context
     summary = await run_kind(env, "housekeeping", now)
     assert summary.due == 0
     await login(client)
