@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.jobs.env import Env
+from bot.context import Context, system_clock
 from bot.jobs.registry import checked
 from bot.jobs.runner import run_kind
 from bot.members import Members
@@ -49,7 +49,7 @@ async def test_the_playbook_runs_from_the_rules_file_and_the_report_shows_it(
         mid = (await members.register(f"o-x{i}", old))["member_id"]
         await members.record_order(mid, f"X-{i}", 10_000, old, old)
         due.append(mid)
-    env = Env(make_settings(tmp_path), rules, store, members, None, None, {})
+    env = Context(make_settings(tmp_path), rules, store, members, system_clock(tz))
     summary = await run_kind(env, "points_expiry", sat.replace(hour=10))
     assert summary.skipped["holdout"] + summary.enqueued == len(due)
     await store.close()
