@@ -74,6 +74,11 @@ def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
 
 
+def points_age(day: str) -> str:
+    """The points-age curve of ``day``, kept a while for the dashboard (kv)."""
+    return f"report:points_age:{day}"
+
+
 def offer_stock(offer: str) -> str:
     """The stock counter of a limited catalogue item (限时爆款), beside the coupon templates'."""
     return f"offer:{offer}"
