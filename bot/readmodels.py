@@ -160,8 +160,9 @@ class ReadModels:
 
     async def report(self, as_of: date, days: int) -> dict[str, Any]:
         """The operators' figures (:func:`bot.analytics.compute`) for the days up to
-        ``as_of``."""
-        return await analytics.compute(self.store, self.rules, as_of, days)
+        ``as_of``, for the dashboard: its points-age curve (a read of every member) may be
+        up to an hour old."""
+        return await analytics.compute(self.store, self.rules, as_of, days, reuse_age=True)
 
     async def count(self, key: str, window: float) -> int:
         """One more in a counter that lives ``window`` seconds (rate limits)."""
