@@ -277,6 +277,10 @@ class Store(abc.ABC):
         """Attempt ``token`` did not commit: its grant goes back when no attempt holds it."""
 
     @abc.abstractmethod
+    async def budget_settle(self, name: str, key: str, amount: int) -> None:
+        """``key`` committed using ``amount`` of its grant: the rest goes back (once)."""
+
+    @abc.abstractmethod
     async def budget_used(self, name: str) -> int: ...
 
     # -- ledger and outbox ---------------------------------------------------------------
