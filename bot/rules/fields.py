@@ -14,7 +14,8 @@ class RulesError(ValueError):
     """A rules file that cannot be used; the message names the field."""
 
 
-def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
+def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0,
+         maximum: int | None = None) -> int:
     if name not in d:
         raise RulesError(f"{path}.{name}: missing")
     v = d[name]
@@ -22,6 +23,8 @@ def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
         raise RulesError(f"{path}.{name}: must be a whole number, got {v!r}")
     if v < minimum:
         raise RulesError(f"{path}.{name}: must be at least {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise RulesError(f"{path}.{name}: must be at most {maximum}, got {v}")
     return v
 
 
