@@ -396,6 +396,10 @@ def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
                        {str(k): str(v) for k, v in users.items()})
 
 
+# the largest a [[tasks]] entry may say: a completion earns at most ¥1000 of points
+TASK_MAX = {"points": 100_000, "daily_cap": 1_000, "lifetime_cap": 1_000_000}
+
+
 def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     if not isinstance(items, list):
         raise RulesError("tasks: must be a list of [[tasks]] tables")
@@ -420,8 +424,10 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
             window.append(d)
         if window[0] and window[1] and window[1] < window[0]:
             raise RulesError(f"{p}.end: before {p}.start")
-        task = Task(key, _str(t, "name", p), _int(t, "points", p, minimum=1),
-                    _int(t, "daily_cap", p), _int(t, "lifetime_cap", p), *window)
+        task = Task(key, _str(t, "name", p),
+                    _int(t, "points", p, minimum=1, maximum=TASK_MAX["points"]),
+                    _int(t, "daily_cap", p, maximum=TASK_MAX["daily_cap"]),
+                    _int(t, "lifetime_cap", p, maximum=TASK_MAX["lifetime_cap"]), *window)
         if key == PROFILE and task.lifetime_cap != 1:
             raise RulesError(f"{p}.lifetime_cap: the profile task is earned once (1)")
         if key in out:
@@ -441,13 +447,21 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     return out
 
 
+RUNG_MAX = {"invites": 100_000, "points": 1_000_000}
+
+
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
     out: list[Rung] = []
     for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
-        rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
+        rung = Rung(_int(r, "invites", p, minimum=1, maximum=RUNG_MAX["invites"]),
+                    _int(r, "points", p, maximum=RUNG_MAX["points"]), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
             raise RulesError(f"{p}.coupon: no coupon template {r['coupon']!r}")
+        if rung.coupon and coupons[rung.coupon].tiers:
+            raise RulesError(f"{p}.coupon: {rung.coupon!r} is only for the tiers "
+                             f"{list(coupons[rung.coupon].tiers)}; a rung's coupon must be one "
+                             "every inviter may receive")
         if not rung.points and not rung.coupon:
             raise RulesError(f"{p}.points: a rung rewards points, a coupon or both")
         if out and rung.invites <= out[-1].invites:
@@ -471,7 +485,8 @@ def build_rules(data: dict[str, Any]) -> Rules:
     legacy_profile = None
     if isinstance(raw_points, dict) and "profile_bonus" in raw_points:
         # older files: the profile bonus is now the points of the "profile" task
-        legacy_profile = _int(raw_points, "profile_bonus", "points", minimum=1)
+        legacy_profile = _int(raw_points, "profile_bonus", "points", minimum=1,
+                              maximum=TASK_MAX["points"])
         raw_points = {k: v for k, v in raw_points.items() if k != "profile_bonus"}
     points = _ints(raw_points, "points", list(DEFAULTS["points"]),
                    maxima={"points_per_yuan": MAX_POINTS_PER_YUAN})
