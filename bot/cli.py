@@ -17,6 +17,7 @@ from . import (
     dbcli,
     export,
     importer,
+    invites_cli,
     menu,
     report,
     rotate,
@@ -120,5 +121,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 # The operator commands live with their features; each module adds itself to the group.
 for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
-             rotate, admins, wecom_cli):
+             rotate, admins, wecom_cli, invites_cli):
     _mod.register(main)

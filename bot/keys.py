@@ -50,6 +50,11 @@ def invite_ladder(inviter_id: str, rung: int) -> str:
     return f"ladder:{inviter_id}:{rung}"
 
 
+def invite_backfill(inviter_id: str, count: int) -> str:
+    """The backfill of an inviter's rewarded-invite count (from before the ladder) to ``count``."""
+    return f"invite_backfill:{inviter_id}:{count}"
+
+
 def invite_notice(invitee_id: str) -> str:
     """Marks the customer-service message telling an inviter of the reward as sent."""
     return f"notice:invite:{invitee_id}"
@@ -67,6 +72,11 @@ def invite_graph_lease() -> str:
 
 def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
+
+
+def offer_stock(offer: str) -> str:
+    """The stock counter of a limited catalogue item (限时爆款), beside the coupon templates'."""
+    return f"offer:{offer}"
 
 
 def coupon(member_id: str, template: str, period: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,8 +18,8 @@ from storage.base import OutOfStock, Store, UniqueTaken
 from . import keys
 from .cards import CardHolders
 from .contacts import WeComContacts
+from .exchanges import Exchanges
 from .invite_binds import InviteBinds
-from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
 from .rules import (
     campaigns,
@@ -28,6 +27,7 @@ from .rules import (
     coupons,
     indexes,
     invites,
+    offers,
     orders,
     points,
     profile,
@@ -39,6 +39,7 @@ from .rules import (
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
+from .rules.offers import Offer
 from .rules.timeutil import local_day, ts
 
 log = logging.getLogger("memberbot.members")
@@ -66,13 +67,12 @@ def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
+class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
-        self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
         self.on_card: Callable[[], None] | None = None  # wakes the card sync after a commit
         self.card_dirty = False
 
@@ -131,11 +131,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         return await self._update(member_id, step, key)
 
     async def _update(self, member_id: str, step: Callable, key: str | None) -> Any:
-        t0 = time.perf_counter()
-        try:
+        try:  # its latency is the store's metric (storage.StoreMetrics)
             return await self.store.update(member_id, step, key=key)
         finally:
-            self._latency.observe(time.perf_counter() - t0)
             if self.card_dirty and self.on_card is not None:
                 self.card_dirty = False
                 self.on_card()
@@ -324,16 +322,25 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         return await self.run(member_id, now, body)
 
     # -- coupons ------------------------------------------------------------------------------
-    async def ensure_stock(self) -> None:
-        for tpl in self.rules.coupons.values():
-            await self.store.stock_init(tpl.key, tpl.stock)
+    async def ensure_stock(self, *, templates: tuple[str, ...] | None = None,
+                           items: tuple[Offer, ...] | None = None) -> None:
+        """Start the stock counters of coupon templates and limited catalogue items the
+        first time they are seen (a counter is never reset; all of them by default)."""
+        for key in self.rules.coupons if templates is None else templates:
+            if await self.store.stock(key) is None:
+                await self.store.stock_init(key, self.rules.coupons[key].stock)
+        for o in self.rules.catalogue if items is None else items:
+            if o.limited and await self.store.stock(keys.offer_stock(o.key)) is None:
+                await self.store.stock_init(keys.offer_stock(o.key), o.stock)
 
     async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
-                           *, spend_points: int = 0, audit: dict | None = None) -> dict:
+                           *, spend_points: int = 0, audit: dict | None = None,
+                           offer: Offer | None = None) -> dict:
         """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
-        optionally paid with points (兑换). Stock is given back if the member is refused.
-        ``audit`` (who issued it, from where) is written to the ledger in the same commit as
-        a ``staff_coupon`` entry."""
+        optionally paid with points (兑换 of catalogue item ``offer``, whose own stock, window
+        and per-member limit count in the same commit). Stock is given back if the member is
+        refused. ``audit`` (who issued it, from where) is written to the ledger in the same
+        commit as a ``staff_coupon`` entry."""
         tpl = self.rules.coupons.get(template)
         if tpl is None:
             raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
@@ -344,45 +351,50 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         if m is None:
             raise Refusal("member_not_found", "未找到会员")
         coupons.check_issue(m, tpl)
-        if await self.store.stock(template) is None:
-            await self.store.stock_init(template, tpl.stock)
+        takes = [(template, ref)]
+        if offer is not None:
+            offers.check(m, offer, now)
+            if offer.limited:
+                takes.append((keys.offer_stock(offer.key), ref))
+                if await self.store.stock(takes[1][0]) == 0:
+                    raise offers.sold_out(offer)
+        await self.ensure_stock(templates=(template,), items=(offer,) if offer else ())
         code = await self._claim_new(
             "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
+            if offer is not None:
+                offers.check(m, offer, now)
             entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
             c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            extra: dict = {}
+            if offer is not None:
+                c.offer, c.cash_fen = offer.key, offer.cash_fen
+                extra = {"offer": offer.key, "cash_fen": offer.cash_fen}
+                for e in more:  # the coupon_issue entry: what the till collects is audited
+                    e.data.update(extra)
             if audit is not None:
                 more = [*more, Entry("staff_coupon", ts(now), ref=ref,
                                      data={**audit, "template": tpl.key, "code": c.code})]
             return {"code": c.code, "template": tpl.key, "name": tpl.name,
                     "label": tpl.label(), "valid_until": c.valid_until,
-                    "points_spent": spend_points}, entries + more
+                    "points_spent": spend_points, **extra}, entries + more
 
         try:
-            # the coupon and its unit of stock are one commit: a refused or retried issue
+            # the coupon and its units of stock are one commit: a refused or retried issue
             # never takes a unit it does not keep
-            res = await self.run(member_id, now, body, key=ref, takes=((template, ref),))
-        except OutOfStock:
-            res = None
+            res = await self.run(member_id, now, body, key=ref, takes=tuple(takes))
+        except OutOfStock as e:
+            await self.store.release("coupon_code", code, member_id)
+            if offer is not None and e.template == keys.offer_stock(offer.key):
+                raise offers.sold_out(offer) from None
+            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完") from None
         except Refusal:
             await self.store.release("coupon_code", code, member_id)
             raise
-        if res is None:
-            await self.store.release("coupon_code", code, member_id)
-            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
         if res["code"] != code:  # a concurrent retry of the same ref issued it
             await self.store.release("coupon_code", code, member_id)
         return res
-
-    async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
-        """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
-        cat = self.rules.catalogue
-        if not 1 <= item <= len(cat):
-            raise Refusal("exchange_unknown_item", f"没有第 {item} 项，发送「兑换」查看可兑换项目")
-        it = cat[item - 1]
-        return await self.issue_coupon(member_id, it.coupon, keys.exchange(key), now,
-                                       spend_points=it.points)
 
     async def redeem_coupon(self, code: str, order_id: str, amount_fen: int,
                             now: datetime) -> dict:
@@ -395,9 +407,10 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
+            # 积分+现金: the till collects the coupon's cash besides the discount
             return {"code": c.code, "order_id": order_id, "discount_fen": off,
-                    "member_code": m.member_code, "template": c.template,
-                    "amount_fen": amount_fen}, entries
+                    "cash_fen": c.cash_fen, "member_code": m.member_code,
+                    "template": c.template, "amount_fen": amount_fen}, entries
 
         res = await self.run(mid, now, body, key=keys.redeem(code, order_id))
         if res.get("amount_fen", amount_fen) != amount_fen:  # a replay with another amount
@@ -589,7 +602,8 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
             "coupons": [{"code": c.code, "template": c.template,
                          "name": self.rules.coupons[c.template].name
                          if c.template in self.rules.coupons else c.template,
-                         "valid_until": c.valid_until} for c in coupons.valid(m, now)],
+                         "valid_until": c.valid_until, "cash_fen": c.cash_fen}
+                        for c in coupons.valid(m, now)],
             "opted_out": m.opted_out, "rfm": m.rfm, "tags": list(m.tags),
             "followed": m.followed,
         }

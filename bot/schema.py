@@ -281,6 +281,8 @@ _RESULTS: dict[str, dict[str, Any]] = {
                      "grace_until": {"type": ["string", "null"], "format": "date-time",
                                      "description": "end of the tier's grace period, ISO 8601"}},
     "RedeemResult": {"code": "string", "order_id": "string", "discount_fen": "integer",
+                     "cash_fen": {"type": "integer", "description": "积分+现金: cash the till "
+                                  "collects for this coupon (0: none)"},
                      "member_code": "string", "template": "string", "amount_fen": "integer"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
@@ -294,7 +296,9 @@ _RESULTS: dict[str, dict[str, Any]] = {
                        "code": {"type": "string"}, "template": {"type": "string"},
                        "name": {"type": "string"},
                        "valid_until": {"type": "string", "format": "date-time",
-                                       "description": "last valid instant, ISO 8601"}}}},
+                                       "description": "last valid instant, ISO 8601"},
+                       "cash_fen": {"type": "integer", "description": "积分+现金: cash the "
+                                    "till collects when it is used (0: none)"}}}},
                    "segment": ["string", "null"], "tags": "array", "opted_out": "boolean",
                    "followed": "boolean", "progress": "object"},
     "EventResult": {"event_id": "string", "member_code": "string", "task": "string",

@@ -304,10 +304,7 @@ _ITEM = re.compile(r"[0-9]{1,4}")
 async def exchange(t: Turn) -> str:
     if not t.arg:
         m = await t.member()
-        items = [{"n": i, "points": it.points, "name": t.rules.coupons[it.coupon].name,
-                  "label": t.rules.coupons[it.coupon].label()}
-                 for i, it in enumerate(t.rules.catalogue, 1)]
-        return render("replies/catalogue.j2", items=items,
+        return render("replies/catalogue.j2", items=await t.members.catalogue(m, t.now),
                       balance=points.balance(m, local_day(t.now, t.rules.tz), t.rules))
     if not _ITEM.fullmatch(t.arg):  # ASCII digits, a few: '²' and 4,400 digits are no item
         return render("replies/usage.j2", usage="兑换 序号", example="兑换 1")

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
-from storage import Store
-
 from ..rules import points
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
-from .base import Due, Job, first_open, ranged, stage
+from .base import Due, Indexes, Job, first_open, ranged, stage
 from .schedule import Daily, Schedule
 
 KIND = "points_expiry"
@@ -33,9 +31,9 @@ def horizon(rules: Rules) -> int:
     return max(rules.push["expiry_warning_days"])
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     last = local_day(now, rules.tz) + timedelta(days=horizon(rules))
-    return await ranged(store, "expiry", 0, day_num(last))
+    return await ranged(reads, "expiry", 0, day_num(last))
 
 
 def _dues(m: Member, today: date, rules: Rules) -> Iterator[Due]:

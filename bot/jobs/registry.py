@@ -11,8 +11,10 @@ import dataclasses
 import logging
 
 from ..rules import targets
-from ..rules.config import Rules, push_priority
+from ..rules.config import Rules, RulesError, push_priority
+from ..rules.experiments import check_kinds
 from ..settings import Settings, rules_for
+from ..templating import check_source
 from . import (
     birthday,
     confirm,
@@ -81,6 +83,12 @@ def checked(rules: Rules) -> Rules:
     against the lifecycle kinds, the tiers and the segments."""
     given = rules.push["priority"]
     order, missing = push_priority(given, default_priority())
+    check_kinds(rules.experiments, default_priority())
+    for i, e in enumerate(rules.experiments):
+        for j, v in enumerate(e.variants):
+            why = check_source(v.text) if v.text else None
+            if why:
+                raise RulesError(f"experiments[{i}].variants[{j}].text: not a template ({why})")
     if given and missing:
         log.warning("push.priority does not name %s: placed last, in that order",
                     ", ".join(missing))

@@ -18,7 +18,12 @@ from .campaigns import Campaign, CampaignRulesError
 from .campaigns import parse as parse_campaigns
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
+from .experiments import Experiment
+from .experiments import parse as parse_experiments
+from .fields import RulesError, _int, _ints, _str
 from .models import PROFILE, Task
+from .offers import Offer
+from .offers import parse as parse_offers
 from .sections import day, entries
 
 DEFAULTS: dict[str, Any] = {
@@ -127,6 +132,8 @@ DEFAULTS: dict[str, Any] = {
         {"key": "survey", "name": "参与问卷", "points": 20, "daily_cap": 1, "lifetime_cap": 0},
         {"key": "article", "name": "阅读文章", "points": 10, "daily_cap": 2, "lifetime_cap": 0},
     ],
+    # A/B tests of lifecycle messages (rules/experiments.py): [[experiments]] tables
+    "experiments": [],
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
     "campaigns": [],  # 积分翻倍 campaigns with a window, targeting and a budget (campaigns.py)
 }
@@ -158,10 +165,6 @@ class StaffPolicy:
         key = self.users.get(userid) or (self.admin_role if userid in admins
                                          else self.default_role)
         return self.roles[key]
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -201,12 +204,6 @@ def _yuan(fen: int) -> str:
 
 
 @dataclass(frozen=True)
-class CatalogueItem:
-    coupon: str
-    points: int
-
-
-@dataclass(frozen=True)
 class Rung:
     invites: int  # rewarded invites that reach it
     points: int
@@ -223,7 +220,7 @@ class Rules:
     grace_warning_days: tuple[int, ...]
     tiers: tuple[Tier, ...]
     coupons: dict[str, CouponTemplate]
-    catalogue: tuple[CatalogueItem, ...]
+    catalogue: tuple[Offer, ...]
     rfm: dict[str, int]
     push: dict[str, Any]
     rate_limit: dict[str, int]
@@ -236,6 +233,7 @@ class Rules:
     tasks: dict[str, Task] = field(default_factory=dict)
     invite_ladder: tuple[Rung, ...] = ()
     campaigns: tuple[Campaign, ...] = ()
+    experiments: tuple[Experiment, ...] = ()
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -256,33 +254,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
-    if name not in d:
-        raise RulesError(f"{path}.{name}: missing")
-    v = d[name]
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise RulesError(f"{path}.{name}: must be a whole number, got {v!r}")
-    if v < minimum:
-        raise RulesError(f"{path}.{name}: must be at least {minimum}, got {v}")
-    return v
-
-
-def _ints(section: dict[str, Any], path: str, names: list[str], minimum: int = 0) -> dict:
-    if not isinstance(section, dict):
-        raise RulesError(f"{path}: must be a table")
-    unknown = set(section) - set(names)
-    if unknown:
-        raise RulesError(f"{path}.{sorted(unknown)[0]}: unknown setting")
-    return {n: _int(section, n, path, minimum=minimum) for n in names}
-
-
-def _str(d: dict[str, Any], name: str, path: str) -> str:
-    v = d.get(name)
-    if not isinstance(v, str) or not v:
-        raise RulesError(f"{path}.{name}: must be a non-empty text, got {v!r}")
-    return v
 
 
 def _tiers(items: Any) -> tuple[Tier, ...]:
@@ -511,18 +482,7 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError("grace.warning_days: must be a list of positive whole numbers")
     tiers = _tiers(data["tiers"])
     coupons = _coupons(data["coupons"], {t.key for t in tiers})
-    cat: list[CatalogueItem] = []
-    if not isinstance(data["catalogue"], list):
-        raise RulesError("catalogue: must be a list of [[catalogue]] tables")
-    for i, item in enumerate(data["catalogue"]):
-        p = f"catalogue[{i}]"
-        if not isinstance(item, dict):
-            raise RulesError(f"{p}: must be a table")
-        key = _str(item, "coupon", p)
-        if key not in coupons:
-            raise RulesError(f"{p}.coupon: no coupon template {key!r}")
-        pts = _int(item, "points", p, minimum=points["redeem_min_points"])
-        cat.append(CatalogueItem(key, pts))
+    cat = parse_offers(data["catalogue"], coupons, points["redeem_min_points"], tz)
     rfm = _ints(data["rfm"], "rfm", list(DEFAULTS["rfm"]), minimum=1)
     if not isinstance(data["push"], dict):
         raise RulesError("push: must be a table")
@@ -550,11 +510,12 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError(str(e)) from e
     tasks = _tasks(data["tasks"], legacy_profile)
     points["profile_bonus"] = tasks[PROFILE].points
-    return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
+    return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, cat,
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
                  test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
                  raw=data, card=card, tasks=tasks,
-                 invite_ladder=_ladder(data["invite_ladder"], coupons), campaigns=campaigns)
+                 invite_ladder=_ladder(data["invite_ladder"], coupons), campaigns=campaigns,
+                 experiments=parse_experiments(data["experiments"]))
 
 
 SEND_LIMITS = ("month", "week", "day")

@@ -78,6 +78,8 @@ class Coupon:
     redeemed_at: int | None = None
     ref: str = ""  # the idempotency key that issued it
     redeemed_amount_fen: int | None = None  # the order amount it was redeemed on
+    offer: str = ""  # the catalogue item (兑换) it was exchanged from
+    cash_fen: int = 0  # 积分+现金: what the till collects when it is used
 
 
 @dataclass

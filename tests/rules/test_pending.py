@@ -168,3 +168,14 @@ def test_property_never_negative_without_spend_and_pending_never_counts(ops):
         if not any(o == "spend" for o, _, _ in ops):
             assert m.debt == 0
         assert points.balance(m, today, PENDING) >= -m.debt
+
+
+def test_tiers_count_the_spend_at_once_pending_or_not():
+    """PRODUCT.md 2.2: upgrades happen when the qualifying order is recorded; pending delays
+    the points only."""
+    m = new_member()
+    res, _ = orders.record(m, "big", 300_000, PAID, PAID, PENDING)
+    assert res["tier"] == "silver" and res["balance"] == 0 and res["points_pending"] == 3000
+    # a refund inside the window undoes the upgrade at once, as without pending points
+    res, _ = orders.refund(m, "big", "r", None, sh(2025, 6, 2), PENDING)
+    assert res["tier"] == "normal" and m.pending == [] and m.debt == 0
