@@ -434,13 +434,11 @@ async def run_job(request: web.Request, sid: str) -> web.Response:
     now = ctx.now()
     if not preview:
         await ctx.members.ensure_stock()
-    summary = await run_kind(ctx, kind, now, dry_run=preview,
-                             show=3 if preview else 0)
+    summary = await run_kind(ctx, kind, now, dry_run=preview, show=3 if preview else 0)
     me = request[ADMIN]
     if not preview:
         info = ", ".join(f"{k}={v}" for k, v in summary.result().items())
-        await ctx.accounts.log(now, "run job", kind, "—", info,
-                                      by=f"admin:{me['name']}")
+        await ctx.accounts.log(now, "run job", kind, "—", info, by=f"admin:{me['name']}")
     return page("job_result.html", kind=kind, preview=preview,
                 lines=summary.lines() + summary.previews())
 
