@@ -173,9 +173,11 @@ def report_ab(args: argparse.Namespace, results: dict, what: str, fresh: int) ->
             made = sum(x[field] for x in v)
             ok = answered <= made <= answered + 2 * conns * len(v) and \
                 sum(x["errors"] for x in v) == 0
+            one = "registration" if k == "first" else "credit"
+            verdict = f"every answer was a {one}" if ok else f"NOT every answer was a {one}"
             print(f"  {k}: {answered} replies counted by wrk, {made} "
                   f"{'new members' if k == 'first' else 'check-in credits'} in the store "
-                  f"({'every answer was a ' + ('registration' if k == 'first' else 'credit') if ok else 'NOT every answer was one'}; "
+                  f"({verdict}; "
                   f"the store may count up to {conns} more per run: requests in flight "
                   "when wrk stopped)")
     if "memberbot" in med and "werobot" in med:

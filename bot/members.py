@@ -65,6 +65,22 @@ def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
+def _issue_body(rules: Rules, tpl: Any, code: str, ref: str, now: datetime,
+                spend_points: int = 0, audit: dict | None = None) -> Body:
+    """The step body issuing one coupon of ``tpl`` with ``code`` under ``ref`` (its key)."""
+
+    def body(m: Member) -> tuple[dict, list[Entry]]:
+        entries = points.spend(m, spend_points, ref, now, rules, reason="exchange")
+        c, more = coupons.issue(m, tpl, code, ref, now, rules)
+        if audit is not None:
+            more = [*more, Entry("staff_coupon", ts(now), ref=ref,
+                                 data={**audit, "template": tpl.key, "code": c.code})]
+        return {"code": c.code, "template": tpl.key, "name": tpl.name, "label": tpl.label(),
+                "valid_until": c.valid_until, "points_spent": spend_points}, entries + more
+
+    return body
+
+
 class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     """The member use cases over one store and one rules object."""
 
@@ -181,6 +197,11 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         """Follow: create the member (or re-activate, or link by unionid) and give the
         new-member coupon once. Safe to repeat and to run concurrently."""
         mid = await self.store.lookup("openid", openid)
+        if mid is None and not unionid:
+            joined = await self._join(openid, now, nickname)
+            if joined is not None:
+                return joined
+            mid = await self.store.lookup("openid", openid)  # registered concurrently
         if mid is None and unionid:
             mid = await self.store.lookup("unionid", unionid)
         if mid is None:
@@ -201,12 +222,8 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
 
         def step(m: Member | None) -> Change:
             if m is None:
-                m = Member(id=mid, member_code=code, openid=openid, unionid=unionid,
-                           nickname=nickname, joined_at=ts(now), last_activity=ts(now),
-                           invite_code=invite, tier=self.rules.tiers[0].key)
-                entries = [Entry("join", ts(now), ref=keys.register(openid),
-                                 data={"followed": True})]
-                return self._finish(m, now, {"new": True, "reactivated": False}, entries, [])
+                return self._new_member(mid, openid, now, code, invite, unionid=unionid,
+                                        nickname=nickname)
             entries, returns = self.normalise(m, now)
             m.openid = m.openid or openid
             m.unionid = m.unionid or unionid
@@ -222,6 +239,72 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
 
         res = await self._update(mid, step, None)
         m = await self._release_unused(mid, code, invite)
+        return await self._welcome({**res, "member_id": mid, "member_code": m.member_code,
+                                    "invite_code": m.invite_code}, now)
+
+    def _new_member(self, mid: str, openid: str, now: datetime, code: str, invite: str, *,
+                    unionid: str | None = None, nickname: str | None = None,
+                    then: Body | None = None) -> Change:
+        """The change creating a member; ``then`` (a step body) runs on it before its
+        indexes are derived and gives the change's result."""
+        m = Member(id=mid, member_code=code, openid=openid, unionid=unionid, nickname=nickname,
+                   joined_at=ts(now), last_activity=ts(now), invite_code=invite,
+                   tier=self.rules.tiers[0].key)
+        entries = [Entry("join", ts(now), ref=keys.register(openid), data={"followed": True})]
+        result: Any = {"new": True, "reactivated": False}
+        if then is not None:
+            result, more = then(m)[:2]
+            entries += more
+        return self._finish(m, now, result, entries, [])
+
+    async def _join(self, openid: str, now: datetime, nickname: str | None) -> dict | None:
+        """A follower never seen, in two commits instead of one per part: the openid's claim
+        (where concurrent first messages meet), then the member with its member code and
+        invite code claims and the welcome coupon with its code's claim and unit of stock
+        under the coupon's key (as ``issue_coupon`` would, so a later issue under that key
+        finds it); without stock or coupon, the member alone. None when the openid is
+        another member's or the member was created meanwhile: the general path goes on."""
+        tpl = self.rules.coupons.get("welcome")
+        if tpl is not None and await self.store.stock("welcome") is None:
+            await self.store.stock_init("welcome", tpl.stock)
+        mid = secrets.token_hex(8)
+        if await self.store.claim("openid", openid, mid) != mid:
+            return None
+        ref = keys.coupon(mid, "welcome", "join")
+        for _ in range(20):
+            code = new_member_code()
+            invite = _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH)
+            coupon = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH) if tpl else None
+            give = _issue_body(self.rules, tpl, coupon, ref, now) if coupon else None
+
+            def step(m: Member | None, code: str = code, invite: str = invite,
+                     coupon: str | None = coupon, give: Body | None = give) -> Change:
+                if m is not None:  # created meanwhile by the general path: nothing written
+                    raise UniqueTaken("member_id", mid, mid)
+                change = self._new_member(mid, openid, now, code, invite, nickname=nickname,
+                                          then=give)
+                change.claims = [("member_code", code), ("invite_code", invite)]
+                if coupon is not None:
+                    change.claims.append(("coupon_code", coupon))
+                    change.stock_takes = [("welcome", ref)]
+                return change
+
+            try:
+                res = await self._update(mid, step, ref if coupon else None)
+            except UniqueTaken as e:
+                if e.kind == "member_id":
+                    return None
+                continue  # a member code, invite code or coupon code drawn twice
+            except (OutOfStock, Refusal):
+                tpl = None  # no welcome coupon to give: the member alone
+                continue
+            return {"new": True, "reactivated": False, "member_id": mid, "member_code": code,
+                    "invite_code": invite, "coupon": res if coupon else None}
+        raise RuntimeError("could not find a free member code and invite code")
+
+    async def _welcome(self, res: dict, now: datetime) -> dict:
+        """The new-member coupon, once (its ref is its key)."""
+        mid = res["member_id"]
         coupon = None
         try:
             coupon = await self.issue_coupon(mid, "welcome", keys.coupon(mid, "welcome", "join"),
@@ -232,8 +315,7 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
             c = coupons.find(await self.store.get(mid), coupon["code"])
             if c is None or c.status != "issued" or c.valid_until < ts(now):
                 coupon = None
-        return {**res, "member_id": mid, "member_code": m.member_code,
-                "invite_code": m.invite_code, "coupon": coupon}
+        return {**res, "coupon": coupon}
 
     async def unfollow(self, member_id: str, now: datetime) -> dict:
         def body(m: Member) -> tuple[dict, list[Entry]]:
@@ -343,34 +425,21 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         coupons.check_issue(m, tpl)
         if await self.store.stock(template) is None:
             await self.store.stock_init(template, tpl.stock)
-        code = await self._claim_new(
-            "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
+        for _ in range(20):
+            code = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH)
 
-        def body(m: Member) -> tuple[dict, list[Entry]]:
-            entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
-            c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
-            if audit is not None:
-                more = [*more, Entry("staff_coupon", ts(now), ref=ref,
-                                     data={**audit, "template": tpl.key, "code": c.code})]
-            return {"code": c.code, "template": tpl.key, "name": tpl.name,
-                    "label": tpl.label(), "valid_until": c.valid_until,
-                    "points_spent": spend_points}, entries + more
-
-        try:
-            # the coupon and its unit of stock are one commit: a refused or retried issue
-            # never takes a unit it does not keep
-            res = await self.run(member_id, now, body, key=ref, takes=((template, ref),))
-        except OutOfStock:
-            res = None
-        except Refusal:
-            await self.store.release("coupon_code", code, member_id)
-            raise
-        if res is None:
-            await self.store.release("coupon_code", code, member_id)
-            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完")
-        if res["code"] != code:  # a concurrent retry of the same ref issued it
-            await self.store.release("coupon_code", code, member_id)
-        return res
+            body = _issue_body(self.rules, tpl, code, ref, now, spend_points, audit)
+            try:
+                # the coupon, its code's claim and its unit of stock are one commit: a
+                # refused or retried issue never takes a code or a unit it does not keep
+                return await self.run(member_id, now, body, key=ref,
+                                      claims=(("coupon_code", code),), takes=((template, ref),))
+            except OutOfStock:
+                raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完") from None
+            except UniqueTaken as e:
+                if e.kind != "coupon_code":
+                    raise
+        raise RuntimeError("could not find a free coupon_code")
 
     async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
         """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
