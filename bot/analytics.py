@@ -14,6 +14,7 @@ from typing import Any
 
 from storage import Store
 
+from . import keys, points_age
 from .rules import rfm
 from .rules.config import Rules
 from .rules.models import Member, Order
@@ -45,6 +46,13 @@ DEFINITIONS = {
     "delivery": "企业微信确认 = 期内创建的 1v1 群发任务（按类型）：员工确认后客户已收到"
                 " / 3 天仍未确认 / 非好友 / 已收到其他群发（达上限）/ 等待确认",
     "rfm": "RFM 分群 = 截至期末，近 12 个月的最近消费、消费频次、消费金额打分后的八类客户",
+    "invite_per_inviter": "邀请系数（每位邀请人）= 期内获奖励的邀请数 / 期内有获奖励邀请的会员数",
+    "invite_per_new": "邀请系数（每位新会员）= 期内获奖励的邀请数 / 期内新开卡会员数",
+    "tier_promotion": "等级晋升率 = 期内升级过的会员数 / 期末会员总数",
+    "aov": "客单价 = 期内净消费（实付 − 期内退款） / 期内订单数",
+    "points_issue_rate": "积分发放率 = 期内发放积分的价值（按兑换比例，100 积分 = ¥1）"
+                         "/ 期内净消费",
+    "points_age": "积分账龄 = 当前未用积分按获得时间分段；获得 6 个月及以上仍未使用的积分标记提醒",
 }
 
 
@@ -79,6 +87,9 @@ class _Scan:
     opted_out: set[str] = field(default_factory=set)
     unfollowed: set[str] = field(default_factory=set)
     channels: Counter = field(default_factory=Counter)  # 渠道: contacts attributed by QR
+    inviters: Counter = field(default_factory=Counter)  # member -> rewarded invites in period
+    offers: Counter = field(default_factory=Counter)  # catalogue item -> exchanges in period
+    upgraded: set[str] = field(default_factory=set)
 
     def add(self, r: Any, rules: Rules) -> None:
         k, mid, d = r.kind, r.member_id, r.data
@@ -111,10 +122,14 @@ class _Scan:
             self.tier_of[mid] = d.get("to")
             if inside:
                 (self.upgrades if d.get("up") else self.downgrades)[d.get("to")] += 1
+                if d.get("up"):
+                    self.upgraded.add(mid)
         if not inside:
             return
         if k == "credit":
             self.issued[d.get("reason", "credit")] += r.points
+            if d.get("reason") == "inviter":  # one rewarded invite
+                self.inviters[mid] += 1
         elif k == "spend" and d.get("reason") in REDEEM_REASONS:
             self.redeemed += -r.points
         elif k == "restore":  # points paid with, given back by a refund: not redeemed after all
@@ -125,6 +140,8 @@ class _Scan:
             self.reversed += -r.points
         elif k == "coupon_issue":
             self.coupon_issued[d.get("template")].add(d.get("code"))
+            if d.get("offer"):
+                self.offers[d["offer"]] += 1
         elif k == "coupon_expire":
             self.coupon_expired[d.get("template")] += 1
         elif k == "checkin":
@@ -159,8 +176,17 @@ async def compute(store: Store, rules: Rules, as_of: date, days: int = 30) -> di
             break
         after = rows[-1].id
     pushes = await _pushes(store, since, until)
+    waiting = await store.tag_counts("handover")  # members whose pushes wait for an owner
+    pushes["awaiting_owner"] = {"handover": waiting.get("pending", 0),
+                                "owner_left": waiting.get("owner_left", 0)}
     r = _figures(scan, rules, as_of, days, pushes)
     r["card"] = await card_figures(store, rules)
+    r["offers"] = [{"key": o.key, "n": o.n, "name": o.name or rules.coupons[o.coupon].name,
+                    "points": o.points, "cash_fen": o.cash_fen, "exchanged": scan.offers[o.key],
+                    "stock": o.stock or None,
+                    "left": (await store.stock(keys.offer_stock(o.key))) if o.limited else None}
+                   for o in rules.catalogue]
+    r["points_age"] = await points_age.curve(store, rules, as_of)
     return r
 
 
@@ -205,6 +231,7 @@ def _figures(s: _Scan, rules: Rules, as_of: date, days: int,
               if s.active_from <= at < s.until and net[(mid, ref)] > 0}
     issued = sum(s.issued.values())
     unsub = len(s.opted_out)
+    invites = sum(s.inviters.values())
 
     def kpi(key: str, label: str, num: float, den: float, kind: str = "rate") -> dict:
         value = ratio(num, den)
@@ -228,6 +255,13 @@ def _figures(s: _Scan, rules: Rules, as_of: date, days: int,
         kpi("checkin_dau", "签到 DAU", sum(dau), days, "number"),
         kpi("unsubscribe", "退订率", unsub, members),
         kpi("unfollow", "取关率", len(s.unfollowed), members),
+        kpi("invite_per_inviter", "邀请系数（每位邀请人）", invites, len(s.inviters), "number"),
+        kpi("invite_per_new", "邀请系数（每位新会员）", invites, len(s.joined), "number"),
+        kpi("tier_promotion", "等级晋升率", len(s.upgraded), members),
+        kpi("aov", "客单价", spend, len(in_period), "yuan"),
+        # the points' worth in fen: 100 points = ¥1 = 100 fen by default
+        kpi("points_issue_rate", "积分发放率",
+            issued * 100 / rules.points["redeem_points_per_yuan"], spend),
     ]
     tier_counts = Counter(s.tier_of.get(mid, rules.tiers[0].key) for mid in s.members)
     return {

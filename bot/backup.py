@@ -7,7 +7,8 @@ Two kinds of backup:
 - **JSONL logical dump** (``--format jsonl``; the only kind for Redis and PostgreSQL, which
   also have their native tools): one line per member with its aggregate, its ledger, its
   idempotency keys and its outbox rows, read so that the four agree (the member's version is
-  the same before and after the reads), then the coupon stock. It restores into any backend.
+  the same before and after the reads), then the coupon stock and the campaign budgets used.
+  It restores into any backend.
 
 A restore goes into an empty store only: a store with members is refused, never merged.
 Each member is restored in one atomic store update (aggregate, ledger, indexes and outbox
@@ -123,6 +124,10 @@ async def dump(store: Store, rules: Rules, out: IO[str], now: datetime,
         remaining = await store.stock(key)
         if remaining is not None:
             write(json.dumps({"type": "stock", "template": key, "remaining": remaining}) + "\n")
+    for c in rules.campaigns:  # what each campaign's budget has given so far
+        if c.budget:
+            write(json.dumps({"type": "budget", "name": c.key,
+                              "used": await store.budget_used(c.key)}) + "\n")
     for key in await kept_kv(store):
         value = await store.kv_get(key)
         if value is not None:
@@ -242,6 +247,10 @@ async def restore(store: Store, rules: Rules, lines: Callable[[], Iterable[str]]
         await flush()
         if t == "stock":
             await store.stock_set(rec["template"], int(rec["remaining"]))
+        elif t == "budget":  # into an empty store: one grant of exactly what was used
+            used = int(rec["used"])
+            await store.budget_take(str(rec["name"]), keys.BUDGET_RESTORED, used, used,
+                                    keys.BUDGET_RESTORED)
         elif t == "kv":
             await store.kv_set(str(rec["key"]), str(rec["value"]))
         elif t == "end":

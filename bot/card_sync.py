@@ -196,6 +196,9 @@ class CardSync:
                                     "is_notify_custom_field1": tier}}
         if tier:
             body["custom_field_value1"] = last["tier_name"]
+        pend = [r.data["pending"] for r in rows if r.data.get("pending_changed")]
+        if pend:  # the card's second field: pending purchase points (card.pending_field_name)
+            body["custom_field_value2"] = f"{pend[-1]}分"
         return body
 
     async def _failed(self, m: Any, rows: list[OutboxRow], e: WeChatAPIError) -> str:

@@ -17,6 +17,7 @@ from . import (
     dbcli,
     export,
     importer,
+    invites_cli,
     menu,
     report,
     rotate,
@@ -36,6 +37,13 @@ from .web import CTX, create_app
 @click.version_option(package_name="wechat-member-bot")
 def main() -> None:
     """memberbot: a brand's membership programme inside WeChat."""
+
+
+def _serving(line: str) -> None:
+    click.echo(line, err=True)
+    from .workers import ready
+
+    ready()  # under --workers: tells the parent this worker serves
 
 
 def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
@@ -70,10 +78,9 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port, access_log=None,
                     **guard.server_options(settings),
-                    print=lambda _: click.echo(
-                        f"memberbot serving on http://{host}:{port} "
-                        f"({settings.loaded(accounts[0])}); "
-                        f"health: http://{host}:{port}/healthz", err=True))
+                    print=lambda _: _serving(f"memberbot serving on http://{host}:{port} "
+                                             f"({settings.loaded(accounts[0])}); "
+                                             f"health: http://{host}:{port}/healthz"))
     except (StoreError, RulesError, SettingsError) as e:
         fail(str(e))
     except OSError as e:
@@ -114,5 +121,5 @@ def serve(host: str, port: int, workers: int, no_scheduler: bool) -> None:
 
 # The operator commands live with their features; each module adds itself to the group.
 for _mod in (chat, jobs_cli, report, importer, dbcli, staff, card_cli, menu, backup, export,
-             rotate, admins, wecom_cli):
+             rotate, admins, wecom_cli, invites_cli):
     _mod.register(main)

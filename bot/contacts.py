@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime
 
 from . import keys
+from .rules import wecom_tags
 from .rules.models import Change, Entry, Member, Refusal
 from .rules.timeutil import ts
 
@@ -50,10 +51,13 @@ class WeComContacts:
             follows = list(dict.fromkeys([*(follow_users or m.follow_users), staff]))
             m.external_userid, m.unionid = external_userid, m.unionid or unionid
             m.follow_users = follows
+            before, waited = m.owner_userid, bool(m.owner_left)
+            m.owner_left = {}  # a new owner is known: waiting pushes go out from it
             if m.owner_userid not in follows:
                 m.owner_userid = staff
             entries.append(Entry("wecom_link", ts(now), data={"staff": staff}))
-            return self._finish(m, now, {"new": existing is None}, entries, returns)
+            out = self._owner_tags(m, before, waited)
+            return self._finish(m, now, {"new": existing is None}, entries, returns, out)
 
         res = await self._update(mid, step, None)
         m = await self._release_unused(mid, code, invite)
@@ -113,29 +117,50 @@ class WeComContacts:
             if not h or h.get("to") != to:
                 return {"changed": False}, []
             m.handover = {}
+            out: list[dict] = []
             if taken_over:
-                m.owner_userid = to
+                m.owner_userid, m.owner_left = to, {}
                 m.follow_users = list(dict.fromkeys(
                     [to, *[u for u in m.follow_users if u != h["from"]]]))
+                out = self._owner_tags(m, h["from"], True)  # same commit: marked once
             return {"changed": True}, [Entry("handover_end", ts(now), data={
-                "from": h["from"], "to": to, "taken_over": taken_over, "reason": reason})]
+                "from": h["from"], "to": to, "taken_over": taken_over, "reason": reason})], out
 
         return await self.run(member_id, now, body)
 
-    async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
-        """Staff and contact no longer connected (either side deleted the other)."""
+    async def unlink_wecom(self, external_userid: str, staff: str, now: datetime, *,
+                           left: bool = False) -> dict:
+        """Staff and contact no longer connected (either side deleted the other). The owner
+        passes to another follow user. ``left`` (del_follow_user: the owner is gone, the
+        customer is not): with no other follow user the member keeps ``staff`` as owner, so
+        a handover from it finds the member, and its pushes wait (``owner_left``) until a
+        new owner is known; otherwise (del_external_contact) it has no owner any more."""
         mid = await self.store.lookup("external_userid", external_userid)
         if mid is None:
             return {"changed": False}
 
-        def body(m: Member) -> tuple[dict, list[Entry]]:
+        def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
             if staff not in m.follow_users and m.owner_userid != staff:
-                return {"changed": False, "member_id": m.id}, []
+                return {"changed": False, "member_id": m.id}, [], []
             m.follow_users = [u for u in m.follow_users if u != staff]
+            out: list[dict] = []
             if m.owner_userid == staff:
-                m.owner_userid = m.follow_users[0] if m.follow_users else None
-            return {"changed": True, "member_id": m.id}, [
-                Entry("wecom_unlink", ts(now), data={"staff": staff})]
+                if m.follow_users:
+                    m.owner_userid = m.follow_users[0]
+                    out = self._owner_tags(m, staff, False)
+                elif left:
+                    m.owner_left = {"staff": staff, "at": ts(now)}
+                else:
+                    m.owner_userid = None
+            return {"changed": True, "member_id": m.id, "waiting": bool(m.owner_left)}, [
+                Entry("wecom_unlink", ts(now), data={"staff": staff, "left": left})], out
 
         return await self.run(mid, now, body)
+
+    def _owner_tags(self, m: Member, before: str | None, waited: bool) -> list[dict]:
+        """The tag mark for a new owner (or a relation made anew), in the same commit."""
+        if not m.wecom_tags or (m.owner_userid == before and not waited):
+            return []
+        row = wecom_tags.remark(m, self.rules.tier(m.tier).name, m.owner_userid or "")
+        return [row] if row else []
 

@@ -1,12 +1,17 @@
 """The typed app context that handlers and jobs receive: settings, rules, the store, the use
-cases, the clock and the OA and WeCom API clients. It imports no handler, so nothing needs a
-lazy import to dodge a cycle; :func:`bot.web.create_app` builds it and opens and closes its
-resources in ``cleanup_ctx`` (:func:`open_clients`).
+cases, the clock and the OA and WeCom API clients, and what a job run needs besides (a wall
+clock for leases, the lease, how many batches in flight, this process's id). It imports no
+handler, so nothing needs a lazy import to dodge a cycle; :func:`bot.web.create_app` builds
+it and opens and closes its resources in ``cleanup_ctx`` (:func:`open_clients`);
+``memberbot jobs`` opens one of its own (:func:`bot.jobs.cli.open_context`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,10 +23,13 @@ from aiohttp import web
 
 from storage import Store
 
+from .admins import Accounts
 from .card_sync import CardSync
 from .channels.wechat import WeChatClient
+from .channels.wechat_card import CardAPI
 from .channels.wecom import WeComClient
 from .members import Members
+from .metrics import STORE_METRICS
 from .rules.config import Rules
 from .settings import Settings
 from .webhooks import Delivery
@@ -44,9 +52,33 @@ class Context:
     card_sync: CardSync | None = None  # the member card's sender, when [card] is configured
     problems: dict[str, str] = field(default_factory=dict)
     webhooks: Delivery | None = None  # delivering to MEMBERBOT_WEBHOOKS while serving
+    # jobs: leases compare real time (``wall``), never a job's as-of time
+    wall: Callable[[], float] = time.time
+    lease: float = 0.0  # seconds a batch in flight is presumed alive (0: the settings')
+    concurrency: int = 8  # batches in flight at once; member steps are 32 at a time
+    sid: str = field(default_factory=lambda: secrets.token_hex(6))
+
+    def __post_init__(self) -> None:
+        self.lease = self.lease or self.settings.outbox_lease
+        self.store.metrics = STORE_METRICS  # its latency and conflicts on /metrics
 
     def now(self) -> datetime:
         return self.clock()
+
+    @functools.cached_property
+    def accounts(self) -> Accounts:
+        """The /admin accounts and their audit log (use cases over the store)."""
+        return Accounts(self.store)
+
+    def new_card_sync(self, api: CardAPI) -> CardSync:
+        """A sender of the member-card outbox over this context's store and use cases."""
+        notify = self.rules.card.notify_points if self.rules.card is not None else True
+        return CardSync(self.store, self.members, api, notify_points=notify, clock=self.now)
+
+    @property
+    def oa_template(self) -> str:
+        """The OA template of the push fallback, when it is configured and the OA can call."""
+        return self.settings.wechat_template_id if self.oa is not None else ""
 
     @property
     def sidebar_wecom(self) -> WeComClient | None:

@@ -99,7 +99,7 @@ async def members(store: Store, rules: Rules, since: int | None, now: datetime,
             continue
         yield {
             "member_code": m.member_code, "tier": m.tier, "tier_name": rules.tier(m.tier).name,
-            "balance": points.balance(m, today), "debt": m.debt,
+            "balance": points.balance(m, today, rules), "debt": m.debt,
             "lifetime_spend_fen": m.lifetime_spend, "joined_at": _iso(m.joined_at, rules),
             "last_purchase_at": _iso(m.last_purchase, rules),
             "last_activity_at": _iso(m.last_activity, rules), "followed": m.followed,

@@ -22,6 +22,28 @@ from .rules.timeutil import ts
 INVITE_CHAIN_MAX = 100
 INVITE_LEASE_S = 10.0  # a bind holds it for milliseconds; a dead holder frees it this fast
 INVITE_LEASE_WAIT_S = 5.0
+BACKFILL_TRIES = 20
+
+
+class _Moved(Exception):  # noqa: N818 - a retry signal inside the backfill
+    """The member's invites changed after the ledger was read."""
+
+
+def _backfill(counted: int, seen: int, now: datetime):
+    """The step of :meth:`InviteBinds.backfill_invites`: ``counted`` rewarded invites read
+    from the ledger while the member had ``seen`` invites."""
+
+    def body(m: Member) -> tuple[dict, list[Entry]]:
+        if m.invited_total != seen:  # an invite since the ledger was read
+            raise _Moved
+        before = m.invited_rewarded_total
+        if counted <= before:
+            return {"before": before, "after": before, "changed": False}, []
+        m.invited_rewarded_total = counted
+        return ({"before": before, "after": counted, "changed": True},
+                [Entry("invite_backfill", ts(now), data={"before": before, "after": counted})])
+
+    return body
 
 
 class InviteBinds:
@@ -68,6 +90,8 @@ class InviteBinds:
                     **({"takes": takes} if takes else {}))
             except invites.LadderCoupon as e:
                 await self._drop_code(inviter_id, ladder)
+                # a template first used by the ladder starts its stock, as an issue does
+                await self.ensure_stock(templates=(e.rung.coupon,))
                 code = await self._claim_new(
                     "coupon_code", lambda: "".join(
                         secrets.choice(coupons.CODE_ALPHABET)
@@ -114,6 +138,30 @@ class InviteBinds:
             return {"undone": True}, entries
 
         await self.run(invitee_id, now, body, key=keys.invite_undo(invitee_id))
+
+    async def backfill_invites(self, member_id: str, now: datetime) -> dict:
+        """Count an inviter's rewarded invites of before the invite ladder (its ``inviter``
+        credits in the ledger) on the member, so the ladder climbs from there. Idempotent:
+        the count never goes down and a second run changes nothing. Rungs already passed
+        are not rewarded afterwards. An invite committed meanwhile makes it read again."""
+        for _ in range(BACKFILL_TRIES):
+            m = await self.store.get(member_id)
+            if m is None or not m.invited_total:
+                return {"before": 0, "after": 0, "changed": False}
+            rows = await self.store.ledger(member_id=member_id, kinds=["credit"],
+                                           limit=10**9)
+            counted = sum(1 for r in rows if r.data.get("reason") == "inviter")
+            seen = m.invited_total
+            if counted <= m.invited_rewarded_total:  # nothing to add (a second run)
+                n = m.invited_rewarded_total
+                return {"before": n, "after": n, "changed": False}
+
+            try:
+                return await self.run(member_id, now, _backfill(counted, seen, now),
+                                      key=keys.invite_backfill(member_id, counted))
+            except _Moved:
+                continue
+        raise StoreUnavailable(f"member {member_id} kept receiving invites: retry later")
 
     @contextlib.asynccontextmanager
     async def _invite_lease(self) -> AsyncIterator[None]:

@@ -27,6 +27,11 @@ def order(order_id: str) -> str:
     return f"order:{order_id}"
 
 
+# the grant a restore gives each campaign budget: what the backup says it had used
+# (storage/budgets.py; orders take their grants under their own key, order(order_id))
+BUDGET_RESTORED = "backup:restored"
+
+
 def refund(refund_id: str) -> str:
     return f"refund:{refund_id}"
 
@@ -43,6 +48,11 @@ def invite(invitee_id: str) -> str:
 def invite_ladder(inviter_id: str, rung: int) -> str:
     """The unit of coupon stock an inviter's ladder rung takes."""
     return f"ladder:{inviter_id}:{rung}"
+
+
+def invite_backfill(inviter_id: str, count: int) -> str:
+    """The backfill of an inviter's rewarded-invite count (from before the ladder) to ``count``."""
+    return f"invite_backfill:{inviter_id}:{count}"
 
 
 def invite_notice(invitee_id: str) -> str:
@@ -62,6 +72,11 @@ def invite_graph_lease() -> str:
 
 def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
+
+
+def offer_stock(offer: str) -> str:
+    """The stock counter of a limited catalogue item (限时爆款), beside the coupon templates'."""
+    return f"offer:{offer}"
 
 
 def coupon(member_id: str, template: str, period: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,14 +18,16 @@ from storage.base import OutOfStock, Store, UniqueTaken
 from . import keys
 from .cards import CardHolders
 from .contacts import WeComContacts
+from .exchanges import Exchanges
 from .invite_binds import InviteBinds
-from .metrics import STORE_UPDATE_LATENCY
 from .readmodels import ReadModels
 from .rules import (
+    campaigns,
     card,
     coupons,
     indexes,
     invites,
+    offers,
     orders,
     points,
     profile,
@@ -38,6 +39,7 @@ from .rules import (
 from .rules.checkin import check_in as _check_in
 from .rules.config import Rules
 from .rules.models import Change, Entry, Member, Refusal
+from .rules.offers import Offer
 from .rules.timeutil import local_day, ts
 
 log = logging.getLogger("memberbot.members")
@@ -65,29 +67,12 @@ def new_member_code() -> str:
     return str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, no leading zero
 
 
-def _issue_body(rules: Rules, tpl: Any, code: str, ref: str, now: datetime,
-                spend_points: int = 0, audit: dict | None = None) -> Body:
-    """The step body issuing one coupon of ``tpl`` with ``code`` under ``ref`` (its key)."""
-
-    def body(m: Member) -> tuple[dict, list[Entry]]:
-        entries = points.spend(m, spend_points, ref, now, rules, reason="exchange")
-        c, more = coupons.issue(m, tpl, code, ref, now, rules)
-        if audit is not None:
-            more = [*more, Entry("staff_coupon", ts(now), ref=ref,
-                                 data={**audit, "template": tpl.key, "code": c.code})]
-        return {"code": c.code, "template": tpl.key, "name": tpl.name, "label": tpl.label(),
-                "valid_until": c.valid_until, "points_spent": spend_points}, entries + more
-
-    return body
-
-
-class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
+class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
     """The member use cases over one store and one rules object."""
 
     def __init__(self, store: Store, rules: Rules) -> None:
         self.store = store
         self.rules = rules
-        self._latency = STORE_UPDATE_LATENCY.labels(store.kind)
         self.on_card: Callable[[], None] | None = None  # wakes the card sync after a commit
         self.card_dirty = False
 
@@ -112,7 +97,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         m.rfm = rfm.segment(m, now, self.rules)  # after the step: its order counts at once
         # the one place a card holder's balance or tier change becomes a card update, in the
         # same commit as the change (an outbox entry the card sync sends)
-        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries)
+        shows = self.rules.card is not None and self.rules.card.pending_field_name
+        sync = card.sync(m, points.balance(m, today), self.rules.tier(m.tier).name, entries,
+                         points.pending(m, today)[0] if shows else None)
         if sync is not None:
             outbox.append(sync)
             self.card_dirty = True
@@ -144,11 +131,9 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         return await self._update(member_id, step, key)
 
     async def _update(self, member_id: str, step: Callable, key: str | None) -> Any:
-        t0 = time.perf_counter()
-        try:
+        try:  # its latency is the store's metric (storage.StoreMetrics)
             return await self.store.update(member_id, step, key=key)
         finally:
-            self._latency.observe(time.perf_counter() - t0)
             if self.card_dirty and self.on_card is not None:
                 self.card_dirty = False
                 self.on_card()
@@ -265,8 +250,8 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         finds it); without stock or coupon, the member alone. None when the openid is
         another member's or the member was created meanwhile: the general path goes on."""
         tpl = self.rules.coupons.get("welcome")
-        if tpl is not None and await self.store.stock("welcome") is None:
-            await self.store.stock_init("welcome", tpl.stock)
+        if tpl is not None:
+            await self.ensure_stock(templates=("welcome",), items=())
         mid = secrets.token_hex(8)
         if await self.store.claim("openid", openid, mid) != mid:
             return None
@@ -275,14 +260,20 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
             code = new_member_code()
             invite = _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH)
             coupon = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH) if tpl else None
-            give = _issue_body(self.rules, tpl, coupon, ref, now) if coupon else None
+
+            def give(m: Member, coupon: str | None = coupon,
+                     tpl: Any = tpl) -> tuple[dict, list[Entry]]:
+                c, more = coupons.issue(m, tpl, coupon, ref, now, self.rules)
+                return {"code": c.code, "template": tpl.key, "name": tpl.name,
+                        "label": tpl.label(), "valid_until": c.valid_until,
+                        "points_spent": 0}, more
 
             def step(m: Member | None, code: str = code, invite: str = invite,
-                     coupon: str | None = coupon, give: Body | None = give) -> Change:
+                     coupon: str | None = coupon, give: Body = give) -> Change:
                 if m is not None:  # created meanwhile by the general path: nothing written
                     raise UniqueTaken("member_id", mid, mid)
                 change = self._new_member(mid, openid, now, code, invite, nickname=nickname,
-                                          then=give)
+                                          then=give if coupon else None)
                 change.claims = [("member_code", code), ("invite_code", invite)]
                 if coupon is not None:
                     change.claims.append(("coupon_code", coupon))
@@ -403,16 +394,25 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         return await self.run(member_id, now, body)
 
     # -- coupons ------------------------------------------------------------------------------
-    async def ensure_stock(self) -> None:
-        for tpl in self.rules.coupons.values():
-            await self.store.stock_init(tpl.key, tpl.stock)
+    async def ensure_stock(self, *, templates: tuple[str, ...] | None = None,
+                           items: tuple[Offer, ...] | None = None) -> None:
+        """Start the stock counters of coupon templates and limited catalogue items the
+        first time they are seen (a counter is never reset; all of them by default)."""
+        for key in self.rules.coupons if templates is None else templates:
+            if await self.store.stock(key) is None:
+                await self.store.stock_init(key, self.rules.coupons[key].stock)
+        for o in self.rules.catalogue if items is None else items:
+            if o.limited and await self.store.stock(keys.offer_stock(o.key)) is None:
+                await self.store.stock_init(keys.offer_stock(o.key), o.stock)
 
     async def issue_coupon(self, member_id: str, template: str, ref: str, now: datetime,
-                           *, spend_points: int = 0, audit: dict | None = None) -> dict:
+                           *, spend_points: int = 0, audit: dict | None = None,
+                           offer: Offer | None = None) -> dict:
         """Issue one coupon under ``ref`` (its idempotency key), taking one unit of stock,
-        optionally paid with points (兑换). Stock is given back if the member is refused.
-        ``audit`` (who issued it, from where) is written to the ledger in the same commit as
-        a ``staff_coupon`` entry."""
+        optionally paid with points (兑换 of catalogue item ``offer``, whose own stock, window
+        and per-member limit count in the same commit). Stock is given back if the member is
+        refused. ``audit`` (who issued it, from where) is written to the ledger in the same
+        commit as a ``staff_coupon`` entry."""
         tpl = self.rules.coupons.get(template)
         if tpl is None:
             raise Refusal("coupon_unknown_template", "没有这种优惠券", template=template)
@@ -423,32 +423,50 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
         if m is None:
             raise Refusal("member_not_found", "未找到会员")
         coupons.check_issue(m, tpl)
-        if await self.store.stock(template) is None:
-            await self.store.stock_init(template, tpl.stock)
-        for _ in range(20):
-            code = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH)
+        takes = [(template, ref)]
+        if offer is not None:
+            offers.check(m, offer, now)
+            if offer.limited:
+                takes.append((keys.offer_stock(offer.key), ref))
+                if await self.store.stock(takes[1][0]) == 0:
+                    raise offers.sold_out(offer)
+        await self.ensure_stock(templates=(template,), items=(offer,) if offer else ())
+        code = await self._claim_new(
+            "coupon_code", lambda: _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH), member_id)
 
-            body = _issue_body(self.rules, tpl, code, ref, now, spend_points, audit)
-            try:
-                # the coupon, its code's claim and its unit of stock are one commit: a
-                # refused or retried issue never takes a code or a unit it does not keep
-                return await self.run(member_id, now, body, key=ref,
-                                      claims=(("coupon_code", code),), takes=((template, ref),))
-            except OutOfStock:
-                raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完") from None
-            except UniqueTaken as e:
-                if e.kind != "coupon_code":
-                    raise
-        raise RuntimeError("could not find a free coupon_code")
+        def body(m: Member) -> tuple[dict, list[Entry]]:
+            if offer is not None:
+                offers.check(m, offer, now)
+            entries = points.spend(m, spend_points, ref, now, self.rules, reason="exchange")
+            c, more = coupons.issue(m, tpl, code, ref, now, self.rules)
+            extra: dict = {}
+            if offer is not None:
+                c.offer, c.cash_fen = offer.key, offer.cash_fen
+                extra = {"offer": offer.key, "cash_fen": offer.cash_fen}
+                for e in more:  # the coupon_issue entry: what the till collects is audited
+                    e.data.update(extra)
+            if audit is not None:
+                more = [*more, Entry("staff_coupon", ts(now), ref=ref,
+                                     data={**audit, "template": tpl.key, "code": c.code})]
+            return {"code": c.code, "template": tpl.key, "name": tpl.name,
+                    "label": tpl.label(), "valid_until": c.valid_until,
+                    "points_spent": spend_points, **extra}, entries + more
 
-    async def exchange(self, member_id: str, item: int, now: datetime, *, key: str) -> dict:
-        """兑换 item ``item`` (1-based) of the points catalogue, once per ``key``."""
-        cat = self.rules.catalogue
-        if not 1 <= item <= len(cat):
-            raise Refusal("exchange_unknown_item", f"没有第 {item} 项，发送「兑换」查看可兑换项目")
-        it = cat[item - 1]
-        return await self.issue_coupon(member_id, it.coupon, keys.exchange(key), now,
-                                       spend_points=it.points)
+        try:
+            # the coupon and its units of stock are one commit: a refused or retried issue
+            # never takes a unit it does not keep
+            res = await self.run(member_id, now, body, key=ref, takes=tuple(takes))
+        except OutOfStock as e:
+            await self.store.release("coupon_code", code, member_id)
+            if offer is not None and e.template == keys.offer_stock(offer.key):
+                raise offers.sold_out(offer) from None
+            raise Refusal("coupon_out_of_stock", f"{tpl.name}已领完") from None
+        except Refusal:
+            await self.store.release("coupon_code", code, member_id)
+            raise
+        if res["code"] != code:  # a concurrent retry of the same ref issued it
+            await self.store.release("coupon_code", code, member_id)
+        return res
 
     async def redeem_coupon(self, code: str, order_id: str, amount_fen: int,
                             now: datetime) -> dict:
@@ -461,9 +479,10 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
 
         def body(m: Member) -> tuple[dict, list[Entry]]:
             c, off, entries = coupons.redeem(m, code, order_id, amount_fen, now, self.rules)
+            # 积分+现金: the till collects the coupon's cash besides the discount
             return {"code": c.code, "order_id": order_id, "discount_fen": off,
-                    "member_code": m.member_code, "template": c.template,
-                    "amount_fen": amount_fen}, entries
+                    "cash_fen": c.cash_fen, "member_code": m.member_code,
+                    "template": c.template, "amount_fen": amount_fen}, entries
 
         res = await self.run(mid, now, body, key=keys.redeem(code, order_id))
         if res.get("amount_fen", amount_fen) != amount_fen:  # a replay with another amount
@@ -483,17 +502,46 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
         if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
+        key = keys.order(order_id)
+        grants: dict[str, int] = {}  # campaign budget granted to this order (rules.campaigns)
+        token = secrets.token_hex(6)  # this attempt, in the grants it holds
         try:
-            # only the commit that records the order binds its id: a refused one leaves it free
-            res = await self.run(member_id, now, lambda m: orders.record(
-                m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-                coupon_code=coupon_code, points_used=points_used, body_hash=body_hash),
-                key=keys.order(order_id), claims=(("order", order_id),))
+            while True:
+                try:
+                    # only the commit that records the order binds its id: a refused one
+                    # leaves it free
+                    res = await self.run(member_id, now, lambda m: orders.record(
+                        m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                        coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
+                        grants=grants), key=key, claims=(("order", order_id),))
+                    break
+                except campaigns.NeedGrant as need:  # once per campaign: grants grows
+                    c = need.campaign
+                    grants[c.key] = await self.store.budget_take(c.key, key, need.want,
+                                                                 c.budget, token)
         except UniqueTaken as e:
+            await self._release_grants(grants, key, token)
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
+        except Refusal:
+            await self._release_grants(grants, key, token)
+            raise
+        # any other failure (the store unreachable, perhaps after it committed) keeps the
+        # grant held by the order's key: its resend gets it again, it is never given twice
+        # a grant the recorded order does not use (its campaign changed between attempts)
+        await self._release_grants({k: v for k, v in grants.items()
+                                    if k != res.get("campaign")}, key, token)
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
+
+    async def _release_grants(self, grants: dict[str, int], key: str, token: str) -> None:
+        """Budget taken by attempt ``token`` of an order that it did not commit with goes
+        back, unless another attempt of the order holds it (storage/budgets.py)."""
+        for name in grants:
+            try:
+                await self.store.budget_release(name, key, token)
+            except Exception as e:  # it stays held: the budget falls short, never over
+                log.warning("campaign %s: grant of %s not given back (%s)", name, key, e)
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:
@@ -613,17 +661,21 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders):
     def card(self, m: Member, now: datetime) -> dict:
         """Everything a reply, the sidebar or the API shows about a member, as of ``now``."""
         today = local_day(now, self.rules.tz)
-        soon, soon_day = points.expiring_within(m, today, 30)
+        soon, soon_day = points.expiring_within(m, today, 30, self.rules)
+        pend, pend_day = points.pending(m, today)
         return {
-            "member_id": m.id, "member_code": m.member_code, "balance": points.balance(m, today),
+            "member_id": m.id, "member_code": m.member_code,
+            "balance": points.balance(m, today, self.rules),
             "debt": m.debt, "expiring_points": soon, "expiring_on": soon_day,
+            "pending_points": pend, "pending_until": pend_day,
             "progress": tiers.progress(m, now, self.rules), "invite_code": m.invite_code,
             "invited": m.invited_total, "streak": m.checkin_streak,
             "checked_in_today": m.checkin_last == today.isoformat(),
             "coupons": [{"code": c.code, "template": c.template,
                          "name": self.rules.coupons[c.template].name
                          if c.template in self.rules.coupons else c.template,
-                         "valid_until": c.valid_until} for c in coupons.valid(m, now)],
+                         "valid_until": c.valid_until, "cash_fen": c.cash_fen}
+                        for c in coupons.valid(m, now)],
             "opted_out": m.opted_out, "rfm": m.rfm, "tags": list(m.tags),
             "followed": m.followed,
         }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from storage import StoreMetrics
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter("memberbot_http_requests_total", "HTTP requests by route and status",
@@ -20,3 +22,16 @@ PUSHES = Counter("memberbot_pushes_total", "lifecycle pushes by kind and result"
                  ["kind", "result"], registry=REGISTRY)
 JOB_SECONDS = Histogram("memberbot_job_seconds", "job run durations", ["job"],
                         registry=REGISTRY, buckets=(.1, .5, 1, 5, 10, 30, 60, 300, 1800))
+
+
+class PrometheusStoreMetrics(StoreMetrics):
+    """The storage contract's metrics hooks, exported: every backend alike."""
+
+    def updated(self, kind: str, seconds: float) -> None:
+        STORE_UPDATE_LATENCY.labels(kind).observe(seconds)
+
+    def conflicted(self, kind: str, n: int) -> None:
+        STORE_CONFLICTS.labels(kind).inc(n)
+
+
+STORE_METRICS = PrometheusStoreMetrics()  # the app context installs it on its store

@@ -1,6 +1,7 @@
 """Read models of the use-case layer: what handlers and jobs show or check, read from the
 store here so that they never touch it themselves (the member's statement, balance by day,
-a message's stored reply, who owns an invite code, small cached values and once-marks).
+a message's stored reply, who owns an invite code, small cached values and once-marks, the
+indexes jobs find members by, the outbox rows they deliver and move, the store's health).
 
 :class:`bot.members.Members` carries these, so a handler has one object for all it needs.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from storage import Store
+from storage import OutboxRow, Store
 
-from . import analytics
+from . import analytics, changes
 from .rules import points
 from .rules.config import Rules
 from .rules.models import Change, Member
@@ -70,7 +71,7 @@ class ReadModels:
             "entries": [{"day": from_ts(r.at, tz).date().isoformat(),
                          "reason": reason_text(r.kind, str(r.data.get("reason") or "")),
                          "points": r.points} for r in rows if r.points],
-            "balance": points.balance(m, today) if m else 0,
+            "balance": points.balance(m, today, self.rules) if m else 0,
             "debt": m.debt if m else 0,
         }
 
@@ -78,7 +79,7 @@ class ReadModels:
         """Points expiring within ``days``, summed per expiry day, soonest first."""
         horizon = (today + timedelta(days=days)).isoformat()
         by_day: dict[str, int] = {}
-        for lot in m.lots:
+        for lot in points.lots_as_of(m, today, self.rules):
             if today.isoformat() <= lot.expires_on <= horizon and lot.remaining:
                 by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + lot.remaining
         return sorted(by_day.items())
@@ -98,14 +99,60 @@ class ReadModels:
         """A small value kept in the store's kv (a QR link, a mark) under ``keys.*``."""
         return await self.store.kv_get(key)
 
-    async def cache(self, key: str, value: str, ttl: float, *, only_new: bool = False) -> bool:
+    async def cache(self, key: str, value: str, ttl: float | None = None, *,
+                    only_new: bool = False, expect: str | None = None) -> bool:
         """Keep ``value`` under ``key`` for ``ttl`` seconds (``only_new``: unless set: a
-        mark taken once); returns whether it was written."""
-        return await self.store.kv_set(key, value, ttl=ttl, only_new=only_new)
+        mark taken once; ``expect``: only over that value, a compare-and-set); returns
+        whether it was written."""
+        return await self.store.kv_set(key, value, ttl=ttl, only_new=only_new, expect=expect)
 
-    async def forget(self, key: str) -> None:
-        """Drop what ``cache`` kept under ``key`` (a notice shown once)."""
-        await self.store.kv_delete(key)
+    async def forget(self, key: str, *, expect: str | None = None) -> bool:
+        """Drop what ``cache`` kept under ``key`` (a notice shown once; ``expect``: only
+        while it holds that value, a lock given back)."""
+        return await self.store.kv_delete(key, expect=expect)
+
+    # -- what the jobs read and move besides members ---------------------------------------
+    async def range(self, index: str, lo: int, hi: int, *, after: str = "",
+                    limit: int | None = None) -> list[tuple[str, int]]:
+        """Members whose integer ``index`` lies in ``[lo, hi]`` (a job's candidates)."""
+        return await self.store.range(index, lo, hi, after=after, limit=limit)
+
+    async def tagged(self, index: str, value: str, *, after: str = "",
+                     limit: int | None = None) -> list[str]:
+        """Members whose text ``index`` equals (or whose list contains) ``value``."""
+        return await self.store.tagged(index, value, after=after, limit=limit)
+
+    async def tag_counts(self, index: str) -> dict[str, int]:
+        """How many members carry each value of the text ``index``."""
+        return await self.store.tag_counts(index)
+
+    async def outbox_rows(self, *, status: str | None = None, kind: str | None = None,
+                          limit: int = 10000) -> list[OutboxRow]:
+        """Outbox rows (of a status, a kind) the senders deliver."""
+        return await self.store.outbox(status=status, kind=kind, limit=limit)
+
+    async def move_row(self, row_id: str, status: str, data: dict[str, Any] | None = None, *,
+                       expect: str | None = None) -> bool:
+        """Move an outbox row to ``status`` (only from ``expect``, a compare-and-set),
+        merging ``data``; whether this call moved it."""
+        return await self.store.outbox_set(row_id, status, data, expect=expect)
+
+    async def health(self) -> dict[str, Any]:
+        """The store's health (``{"kind", "ok", ...}``) for /healthz."""
+        return await self.store.ping()
+
+    @property
+    def store_kind(self) -> str:
+        """Which backend keeps the members (sqlite, redis, redis-cluster, postgresql)."""
+        return self.store.kind
+
+    async def coupon_holder(self, code: str) -> str | None:
+        """The member a coupon code was issued to, or None."""
+        return await self.store.lookup("coupon_code", code.strip().upper())
+
+    async def changes(self, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The change feed (GET /api/changes) after ``cursor``: events and the next cursor."""
+        return await changes.read(self.store, self.rules.tz, cursor, limit)
 
     async def stock_left(self, template: str) -> int | None:
         """Units of a coupon template not yet taken (``None``: never stocked)."""

@@ -10,10 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import analytics
+from . import analytics, campaign_report, experiment_report
 from .members import Members
 from .offline import run_with_members
-from .operator import load_settings
+from .operator import OperatorError, load_settings
+from .rules import experiments
 
 
 def pct(v: float | None) -> str:
@@ -29,7 +30,12 @@ def tables(r: dict[str, Any]) -> list[Table]:
         head.add_column(col, overflow="fold")
     for k in r["kpis"]:
         num, den = k["numerator"], k["denominator"]
-        frac = f"¥{num / 100:,.2f} / {den}" if k["key"] == "arpu" else f"{num:,} / {den:,}"
+        if k["key"] in ("arpu", "aov"):
+            frac = f"¥{num / 100:,.2f} / {den}"
+        elif k["key"] == "points_issue_rate":
+            frac = f"¥{num / 100:,.2f} / ¥{den / 100:,.2f}"
+        else:
+            frac = f"{num:,} / {den:,}"
         head.add_row(k["label"], k["text"], frac, k["definition"])
     m = r["members"]
     head.add_row("会员总数 / 新会员", f"{m['total']:,} / {m['new']:,}", "",
@@ -74,6 +80,12 @@ def tables(r: dict[str, Any]) -> list[Table]:
     for kind, d in r["pushes"]["delivery"].items():
         conf.add_row(kind, *(str(d[c]) for c in analytics.DELIVERY_COLUMNS))
 
+    wait = r["pushes"].get("awaiting_owner")
+    if wait:
+        conf.caption = (f"等待新负责人的会员（推送暂缓）：交接中 {wait['handover']:,}，"
+                        f"负责人已离开 {wait['owner_left']:,}")
+        conf.caption_justify = "left"
+
     chan = Table(title="渠道（渠道活码添加的会员）", title_justify="left")
     chan.add_column("渠道")
     chan.add_column("会员数")
@@ -85,7 +97,33 @@ def tables(r: dict[str, Any]) -> list[Table]:
     seg.add_column("会员数")
     for s in r["rfm"]:
         seg.add_row(s["segment"], f"{s['members']:,}")
-    out = [head, points, coupons, tiers, ops, conf, chan, seg]
+    if r.get("offers"):
+        offers = Table(title="积分兑换（限时爆款）：期内兑换与剩余库存", title_justify="left")
+        for col in ("序号", "项目", "价格", "期内兑换", "总库存", "剩余"):
+            offers.add_column(col)
+        for o in r["offers"]:
+            price = f"{o['points']:,} 积分" + (f" + ¥{o['cash_fen'] / 100:,.2f}"
+                                              if o["cash_fen"] else "")
+            left = o["left"] if o["left"] is not None else o["stock"]
+            offers.add_row(str(o["n"]), f"{o['name']} ({o['key']})", price,
+                           f"{o['exchanged']:,}", "—" if o["stock"] is None else f"{o['stock']:,}",
+                           "—" if left is None else f"{left:,}")
+        tables_extra = [offers]
+    else:
+        tables_extra = []
+    age = r.get("points_age")
+    out = [head, points, coupons, tiers, ops, conf, chan, seg, *tables_extra]
+    if age:
+        ages = Table(title=f"积分账龄（截至 {age['as_of']}；≥ {age['flag_months']} 个月未用"
+                           f"的标 ⚑：{age['flagged_points']:,} 分，"
+                           f"{age['flagged_members']:,} 人）",
+                     title_justify="left")
+        for col in ("账龄", "积分", "会员数", ""):
+            ages.add_column(col)
+        for b in age["buckets"]:
+            ages.add_row(b["age"], f"{b['points']:,}", f"{b['members']:,}",
+                         "⚑" if b["flagged"] else "")
+        out.append(ages)
     c = r.get("card")
     if c and (c["configured"] or c["holders"]):
         card = Table(title="微信会员卡（截至现在）", title_justify="left")
@@ -93,7 +131,7 @@ def tables(r: dict[str, Any]) -> list[Table]:
             card.add_column(col)
         card.add_row(f"{c['holders']:,}", f"{c['activated']:,}", pct(c["activation_rate"]))
         out.append(card)
-    return out
+    return out + campaign_report.tables(r.get("campaigns") or [])
 
 
 def register(main: click.Group) -> None:
@@ -103,15 +141,37 @@ def register(main: click.Group) -> None:
     @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660),
                   help="length of the period in days")
     @click.option("--json", "as_json", is_flag=True, help="print the figures as JSON")
-    def report_cmd(as_of: datetime | None, days: int, as_json: bool) -> None:
+    @click.option("--experiment", default=None, metavar="NAME",
+                  help="an A/B test of the rules file: members, sent and conversions per "
+                       "variant and for the holdout, with a 95 % interval")
+    def report_cmd(as_of: datetime | None, days: int, as_json: bool,
+                   experiment: str | None) -> None:
         """Programme analytics for a period: conversion, activity, points, coupons, tiers,
-        check-ins, pushes, unsubscribes, RFM. Definitions: docs/operators.md."""
+        check-ins, pushes, unsubscribes, RFM; or one A/B test (--experiment). Definitions:
+        docs/operators.md."""
+        settings = load_settings()
+        if experiment is not None:
+
+            async def one(members: Members, now: datetime) -> dict[str, Any]:
+                exp = experiments.find(members.rules.experiments, experiment)
+                if exp is None:
+                    names = ", ".join(e.name for e in members.rules.experiments) or "none"
+                    raise OperatorError(f"--experiment: no experiment {experiment!r} in the "
+                                        f"rules file (known: {names})")
+                return await experiment_report.compute(members.store, members.rules, exp)
+
+            r = run_with_members(settings, one)
+            click.echo(json.dumps(r, ensure_ascii=False, indent=2) if as_json
+                       else "\n".join(experiment_report.lines(r)))
+            return
 
         async def go(members: Members, now: datetime) -> dict[str, Any]:
             day: date = as_of.date() if as_of else now.date()
-            return await analytics.compute(members.store, members.rules, day, days)
+            r = await analytics.compute(members.store, members.rules, day, days)
+            r["campaigns"] = await campaign_report.figures(members.store, members.rules)
+            return r
 
-        r = run_with_members(load_settings(), go)
+        r = run_with_members(settings, go)
         if as_json:
             click.echo(json.dumps(r, ensure_ascii=False, indent=2))
             return

@@ -269,23 +269,36 @@ _ERROR_STATUSES = {
 _RESULTS: dict[str, dict[str, Any]] = {
     "OrderResult": {"order_id": "string", "member_code": "string", "paid_fen": "integer",
                     "points_earned": "integer", "points_used": "integer",
-                    "coupon_code": ["string", "null"], "balance": "integer", "tier": "string"},
+                    "coupon_code": ["string", "null"], "balance": "integer", "tier": "string",
+                    "points_pending": "integer",
+                    "pending_until": {"type": ["string", "null"], "format": "date",
+                                      "description": "first day pending points become "
+                                                     "available (points.pending_days)"},
+                    "campaign": ["string", "null"], "campaign_points": "integer"},
     "RefundResult": {"order_id": "string", "refund_id": "string", "refunded_fen": "integer",
                      "order_refunded_fen": "integer", "points_reversed": "integer",
                      "balance": "integer", "debt": "integer", "tier": "string",
                      "grace_until": {"type": ["string", "null"], "format": "date-time",
                                      "description": "end of the tier's grace period, ISO 8601"}},
     "RedeemResult": {"code": "string", "order_id": "string", "discount_fen": "integer",
+                     "cash_fen": {"type": "integer", "description": "积分+现金: cash the till "
+                                  "collects for this coupon (0: none)"},
                      "member_code": "string", "template": "string", "amount_fen": "integer"},
     "MemberCard": {"member_code": "string", "tier": "string", "tier_name": "string",
                    "balance": "integer", "debt": "integer", "expiring_points": "integer",
+                   "pending_points": "integer",
+                   "pending_until": {"type": ["string", "null"], "format": "date",
+                                     "description": "first day pending points become "
+                                                    "available"},
                    "expiring_on": {"type": ["string", "null"], "format": "date",
                                    "description": "the day the soonest points expire"},
                    "coupons": {"type": "array", "items": {"type": "object", "properties": {
                        "code": {"type": "string"}, "template": {"type": "string"},
                        "name": {"type": "string"},
                        "valid_until": {"type": "string", "format": "date-time",
-                                       "description": "last valid instant, ISO 8601"}}}},
+                                       "description": "last valid instant, ISO 8601"},
+                       "cash_fen": {"type": "integer", "description": "积分+现金: cash the "
+                                    "till collects when it is used (0: none)"}}}},
                    "segment": ["string", "null"], "tags": "array", "opted_out": "boolean",
                    "followed": "boolean", "progress": "object"},
     "EventResult": {"event_id": "string", "member_code": "string", "task": "string",

@@ -160,6 +160,7 @@ class StaffDesk:
                      "benefits": prog["benefits"]},
             "next_tier": nxt,
             "balance": base["balance"], "debt": base["debt"],
+            "pending": {"points": base["pending_points"], "date": base["pending_until"]},
             "expiring": {"points": base["expiring_points"], "date": base["expiring_on"]},
             "coupons": [{"code": c["code"], "template": c["template"], "name": c["name"],
                          "label": self.rules.coupons[c["template"]].label()
@@ -197,7 +198,7 @@ class StaffDesk:
                 out.append({"kind": kind, "title": f"{j.title}（今日）", "due": True,
                             "text": render(f"lifecycle/{kind}.j2", **message_context(
                                 kind, d.facts, m, self.rules))})
-        soon, soon_day = points.expiring_within(m, today, 30)
+        soon, soon_day = points.expiring_within(m, today, 30, self.rules)
         if soon and not any(s["kind"] == "points_expiry" for s in out):
             left = (datetime.fromisoformat(soon_day).date() - today).days
             out.append({"kind": "points_expiry", "title": "积分到期提醒", "due": False,

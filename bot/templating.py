@@ -29,6 +29,7 @@ def use(folder: str | None) -> None:
         _overrides = folder
         environment.cache_clear()
         html_environment.cache_clear()
+        _compiled.cache_clear()
 
 
 def overrides() -> str | None:
@@ -63,6 +64,25 @@ def yuan(fen: int) -> str:
 def render(name: str, **ctx: Any) -> str:
     """Render a text template (replies, lifecycle messages); surrounding blank space trimmed."""
     return environment().get_template(name).render(**ctx).strip()
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> Any:
+    return environment().from_string(source)
+
+
+def render_source(source: str, **ctx: Any) -> str:
+    """Render a template given as text (an A/B variant's message in the rules file)."""
+    return _compiled(source).render(**ctx).strip()
+
+
+def check_source(source: str) -> str | None:
+    """Why ``source`` is not a template (its syntax error), or None."""
+    try:
+        environment().parse(source)
+    except TemplateError as e:
+        return f"line {getattr(e, 'lineno', '?')}: {e.message or e}"
+    return None
 
 
 def render_html(name: str, **ctx: Any) -> str:

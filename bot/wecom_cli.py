@@ -14,10 +14,10 @@ import click
 from . import keys
 from .channels.wecom import WeComError
 from .contacts import CHANNEL_STATES, INVITE_STATE, MAX_STATE
+from .context import Context
 from .jobs import handover
 from .jobs.base import Summary
-from .jobs.cli import open_env
-from .jobs.env import Env
+from .jobs.cli import open_context
 from .operator import OperatorError, load_settings
 
 
@@ -32,7 +32,7 @@ def check_state(state: str) -> str:
     return state
 
 
-async def _create(env: Env, staff: str, state: str, remark: str) -> dict[str, Any]:
+async def _create(env: Context, staff: str, state: str, remark: str) -> dict[str, Any]:
     if state.startswith(INVITE_STATE):
         code = state[len(INVITE_STATE):].upper()
         if await env.store.lookup("invite_code", code) is None:
@@ -56,20 +56,20 @@ async def _create(env: Env, staff: str, state: str, remark: str) -> dict[str, An
     return row
 
 
-async def _list(env: Env) -> list[dict[str, Any]]:
+async def _list(env: Context) -> list[dict[str, Any]]:
     raw = await env.store.kv_get(keys.CONTACT_WAYS)
     return json.loads(raw) if raw else []
 
 
 def _with_env(fn: Any, *args: Any) -> Any:
     async def go() -> Any:
-        async with open_env(load_settings()) as env:
+        async with open_context(load_settings()) as env:
             return await fn(env, *args)
 
     return asyncio.run(go())
 
 
-async def _handover(env: Env, frm: str, to: str, resigned: bool) -> Summary:
+async def _handover(env: Context, frm: str, to: str, resigned: bool) -> Summary:
     if env.wecom is None or not env.wecom.configured:
         raise OperatorError("WECOM_CORP_ID and WECOM_SECRET are not set")
     now = datetime.now(env.rules.tz)

@@ -3,22 +3,27 @@
 The parent checks what every worker would otherwise each find wrong (the store URL, the
 database, the rules, the port) once, so an operator reads one ``error:`` line and the command
 exits 1; then it starts the workers and watches them. A worker that fails to start stops the
-others (exit 1); a worker killed later leaves the others serving (the scheduler lock moves to
-one of them). Exactly once across processes is the store's: every change is one idempotent
-update under a version check, and SQLite, with its one writer, is refused here.
+others (exit 1); a worker that dies once it served is restarted with a log line (its scheduler
+lock, if it led, moves to another worker meanwhile), after a growing pause when it keeps dying
+soon after its start, so a crash loop never spins. Exactly once across processes is the
+store's: every change is one idempotent update under a version check, and SQLite, with its
+one writer, is refused here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from multiprocessing import Process
 from multiprocessing.connection import wait
+from typing import Any
 from urllib.parse import urlparse
 
 import click
@@ -63,41 +68,123 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int,
         fail(str(e))
     reserved = _reserve(host, port)
     port = reserved.getsockname()[1]
-    procs = [Process(target=run_one, args=(port,), daemon=False) for _ in range(workers)]
-    for p in procs:
-        p.start()
+    pool = _Workers(lambda: run_one(port), workers)
+    pool.start_all()
     click.echo(f"memberbot: {workers} workers on http://{host}:{port} (pids "
-               f"{', '.join(str(p.pid) for p in procs)}; parent {os.getpid()})", err=True)
-
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    rc = 0
-    alive = {p.sentinel: p for p in procs}
+               f"{', '.join(str(p.pid) for p in pool.procs.values())}; parent {os.getpid()})",
+               err=True)
+    signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     try:
-        while alive:
-            for sentinel in wait(list(alive)):
-                p = alive.pop(sentinel)
-                if stopping:
-                    continue
-                if p.exitcode and p.exitcode > 0:  # it reported its own error line: stop all
-                    rc = 1
-                    stop()
-                elif alive:
-                    click.echo(f"memberbot: worker {p.pid} exited ({p.exitcode}); "
-                               f"{len(alive)} left", err=True)
+        rc = pool.watch()
     except KeyboardInterrupt:
-        stop()
-        for p in procs:
-            p.join(10)
+        pool.stop()
+        rc = 0
     finally:
+        pool.join()
         with contextlib.suppress(OSError):
             reserved.close()
     sys.exit(rc)
+
+
+# -- watching the workers -------------------------------------------------------------------
+MIN_UPTIME = 10.0  # a worker that dies sooner than this after its start is crash-looping
+MAX_DELAY = 30.0
+
+_ready: Any = None  # in a worker: the event it sets once it serves
+
+
+def ready() -> None:
+    """Called by a worker once it listens: from then on its death is a crash to restart,
+    not a failure to start."""
+    if _ready is not None:
+        _ready.set()
+
+
+def _worker_main(run: Callable[[], None], event: Any) -> None:
+    global _ready
+    _ready = event
+    run()
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds before restarting a worker after ``quick_deaths`` deaths in a row, each within
+    MIN_UPTIME of its start: at once after one that had been running a while, then 1, 2,
+    4 … up to MAX_DELAY, so a worker that cannot stay up never makes the parent spin."""
+    if quick_deaths <= 0:
+        return 0.0
+    return min(MAX_DELAY, 2.0 ** (quick_deaths - 1))
+
+
+class _Workers:
+    """N worker slots: each runs one process at a time, restarted when it dies."""
+
+    def __init__(self, run: Callable[[], None], n: int) -> None:
+        self.run = run
+        self.n = n
+        self.procs: dict[int, Process] = {}
+        self.events: dict[int, Any] = {}
+        self.started: dict[int, float] = {}
+        self.served: set[int] = set()  # slots whose worker has served at least once
+        self.quick: dict[int, int] = dict.fromkeys(range(n), 0)
+        self.due: dict[int, float] = {}  # slot -> when to restart it
+        self.stopping = False
+
+    def start_all(self) -> None:
+        for slot in range(self.n):
+            self._start(slot)
+
+    def _start(self, slot: int) -> None:
+        event = multiprocessing.Event()
+        p = Process(target=_worker_main, args=(self.run, event), daemon=False)
+        p.start()
+        self.procs[slot], self.events[slot] = p, event
+        self.started[slot] = time.monotonic()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for p in self.procs.values():
+            if p.is_alive():
+                p.terminate()
+
+    def join(self) -> None:
+        for p in self.procs.values():
+            p.join(10)
+
+    def watch(self) -> int:
+        """Until stopped: restart each worker that dies. Returns the exit code."""
+        while not self.stopping:
+            now = time.monotonic()
+            for slot, when in sorted(self.due.items()):
+                if when <= now:
+                    del self.due[slot]
+                    self._start(slot)
+                    click.echo(f"memberbot: worker {self.procs[slot].pid} started", err=True)
+            live = {p.sentinel: slot for slot, p in self.procs.items() if slot not in self.due}
+            timeout = max(0.0, min(self.due.values()) - now) if self.due else None
+            for sentinel in wait(list(live), timeout):
+                if self.stopping:
+                    break
+                slot = live[sentinel]
+                p = self.procs[slot]
+                p.join()
+                if self.events[slot].is_set():
+                    self.served.add(slot)
+                if slot not in self.served and p.exitcode and p.exitcode > 0:
+                    # it never served and reported its own error line: stop all
+                    self.stop()
+                    return 1
+                up = time.monotonic() - self.started[slot]
+                self.quick[slot] = self.quick[slot] + 1 if up < MIN_UPTIME else 0
+                delay = restart_delay(self.quick[slot])
+                self.due[slot] = time.monotonic() + delay
+                click.echo(f"memberbot: worker {p.pid} exited ({_how(p.exitcode)}) after "
+                           f"{up:.0f} s; restarting it "
+                           + (f"in {delay:.0f} s" if delay else "now"), err=True)
+        return 0
+
+
+def _how(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"

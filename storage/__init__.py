@@ -11,6 +11,7 @@ from .base import (
     OutOfStock,
     Store,
     StoreError,
+    StoreMetrics,
     StoreUnavailable,
     UniqueTaken,
 )
@@ -61,4 +62,5 @@ def open_store(url: str, data_key: bytes | str) -> Store:
 
 
 __all__ = ["Codec", "ConflictError", "LedgerRow", "OutOfStock", "OutboxRow",
-           "Store", "StoreError", "StoreUnavailable", "UniqueTaken", "open_store"]
+           "Store", "StoreError", "StoreMetrics", "StoreUnavailable", "UniqueTaken",
+           "open_store"]

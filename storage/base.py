@@ -8,6 +8,9 @@ under a version check, once per idempotency key.
 from __future__ import annotations
 
 import abc
+import contextvars
+import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +75,45 @@ class OutboxRow:
     data: dict[str, Any]
 
 
+class StoreMetrics:
+    """The metrics hooks of the contract, reported the same way by every backend: the base
+    class times each backend's ``update`` (:meth:`updated`, once per call, retries
+    included) and reports each version conflict the backend retried (:meth:`conflicted`,
+    whenever its ``conflicts`` counter grows). These do nothing; the application installs
+    its own (``bot.metrics.STORE_METRICS``: memberbot_store_update_seconds and
+    memberbot_store_conflicts_total, labelled with the backend's ``kind``)."""
+
+    def updated(self, kind: str, seconds: float) -> None:
+        pass
+
+    def conflicted(self, kind: str, n: int) -> None:
+        pass
+
+
+_TIMING: contextvars.ContextVar[bool] = contextvars.ContextVar("store_update_timed",
+                                                              default=False)
+
+
+def _timed(update: Callable) -> Callable:
+    """``update`` reporting its duration to the store's hooks (an override that calls its
+    parent's is timed once)."""
+
+    @functools.wraps(update)
+    async def timed(self: Store, *a: Any, **kw: Any) -> Any:
+        if _TIMING.get():
+            return await update(self, *a, **kw)
+        token = _TIMING.set(True)
+        t0 = time.perf_counter()
+        try:
+            return await update(self, *a, **kw)
+        finally:
+            _TIMING.reset(token)
+            self.metrics.updated(self.kind, time.perf_counter() - t0)
+
+    timed.timed = True  # type: ignore[attr-defined]
+    return timed
+
+
 class Store(abc.ABC):
     """A member store. Backends: ``sqlite:///path``, ``redis://host:port/db`` (and
     ``redis+sentinel://``), ``redis+cluster://h1:p1,h2:p2`` and ``postgresql://user@host/db``.
@@ -80,11 +122,12 @@ class Store(abc.ABC):
     (``tests/contract``)."""
 
     # What every backend declares: its name (the label of its metrics, shown on /healthz and
-    # by the operator commands), the version conflicts it retried so far (carried over to
-    # memberbot_store_conflicts_total by /metrics), and the codec of its personal data.
+    # by the operator commands) and the codec of its personal data. What the base class
+    # gives every backend alike: ``conflicts`` (the version conflicts it retried so far; a
+    # backend adds to it) and the metrics hooks ``metrics`` (see :class:`StoreMetrics`).
     kind: str = "?"
-    conflicts: int = 0
     codec: Hasher
+    metrics: StoreMetrics = StoreMetrics()
     # Only one serving process writes it (SQLite: --workers N is refused), so what that process
     # holds in memory is all there is besides what is stored (callback nonces, bot.handlers.guard).
     one_process: bool = False
@@ -93,6 +136,21 @@ class Store(abc.ABC):
         super().__init_subclass__(**kw)
         if not getattr(cls, "__abstractmethods__", None) and cls.kind == "?":
             raise TypeError(f"store backend {cls.__name__} must declare its kind")
+        own = cls.__dict__.get("update")
+        if own is not None and not getattr(own, "timed", False):
+            cls.update = _timed(own)  # every backend's update reports its latency
+
+    @property
+    def conflicts(self) -> int:
+        """Version conflicts this store retried so far (each reported to ``metrics``)."""
+        return self.__dict__.get("_conflicts", 0)
+
+    @conflicts.setter
+    def conflicts(self, n: int) -> None:
+        more = n - self.conflicts
+        self.__dict__["_conflicts"] = n
+        if more > 0:
+            self.metrics.conflicted(self.kind, more)
 
     def _uval(self, kind: str, value: str) -> str:
         return unique_value(self.codec, kind, value)
@@ -201,6 +259,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stock(self, template: str) -> int | None: ...
+
+    # -- campaign budgets (storage/budgets.py) ------------------------------------------
+    @abc.abstractmethod
+    async def budget_take(self, name: str, key: str, want: int, total: int,
+                          token: str) -> int:
+        """Grant up to ``want`` points of budget ``name`` (``total`` in all) to ``key``, once:
+        every later take under ``key`` gets the same grant. ``token`` names the attempt."""
+
+    @abc.abstractmethod
+    async def budget_release(self, name: str, key: str, token: str) -> None:
+        """Attempt ``token`` did not commit: its grant goes back when no attempt holds it."""
+
+    @abc.abstractmethod
+    async def budget_used(self, name: str) -> int: ...
 
     # -- ledger and outbox ---------------------------------------------------------------
     @abc.abstractmethod

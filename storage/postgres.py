@@ -34,9 +34,10 @@ from .base import (
     UniqueTaken,
     outbox_id,
 )
+from .budgets import PostgresBudgets
 from .codec import Codec, dumps, loads
 from .postgres_schema import LATEST, MIGRATIONS, TABLES, VERSION_TABLE
-from .shared import MemberTurns
+from .shared import Batcher, MemberTurns
 from .shared import index_rows as _idx_rows
 
 MAX_TRIES = 50
@@ -110,7 +111,13 @@ class _OneLine(logging.Filter):
 _ONE_LINE = _OneLine()
 
 
-class PostgresStore(Store):
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is: memberbot sets no session state (no
+    LISTEN, cursors, session locks or SETs), and asyncpg's default reset costs a round trip
+    and four statements on every release. An open transaction is still rolled back."""
+
+
+class PostgresStore(PostgresBudgets, Store):
     kind = "postgresql"
 
     def __init__(self, url: str, codec: Codec, *, pool_size: int = 8,
@@ -122,6 +129,8 @@ class PostgresStore(Store):
         self.auto_migrate = auto_migrate
         self.pool: asyncpg.Pool | None = None
         self._turns = MemberTurns()
+        self._reads = Batcher(lambda items: self._read_batch(items), inflight=2)
+        self._commits = Batcher(lambda items: self._commit_batch(items), inflight=2)
         self.commits = 0
         self.conflicts = 0
         self.schema: tuple[int, int] | None = None
@@ -134,7 +143,8 @@ class PostgresStore(Store):
         try:
             self.pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size, timeout=5,
-                command_timeout=30, server_settings={"application_name": "memberbot"})
+                command_timeout=30, server_settings={"application_name": "memberbot"},
+                reset=_keep_session)
             async with self.pool.acquire() as c:
                 if self.auto_migrate:
                     self.schema = await migrate(c, self.where)
@@ -171,6 +181,8 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         if self.pool is not None:
+            await self._reads.drain()  # let the statements already sent come back
+            await self._commits.drain()
             pool, self.pool = self.pool, None
             try:
                 await asyncio.wait_for(pool.close(), 10)
@@ -199,44 +211,57 @@ class PostgresStore(Store):
         async with self._turns.turn(member_id):
             return await self._update(member_id, step, key)
 
-    async def _read(self, c: asyncpg.Connection, member_id: str, key: str | None) -> Any:
-        # a stored result is never NULL (``None`` is stored as ``null``)
-        return await c.fetchrow(
-            "SELECT (SELECT result FROM idem WHERE member_id=$1 AND key=$2) AS r, "
-            "m.version, m.data, m.idx FROM (SELECT 1) AS one "
-            "LEFT JOIN members m ON m.id=$1", member_id, key)
-
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
-        async with self.pool.acquire() as c:
-            for attempt in range(MAX_TRIES):
-                if attempt:
-                    self.conflicts += 1
-                    await asyncio.sleep(random.random() * min(0.05, 0.0005 * 2 ** attempt))
-                row = await self._read(c, member_id, key)
-                if row["r"] is not None:
-                    return loads(row["r"])
-                version = row["version"] or 0
-                member = None if row["data"] is None else self.codec.decode(row["data"], version)
-                change = step(member)
-                args = self._commit_args(member_id, key, version, row["idx"], change)
-                try:
-                    res = await c.fetchval(COMMIT_SQL, *args)
-                except asyncpg.SerializationError:
-                    continue  # the same key committed by another writer: read its result
-                except asyncpg.PostgresError as e:  # a precondition: nothing was written
-                    if e.sqlstate == "MBU01":
-                        raise UniqueTaken(e.hint, self._claimed(change, e.hint),
-                                          e.detail) from None
-                    if e.sqlstate == "MBS01":
-                        raise OutOfStock(e.detail) from None
-                    raise
-                if res == 0:
-                    self.commits += 1
-                    return change.result
-                if res == 1:
-                    continue
+        for attempt in range(MAX_TRIES):
+            if attempt:
+                self.conflicts += 1
+                await asyncio.sleep(random.random() * min(0.05, 0.0005 * 2 ** attempt))
+            row = await self._reads.call((member_id, key))
+            if row["r"] is not None:
+                return loads(row["r"])
+            version = row["version"] or 0
+            member = None if row["data"] is None else self.codec.decode(row["data"], version)
+            change = step(member)
+            args = self._commit_args(member_id, key, version, row["idx"], change)
+            try:
+                if change.claims or change.stock_takes:  # preconditions: a commit of its own
+                    res = await self.pool.fetchval(COMMIT_SQL, *args)
+                else:
+                    res = await self._commits.call(args)
+            except asyncpg.SerializationError:
+                continue  # the same key committed by another writer: read its result
+            except asyncpg.PostgresError as e:  # a precondition: nothing was written
+                if e.sqlstate == "MBU01":
+                    raise UniqueTaken(e.hint, self._claimed(change, e.hint), e.detail) from None
+                if e.sqlstate == "MBS01":
+                    raise OutOfStock(e.detail) from None
+                raise
+            if res == 0:
+                self.commits += 1
+                return change.result
         raise ConflictError(f"member {member_id}: {MAX_TRIES} concurrent writers in a row, "
                             "update not committed")
+
+    # -- group reads and commits: the updates waiting at one moment share one statement ----
+    async def _read_batch(self, items: list[tuple[str, str | None]]) -> list[Any]:
+        # a stored result is never NULL (``None`` is stored as ``null``)
+        return await self.pool.fetch(READ_SQL, [i[0] for i in items], [i[1] for i in items])
+
+    async def _commit_batch(self, items: list[list[Any]]) -> list[Any]:
+        """One transaction for the batch (one fsync); if one item's key was committed
+        concurrently (or two processes' batches deadlock) every item commits on its own."""
+        if len(items) > 1:
+            try:
+                return list(await self.pool.fetchval(BATCH_SQL, *_batch_args(items)))
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+                pass
+        out: list[Any] = []
+        for args in items:
+            try:
+                out.append(await self.pool.fetchval(COMMIT_SQL, *args))
+            except asyncpg.PostgresError as e:
+                out.append(e)
+        return out
 
     def _commit_args(self, member_id: str, key: str | None, version: int, idx: str | None,
                      change: Change) -> list[Any]:
@@ -255,20 +280,17 @@ class PostgresStore(Store):
             rows = [r for n in names for r in _idx_rows(n, new_idx.get(n))]
         es = change.entries
         obs = change.outbox
+        sr, cl, st = change.stock_returns, change.claims, change.stock_takes
+        # an empty list goes as NULL: nothing to encode, and the function skips the statement
         return [
             member_id, version, new_version, data, new_idx_json, key, dumps(change.result),
-            int(time.time()), names, [r[0] for r in rows], [r[1] for r in rows],
-            [r[2] for r in rows],
-            [e.kind for e in es], [e.at for e in es], [e.points for e in es],
-            [e.amount_fen for e in es], [e.ref for e in es],
-            [dumps(e.data).decode() if e.data else None for e in es],
-            [outbox_id(member_id, o["kind"], o["period"]) for o in obs],
-            [o["kind"] for o in obs], [o["period"] for o in obs],
-            [o.get("status", "pending") for o in obs],
-            [dumps(o.get("data", {})).decode() for o in obs],
-            [t for t, _ in change.stock_returns], [k for _, k in change.stock_returns],
-            [k for k, _ in change.claims], [self._uval(k, v) for k, v in change.claims],
-            [t for t, _ in change.stock_takes], [k for _, k in change.stock_takes],
+            int(time.time()), names or None, *_cols(rows, 3),
+            *_cols([(e.kind, e.at, e.points, e.amount_fen, e.ref,
+                     dumps(e.data).decode() if e.data else None) for e in es], 6),
+            *_cols([(outbox_id(member_id, o["kind"], o["period"]), o["kind"], o["period"],
+                     o.get("status", "pending"), dumps(o.get("data", {})).decode())
+                    for o in obs], 5),
+            *_cols(sr, 2), *_cols([(k, self._uval(k, v)) for k, v in cl], 2), *_cols(st, 2),
         ]
 
     async def idem_all(self, member_id: str) -> dict[str, Any]:
@@ -321,11 +343,21 @@ class PostgresStore(Store):
     # -- indexes ------------------------------------------------------------------------
     async def range(self, index: str, lo: int, hi: int, *, after: str = "",
                     limit: int | None = None) -> list[tuple[str, int]]:
-        rows = await self.pool.fetch(
-            "SELECT member_id, num FROM idx WHERE name=$1 AND num BETWEEN $2 AND $3 "
-            "AND member_id > $4 ORDER BY member_id LIMIT $5",
-            index, lo, hi, after, limit)
+        # The planner cannot tell how many members one index's range holds (the statistics
+        # of ``num`` mix every index), and may walk the whole table in member order to find
+        # a job's few due members. So count first, at most SPARSE of them, through (name,
+        # num): a range with fewer is read through that index and sorted (its cost follows
+        # the members due, not the table); a larger one is walked in member order.
+        async with self.pool.acquire() as c:
+            rows = await c.fetch(*await self._range_query(c, index, lo, hi, after, limit))
         return [(r[0], r[1]) for r in rows]
+
+    @staticmethod
+    async def _range_query(c: asyncpg.Connection, index: str, lo: int, hi: int, after: str,
+                           limit: int | None) -> tuple[str, ...]:
+        if await c.fetchval(RANGE_COUNT_SQL, index, lo, hi, SPARSE) < SPARSE:
+            return RANGE_SPARSE_SQL, index, lo, hi, after, limit, SPARSE
+        return RANGE_SQL, index, lo, hi, after, limit
 
     async def tagged(self, index: str, value: str, *, after: str = "",
                      limit: int | None = None) -> list[str]:
@@ -453,6 +485,49 @@ class PostgresStore(Store):
         await self.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
 
 
+def _cols(rows: list[tuple[Any, ...]], n: int) -> list[list[Any] | None]:
+    """Rows as ``n`` column arrays, each None when there are no rows."""
+    if not rows:
+        return [None] * n
+    return [list(c) for c in zip(*rows, strict=True)]
+
+
+def _batch_args(items: list[list[Any]]) -> list[Any]:
+    """``memberbot_commit`` arguments of several items as ``memberbot_commit_batch``'s: the
+    items' scalars as arrays, their rows' arrays concatenated with the item number (1-based)
+    in front."""
+    out: list[Any] = [[a[i] for a in items] for i in (0, 1, 2, 3, 4, 5, 6)]
+    out.append(items[0][7])
+    for first, n in ((8, 1), (9, 3), (12, 6), (18, 5), (23, 2)):
+        owner: list[int] = []
+        cols: list[list[Any]] = [[] for _ in range(n)]
+        for k, a in enumerate(items, 1):
+            if a[first] is None:
+                continue
+            owner += [k] * len(a[first])
+            for c in range(n):
+                cols[c] += a[first + c]
+        out += [owner or None, *(c or None for c in cols)]
+    return out
+
+
+SPARSE = 50_000
+RANGE_SQL = ("SELECT member_id, num FROM idx WHERE name=$1 AND num BETWEEN $2 AND $3 "
+             "AND member_id > $4 ORDER BY member_id LIMIT $5")
+# ORDER BY name, num with a LIMIT: read in idx_num's order, never a scan of the table
+RANGE_COUNT_SQL = ("SELECT count(*) FROM (SELECT 1 FROM idx WHERE name=$1 AND num BETWEEN $2 "
+                   "AND $3 ORDER BY name, num LIMIT $4) AS s")
+RANGE_SPARSE_SQL = ("SELECT member_id, num FROM (SELECT member_id, num FROM idx WHERE name=$1 "
+                    "AND num BETWEEN $2 AND $3 ORDER BY name, num LIMIT $6) AS s "
+                    "WHERE member_id > $4 ORDER BY member_id LIMIT $5")
+# each member read through the primary key (OFFSET 0 keeps the planner from turning the
+# look-ups into a join that may scan the table)
+READ_SQL = ("SELECT (SELECT result FROM idem WHERE member_id=x.id AND key=x.k) AS r, "
+            "m.version, m.data, m.idx FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
+            "AS x(id, k, n) LEFT JOIN LATERAL (SELECT version, data, idx FROM members "
+            "WHERE id=x.id OFFSET 0) AS m ON true ORDER BY x.n")
+BATCH_SQL = ("SELECT memberbot_commit_batch($1,$2,$3,$4,$5::jsonb[],$6,$7,$8,$9,$10,$11,$12,"
+             "$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30)")
 COMMIT_SQL = ("SELECT memberbot_commit($1,$2,$3,$4,$5::jsonb,$6,$7,$8,$9,$10,$11,$12,$13,$14,"
               "$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)")
 

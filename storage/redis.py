@@ -54,6 +54,7 @@ from .base import (
     UniqueTaken,
     outbox_id,
 )
+from .budgets import RedisBudgets
 from .codec import Codec, dumps, loads
 from .redis_lua import (
     CLAIM,
@@ -133,7 +134,7 @@ except (ImportError, AttributeError):  # hiredis without pack_command: the defau
     FastConnection = None  # type: ignore[assignment,misc]
 
 
-class RedisStore(Store):
+class RedisStore(RedisBudgets, Store):
     kind = "redis"
 
     def __init__(self, url: str, codec: Codec) -> None:

@@ -54,7 +54,7 @@ from .base import (
     UniqueTaken,
 )
 from .codec import Codec, dumps, loads
-from .redis import RedisStore, _idx_ops, _why, outbox_id
+from .redis import FastConnection, RedisStore, _why, outbox_id
 from .redis_cluster_lua import (
     CLAIM_NEW,
     COMMIT,
@@ -99,16 +99,33 @@ def shard_of(member_id: str) -> str:
     return f"{{g{crc_hqx(member_id.encode(), 0) % SHARDS}}}"
 
 
+def _term(value: Any) -> dict[str, Any]:
+    """One index value as the publish script reads it: ``{"n": "123"}``, ``{"t": [...]}``
+    or ``{}`` (not in the index)."""
+    n, tags = _terms(value)
+    if n is not None:
+        return {"n": str(n)}
+    return {"t": sorted(tags)} if tags else {}
+
+
 def _terms_json(idx: dict[str, Any]) -> str:
     """Index values as the publish script reads them: ``{name: {"n": "123"} | {"t": [...]}}``."""
-    out: dict[str, Any] = {}
-    for name, value in idx.items():
-        n, tags = _terms(value)
-        if n is not None:
-            out[name] = {"n": str(n)}
-        elif tags:
-            out[name] = {"t": sorted(tags)}
+    out = {name: t for name, value in idx.items() if (t := _term(value))}
     return dumps(out).decode() if out else "{}"
+
+
+def _terms_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The terms that changed from ``old`` to ``new``: ``{name: [old, new]}``."""
+    return dumps({name: [_term(old.get(name)), _term(new.get(name))]
+                  for name in old.keys() | new.keys()
+                  if old.get(name) != new.get(name)}).decode()
+
+
+def _unheard(fut: asyncio.Future) -> None:
+    """A publish nobody waits for: if it failed, the member's mark stays and the next query
+    republishes the member."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _cluster_guarded(fn: Any) -> Any:
@@ -137,6 +154,7 @@ class RedisClusterStore(RedisStore):
         self.where = url.replace(f":{password}@", "@") if password else url
         self.password = password
         self._cpending: list[Any] = []
+        self._direct: dict[str, Any] = {}  # node name -> the flusher's connection to it
         self._cflusher: asyncio.Task | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -146,6 +164,10 @@ class RedisClusterStore(RedisStore):
                 startup_nodes=[ClusterNode(h, p) for h, p in self.nodes],
                 username=self.user, password=self.password, require_full_coverage=True,
                 socket_connect_timeout=5, socket_timeout=5)
+            if FastConnection is not None:  # hiredis packs the commands, as on one Redis
+                self.client.connection_kwargs["connection_class"] = FastConnection
+                for node in self.client.startup_nodes:
+                    node.connection_class = FastConnection
             await self.client.initialize()
             infos = await self.client.cluster_info(target_nodes=RedisCluster.PRIMARIES)
             for node, info in (infos.items() if "cluster_state" not in infos
@@ -183,6 +205,10 @@ class RedisClusterStore(RedisStore):
         if self._cflusher is not None:  # let the script calls already sent come back
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._cflusher
+        direct, self._direct = self._direct, {}
+        for conn in direct.values():
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
         await super().close()
 
     async def ping(self) -> dict[str, Any]:
@@ -213,36 +239,72 @@ class RedisClusterStore(RedisStore):
 
     # -- batching: script calls waiting at the same moment share one cluster pipeline ------
     def _batched_script(self, script: Any) -> Any:
-        async def call(keys: Any = (), args: Any = ()) -> Any:
+        def submit(keys: Any = (), args: Any = ()) -> asyncio.Future:
             fut = asyncio.get_running_loop().create_future()
             self._cpending.append((script, tuple(keys), tuple(args), fut))
             if self._cflusher is None:
                 self._cflusher = asyncio.get_running_loop().create_task(self._cflush())
-            return await fut
+            return fut
+
+        async def call(keys: Any = (), args: Any = ()) -> Any:
+            return await submit(keys, args)
 
         call.sha = script.sha  # type: ignore[attr-defined]
+        call.submit = submit  # type: ignore[attr-defined]
         return call
+
+    async def _send(self, batch: list[Any]) -> list[Any]:
+        """One plain pipeline per primary, straight to the node that serves each script's
+        slot (the cluster pipeline's routing costs more than the scripts): a reply is the
+        script's result or its error; a connection that fails fails its node's scripts."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, (_, keys, _, _) in enumerate(batch):
+            groups[self.client.get_node_from_key(keys[0]).name].append(i)
+        results: list[Any] = [None] * len(batch)
+        sent: list[tuple[str, Any, list[int]]] = []
+        try:
+            # every node's commands are sent before any reply is read: the nodes work at
+            # once, and no task is needed per node
+            for name, idxs in groups.items():
+                conn = self._direct.get(name)
+                if conn is None:  # the flusher's own connection to that node, used in turn
+                    node = self.client.get_node(node_name=name)
+                    conn = self._direct[name] = (FastConnection or aioredis.Connection)(
+                        host=node.host, port=node.port, username=self.user,
+                        password=self.password, socket_connect_timeout=5, socket_timeout=5)
+                sent.append((name, conn, idxs))
+                await conn.send_packed_command(conn.pack_commands(
+                    ("EVALSHA", batch[i][0].sha, len(batch[i][1]), *batch[i][1], *batch[i][2])
+                    for i in idxs), check_health=False)
+            for _, conn, idxs in sent:
+                for i in idxs:
+                    try:
+                        results[i] = await conn.read_response()
+                    except rx.ResponseError as e:  # this script's own error
+                        results[i] = e
+        except BaseException:  # replies are unaccounted for: those connections start afresh
+            for name, conn, _ in sent:
+                self._direct.pop(name, None)
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
+            raise
+        return results
 
     async def _cflush(self) -> None:
         try:
             while self._cpending:
                 batch, self._cpending = self._cpending, []
                 try:
-                    if len(batch) == 1:
-                        script, keys, args, _ = batch[0]
-                        results = [await script(keys, args)]
-                    else:
-                        pipe = self.client.pipeline()
-                        for script, keys, args, _ in batch:
-                            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._send(batch)
                 except BaseException as e:  # the connection failed: every caller hears it
                     for *_, fut in batch:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
                 for (script, keys, args, fut), r in zip(batch, results, strict=True):
-                    if isinstance(r, rx.NoScriptError):  # a node restarted: load and redo
+                    # a node restarted (load and redo) or a slot moved (the cluster client
+                    # follows it and learns the new map): the script did not run, redo it
+                    if isinstance(r, rx.NoScriptError | rx.AskError | rx.TryAgainError):
                         try:
                             r = await script(keys, args)
                         except Exception as e:
@@ -292,10 +354,14 @@ class RedisClusterStore(RedisStore):
         keys = self._mkeys(member_id)
         slot = crc_hqx(f"m:{member_id}".encode(), 0) % 16384
         # the read and the mark go to two slots at once: the mark costs no extra round trip
-        res, (intent, prior) = await asyncio.gather(
-            self._commit(keys, (-1, "", "", "", int(key is not None), key or "", "", "[]",
-                                slot)),
-            self._raise_intent(member_id))
+        read = self._commit.submit(keys[:1], (-1, "", "", "", int(key is not None), key or "",
+                                              "", "[]", slot))
+        mark = self._intent.submit((f"{shard_of(member_id)}:intent",), (member_id,))
+        try:
+            res = await read
+        finally:
+            score, prior = await mark  # raised before the commit, whatever the read says
+        intent, prior = score.decode(), bool(prior)
         committed = False
         try:
             for attempt in range(MAX_TRIES):
@@ -309,9 +375,10 @@ class RedisClusterStore(RedisStore):
                 v, d, x = res[1:]
                 version = int(v) if v else 0
                 change = step(None if d is None else self.codec.decode(d, version))
-                args, terms = self._cluster_args(member_id, key, version, x, change, slot)
+                args, terms, diff = self._cluster_args(member_id, key, version, x, change,
+                                                       slot)
                 await self._preconditions(member_id, change, held)
-                res = await self._commit(keys, args)
+                res = await self._commit(keys[:1], args)
                 if res[0] == 0:
                     self.commits += 1
                     committed = True
@@ -326,8 +393,12 @@ class RedisClusterStore(RedisStore):
                     else:
                         obs = [[outbox_id(member_id, o["kind"], o["period"]), 0,
                                 o.get("status", "pending")] for o in change.outbox]
+                        # sent with the next flush, not waited for: the commit is the
+                        # acknowledgement, and the mark stays until the publish lands (a
+                        # query republishes a marked member first)
                         await self._publish_one(member_id, version + 1 if terms else 0, terms,
-                                                [r.decode() for r in res[1:]], obs, intent)
+                                                [r.decode() for r in res[1:]], obs, intent,
+                                                diff, wait=False)
                     return change.result
             await self._settle_own(member_id, intent, prior)
             if res[0] == 1:
@@ -344,21 +415,21 @@ class RedisClusterStore(RedisStore):
             raise
 
     def _cluster_args(self, member_id: str, key: str | None, version: int, x: bytes | None,
-                      change: Change, slot: int) -> tuple[list[Any], str | None]:
-        """The commit's arguments, and the index terms to publish (None: nothing changed)."""
+                      change: Change, slot: int) -> tuple[list[Any], str | None, str]:
+        """The commit's arguments, the index terms to publish (None: nothing changed) and
+        those that changed from the version read."""
         new = change.member
         args: list[Any] = [version, "", "", "", 0 if key is None else 1, key or "",
                            dumps(change.result)]
-        terms = None
+        terms, diff = None, ""
         if new is not None:
             new.version = version + 1
             old_idx = loads(x) or {}
             new_idx = change.indexes if change.indexes is not None else old_idx
             args[1:4] = version + 1, self.codec.encode(new), dumps(new_idx)
-            ops: list[Any] = []
-            _idx_ops(old_idx, new_idx, ops)
-            if ops or version == 0:
+            if new_idx != old_idx or version == 0:
                 terms = _terms_json(new_idx)
+                diff = _terms_diff(old_idx, new_idx) if version else ""
         ops = [["L", dumps({"member_id": member_id, "kind": e.kind, "at": e.at,
                             "points": e.points, "amount_fen": e.amount_fen, "ref": e.ref,
                             "data": e.data or None}).decode(), ""] for e in change.entries]
@@ -372,13 +443,17 @@ class RedisClusterStore(RedisStore):
                                "data": ob.get("data", {})}).decode()])
         ops += [["R", t, k] for t, k in change.stock_returns]
         args += [dumps(ops), slot]
-        return args, terms
+        return args, terms, diff
 
     async def _publish_one(self, member_id: str, version: int, terms: str | None,
-                           rows: list[str], obs: list[list[Any]], intent: str) -> None:
+                           rows: list[str], obs: list[list[Any]], intent: str,
+                           diff: str = "", *, wait: bool = True) -> None:
         g = shard_of(member_id)
-        await self._publish((f"{g}:intent",), (g, member_id, version, terms or "", intent,
-                                               dumps(rows), dumps(obs)))
+        args = (g, member_id, version, terms or "", intent, dumps(rows), dumps(obs), diff)
+        if wait:
+            await self._publish((f"{g}:intent",), args)
+        else:
+            self._publish.submit((f"{g}:intent",), args).add_done_callback(_unheard)
 
     async def _repair(self, member_id: str, intent: str = "") -> None:
         """Publish a member's committed state again (idempotent): after a crash between its

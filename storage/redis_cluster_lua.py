@@ -4,15 +4,19 @@ Every script touches keys of one slot only: the member's ``{m:<id>}``, one shard
 one stock template ``{st:<t>}``, or one declared key.
 """
 
-# KEYS: agg, idem, ledger, outbox, sret (all {m:<id>}). ARGV: expect version, new version ('' =
-# no member write), data, idx, has key, key, result, ops json ([op, a, b, c]: 'L' row json,
-# 'O' row id + row json, 'R' template + key). Expecting -1 makes it a pure read.
+# KEYS[1]: {m:<id>}:agg; the member's other keys (:idem, :ledger, :outbox, :sret) share its
+# tag and slot and are derived here (one key to route: the client hashes one name, not five).
+# ARGV: expect version, new version ('' = no member write), data, idx, has key, key, result,
+# ops json ([op, a, b, c]: 'L' row json, 'O' row id + row json, 'R' template + key).
+# Expecting -1 makes it a pure read.
 # Returns {0, ledger rows "id:json"...} | {1, result} | {2, v, d, x}.
 # A ledger id is the slot's server time in microseconds followed by the slot number and the
 # row's index in the commit: one slot's scripts run one at a time on one server, so ids never
 # repeat, and they follow commit order wherever the servers' clocks agree.
 COMMIT = """
-local agg, idem, mled, mob, sret = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local agg = KEYS[1]
+local tag = string.sub(agg, 1, -5)
+local idem, mled, mob, sret = tag .. ':idem', tag .. ':ledger', tag .. ':outbox', tag .. ':sret'
 if ARGV[5] == '1' then
   local r = redis.call('HGET', idem, ARGV[6])
   if r then return {1, r} end
@@ -47,36 +51,45 @@ STATUSES = ("pending", "sending", "sent", "failed", "unreachable", "skipped")
 
 # KEYS[1]: any key of shard {g<k>} (routing); the script derives the shard's other keys from
 # ARGV[1], the shard tag. ARGV: tag, member id, version, normalised index terms json (or ''),
-# intent score ('' = none), ledger rows json, outbox json [[row id, n, status]...].
+# intent score ('' = none), ledger rows json, outbox json [[row id, n, status]...], and the
+# terms that changed from the version before ({name: [old, new]}, or '').
 # Applies the member's state only if its version is newer than the one applied (writers of one
 # member may publish out of order), adds ledger rows and outbox ids (idempotent), and clears
-# the member's intent when it is the one this writer set.
+# the member's intent when it is the one this writer set. When the shard holds the version
+# just before, only the changed terms are applied; else the terms held (:x) are compared with
+# the new ones name by name.
 PUBLISH = """
 local g, mid, ver = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local function apply(name, o, w)  -- one index of the member: from terms o to terms w
+  if o.n and not w.n then redis.call('ZREM', g .. ':idx:' .. name, mid) end
+  if w.n and w.n ~= o.n then redis.call('ZADD', g .. ':idx:' .. name, w.n, mid) end
+  local keep, had = {}, {}
+  for _, tg in ipairs(w.t or {}) do keep[tg] = true end
+  for _, tg in ipairs(o.t or {}) do
+    had[tg] = true
+    if not keep[tg] and redis.call('SREM', g .. ':idx:' .. name .. ':' .. tg, mid) == 1
+        and redis.call('HINCRBY', g .. ':idxv:' .. name, tg, -1) <= 0 then
+      redis.call('HDEL', g .. ':idxv:' .. name, tg)
+    end
+  end
+  for _, tg in ipairs(w.t or {}) do
+    if not had[tg] and redis.call('SADD', g .. ':idx:' .. name .. ':' .. tg, mid) == 1 then
+      redis.call('HINCRBY', g .. ':idxv:' .. name, tg, 1)
+    end
+  end
+end
 local applied = tonumber(redis.call('HGET', g .. ':ver', mid) or '0')
 if ARGV[4] ~= '' and ver > applied then
   redis.call('HSET', g .. ':ver', mid, ver)
   redis.call('ZADD', g .. ':members', 0, mid)
-  local old = cjson.decode(redis.call('HGET', g .. ':x', mid) or '{}')
-  local new = cjson.decode(ARGV[4])
-  for name, o in pairs(old) do
-    local w = new[name] or {}
-    if o.n and not w.n then redis.call('ZREM', g .. ':idx:' .. name, mid) end
-    local keep = {}
-    for _, tg in ipairs(w.t or {}) do keep[tg] = true end
-    for _, tg in ipairs(o.t or {}) do
-      if not keep[tg] and redis.call('SREM', g .. ':idx:' .. name .. ':' .. tg, mid) == 1
-          and redis.call('HINCRBY', g .. ':idxv:' .. name, tg, -1) <= 0 then
-        redis.call('HDEL', g .. ':idxv:' .. name, tg)
-      end
-    end
-  end
-  for name, w in pairs(new) do
-    if w.n then redis.call('ZADD', g .. ':idx:' .. name, w.n, mid) end
-    for _, tg in ipairs(w.t or {}) do
-      if redis.call('SADD', g .. ':idx:' .. name .. ':' .. tg, mid) == 1 then
-        redis.call('HINCRBY', g .. ':idxv:' .. name, tg, 1)
-      end
+  if (ARGV[8] or '') ~= '' and applied == ver - 1 then
+    for name, p in pairs(cjson.decode(ARGV[8])) do apply(name, p[1], p[2]) end
+  else
+    local old = cjson.decode(redis.call('HGET', g .. ':x', mid) or '{}')
+    local new = cjson.decode(ARGV[4])
+    for name, o in pairs(old) do apply(name, o, new[name] or {}) end
+    for name, w in pairs(new) do
+      if not old[name] then apply(name, {}, w) end
     end
   end
   redis.call('HSET', g .. ':x', mid, ARGV[4])

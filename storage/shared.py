@@ -6,7 +6,7 @@ within a process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -70,3 +70,63 @@ class MemberTurns:
             turn[1] -= 1
             if not turn[1]:
                 del self._turns[member_id]
+
+
+class Batcher:
+    """Calls waiting at the same moment share one round trip: ``await b.call(item)`` queues
+    the item, and ``run(items)`` (one statement, one pipeline) answers every item waiting
+    when it starts, in order, with a result or an exception. At most ``inflight`` runs at
+    once; what arrives meanwhile waits for the next run (a group commit under load, one item
+    per run when idle). A caller hears only its own item's outcome."""
+
+    def __init__(self, run: Callable[[list[Any]], Awaitable[list[Any]]], *,
+                 inflight: int = 2, most: int = 256) -> None:
+        self._run = run
+        self._inflight = inflight
+        self._most = most
+        self._pending: list[tuple[Any, asyncio.Future]] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._scheduled = False
+
+    async def call(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((item, fut))
+        if not self._scheduled:  # after the callers woken with this one have queued theirs
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return await fut
+
+    def _start(self) -> None:
+        self._scheduled = False
+        while self._pending and len(self._tasks) < self._inflight:
+            batch, self._pending = self._pending[:self._most], self._pending[self._most:]
+            task = asyncio.get_running_loop().create_task(self._one(batch))
+            self._tasks.add(task)
+
+    async def _one(self, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            results = await self._run([item for item, _ in batch])
+        except BaseException as e:  # the round trip failed: every caller in it hears it
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            for (_, fut), r in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(r, BaseException):
+                    fut.set_exception(r)
+                else:
+                    fut.set_result(r)
+        finally:
+            self._tasks.discard(asyncio.current_task())
+            if self._pending:
+                self._start()
+
+    async def drain(self) -> None:
+        """Wait for the runs already started (before closing the connection they use)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -31,6 +31,7 @@ from .base import (
     UniqueTaken,
     outbox_id,
 )
+from .budgets import SQLiteBudgets
 from .codec import Codec, dumps, loads
 from .shared import index_rows as _idx_rows
 from .sqlite_schema import SCHEMA
@@ -45,7 +46,7 @@ def _single(fn: Any) -> Any:
     return fn
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteBudgets, Store):
     kind = "sqlite"
     one_process = True
 

@@ -1,7 +1,9 @@
 """The SQLite backend's tables: members, idempotency results, uniques, job indexes, ledger,
-outbox, coupon stock and small shared state (kv)."""
+outbox, coupon stock, campaign budgets and small shared state (kv)."""
 
 from __future__ import annotations
+
+from .budgets import SQLITE_SCHEMA
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
@@ -29,4 +31,4 @@ CREATE TABLE IF NOT EXISTS stock (template TEXT PRIMARY KEY, remaining INTEGER N
 CREATE TABLE IF NOT EXISTS stock_log (template TEXT NOT NULL, key TEXT NOT NULL,
     dir TEXT NOT NULL, PRIMARY KEY (template, key, dir)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
-"""
+""" + SQLITE_SCHEMA

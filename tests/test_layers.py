@@ -32,3 +32,49 @@ def test_the_storage_contract_forbids_every_module_but_the_rules_models():
     rules = {f"bot.rules.{p.stem}" for p in (ROOT / "bot" / "rules").glob("*.py")
              if p.stem not in ("__init__", "models")}
     assert set(c["forbidden_modules"]) == (top_level() - {"bot.rules"}) | rules
+
+
+# Handlers and jobs are thin: they call use cases and read models (bot/members.py,
+# bot/readmodels.py, the app context), never the store. From storage they may import only
+# what its answers are made of (errors, rows); ``memberbot jobs`` opens the store of a
+# command in one place (bot/jobs/cli.py, the composition root of the job commands).
+THIN = ("bot/handlers", "bot/jobs")
+STORAGE_NAMES = {"StoreError", "StoreUnavailable", "ConflictError", "UniqueTaken",
+                 "OutOfStock", "OutboxRow", "LedgerRow"}
+OPENS_THE_STORE = {"bot/jobs/cli.py": {"Store", "open_store"}}
+
+
+def store_uses(path: Path, root: Path = ROOT) -> list[str]:
+    """Where a module reaches the store: ``<x>.store`` attributes, or storage names that
+    are not answers (the store class, open_store)."""
+    import ast
+
+    rel = path.relative_to(root).as_posix()
+    allowed = STORAGE_NAMES | OPENS_THE_STORE.get(rel, set())
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and node.attr == "store":
+            found.append(f"{rel}:{node.lineno}: .store")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == \
+                "storage" and node.level == 0:
+            found += [f"{rel}:{node.lineno}: storage.{a.name}" for a in node.names
+                      if a.name not in allowed]
+        elif isinstance(node, ast.Import):
+            found += [f"{rel}:{node.lineno}: import {a.name}" for a in node.names
+                      if a.name.split(".")[0] == "storage"]
+    return found
+
+
+def test_handlers_and_jobs_never_touch_the_store():
+    found = [hit for d in THIN for p in sorted((ROOT / d).rglob("*.py"))
+             for hit in store_uses(p)]
+    assert found == []
+
+
+def test_the_layer_check_can_fail(tmp_path):
+    bad = tmp_path / "bot" / "jobs" / "probe.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("from storage import OutboxRow, Store\n\nasync def f(ctx):\n"
+                   "    return await ctx.store.get('m')\n", encoding="utf-8")
+    assert [h.split(": ", 1)[1] for h in store_uses(bad, tmp_path)] == ["storage.Store",
+                                                                        ".store"]

@@ -201,13 +201,14 @@ async def test_scheduler_lead_moves_when_the_leader_is_killed(leader_store, tmp_
                 await asyncio.sleep(0.1)
             assert leader and leader["pid"] in pids
             os.kill(leader["pid"], signal.SIGKILL)
-            (survivor,) = pids - {leader["pid"]}
             killed_at = time.monotonic()
             moved = None
             while time.monotonic() - killed_at < 35:  # the lock's 20 s + a 5 s heartbeat
                 h = await server.health(http)
-                assert h["pid"] == survivor  # the dead worker no longer takes connections
-                if h["scheduler_leader"] and h["scheduler_leader"]["pid"] == survivor:
+                assert h["pid"] != leader["pid"]  # the dead worker no longer takes connections
+                # the lead moves to the other worker or to the one started in the dead one's
+                # place
+                if h["scheduler_leader"] and h["scheduler_leader"]["pid"] != leader["pid"]:
                     moved = time.monotonic() - killed_at
                     break
                 await asyncio.sleep(0.5)
@@ -215,3 +216,79 @@ async def test_scheduler_lead_moves_when_the_leader_is_killed(leader_store, tmp_
     finally:
         err = server.stop()
     assert "Traceback" not in err, err
+
+
+async def test_a_worker_that_dies_is_restarted(tmp_path):
+    async def flush() -> None:
+        s = open_store(REDIS_URL, DATA_KEY)
+        await s.open()
+        await s.client.flushdb()
+        await s.close()
+
+    await flush()
+    server = Server(REDIS_URL, tmp_path, scheduler=False)
+    try:
+        async with fresh_connections() as http:
+            pids = await server.pids(http)
+            assert len(pids) == 2
+            victim = min(pids)
+            os.kill(victim, signal.SIGKILL)
+            seen: set[int] = set()
+            for _ in range(600):  # until the new worker answers (generous: a loaded machine)
+                try:
+                    seen.add((await server.health(http))["pid"])
+                except aiohttp.ClientError:
+                    pass
+                if seen - pids:
+                    break
+                await asyncio.sleep(0.1)
+            assert seen - pids, "no worker was started in the dead one's place"
+            assert victim not in seen - {victim} and len(seen - pids) == 1
+    finally:
+        err = server.stop()
+    assert f"worker {victim} exited (killed by SIGKILL)" in err and "restarting it" in err
+    assert "Traceback" not in err, err
+
+
+def test_restart_delay_grows_while_a_worker_keeps_dying_soon_after_its_start():
+    from bot.workers import MAX_DELAY, restart_delay
+
+    assert [restart_delay(n) for n in range(7)] == [0, 1, 2, 4, 8, 16, 30] == [
+        0, 1, 2, 4, 8, 16, MAX_DELAY]
+    assert restart_delay(100) == MAX_DELAY
+
+
+CRASHING = """
+import os, sys, time
+from bot import workers
+from bot.operator import load_settings
+
+def crash(port):
+    workers.ready()  # it served, then dies at once, every time
+    time.sleep(0.05)
+    os._exit(3)
+
+workers.serve_workers(load_settings(), "127.0.0.1", 0, 1, crash)
+"""
+
+
+def test_a_crash_loop_backs_off_instead_of_spinning(tmp_path):
+    p = subprocess.Popen([sys.executable, "-c", CRASHING], cwd=os.getcwd(),
+                         env={**env_for(REDIS_URL, tmp_path), "PYTHONPATH": os.getcwd()},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = p.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "restarting it in 4 s" in line:
+                break
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+    exits = [x for x in lines if "exited (exit code 3)" in x]
+    assert [x.rsplit("restarting it ", 1)[1].strip() for x in exits] == [
+        "in 1 s", "in 2 s", "in 4 s"], lines

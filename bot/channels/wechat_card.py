@@ -35,6 +35,8 @@ def card_payload(card: CardDef, tiers: Any, *, for_update: bool = False) -> dict
         "bonus_rules": card.bonus_rules, "wx_activate": True,
         "custom_field1": {"name_type": "FIELD_NAME_TYPE_LEVEL", "name": card.custom_field_name},
     }
+    if card.pending_field_name:  # pending purchase points (points.pending_days)
+        member["custom_field2"] = {"name": card.pending_field_name}
     if card.background_url:
         member["background_pic_url"] = card.background_url
     if card.bonus_cleared:

@@ -23,11 +23,12 @@ from aiohttp import web
 from markupsafe import Markup
 
 from .. import keys
-from ..admins import BOOTSTRAP, Accounts, allows
+from ..admins import BOOTSTRAP, allows
 from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..jobs.base import last_run
 from ..jobs.registry import JOBS
+from ..jobs.runner import run_kind
 from ..masking import mask_phone
 from ..rules.models import Refusal
 from ..staff import StaffDesk
@@ -92,7 +93,7 @@ def session(request: web.Request) -> str | None:
 
 async def enabled(ctx: Context) -> bool:
     """/admin opens with MEMBERBOT_ADMIN_PASSWORD or once an account exists."""
-    return bool(ctx.settings.admin_password) or await Accounts(ctx.store).any()
+    return bool(ctx.settings.admin_password) or await ctx.accounts.any()
 
 
 async def role_of(ctx: Context, user: str) -> str | None:
@@ -100,7 +101,7 @@ async def role_of(ctx: Context, user: str) -> str | None:
     so a disabled account or a changed role takes effect at once."""
     if user == BOOTSTRAP:
         return "admin" if ctx.settings.admin_password else None
-    acc = await Accounts(ctx.store).get(user)
+    acc = await ctx.accounts.get(user)
     return None if acc is None or acc.disabled else acc.role
 
 
@@ -177,7 +178,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                                       hashlib.sha256(pw.encode()).digest()):
             user = BOOTSTRAP
     else:
-        acc = await Accounts(ctx.store).verify(name, password)
+        acc = await ctx.accounts.verify(name, password)
         user = acc.name if acc is not None else None
     if user is None:
         await ctx.members.count(failures, LOGIN_WINDOW)
@@ -422,9 +423,6 @@ async def health_details(request: web.Request, sid: str) -> web.Response:
 async def run_job(request: web.Request, sid: str) -> web.Response:
     """Preview a job (a dry run showing 3 rendered messages, members masked) or run it now,
     as ``memberbot jobs run KIND [--dry-run --show 3]`` would; a real run is audited."""
-    from ..jobs.env import from_context
-    from ..jobs.runner import run_kind
-
     ctx = request.app[CTX]
     form = await request.post()
     if not hmac.compare_digest(str(form.get("csrf", "")), csrf_token(request, sid)):
@@ -436,12 +434,12 @@ async def run_job(request: web.Request, sid: str) -> web.Response:
     now = ctx.now()
     if not preview:
         await ctx.members.ensure_stock()
-    summary = await run_kind(from_context(ctx), kind, now, dry_run=preview,
+    summary = await run_kind(ctx, kind, now, dry_run=preview,
                              show=3 if preview else 0)
     me = request[ADMIN]
     if not preview:
         info = ", ".join(f"{k}={v}" for k, v in summary.result().items())
-        await Accounts(ctx.store).log(now, "run job", kind, "—", info,
+        await ctx.accounts.log(now, "run job", kind, "—", info,
                                       by=f"admin:{me['name']}")
     return page("job_result.html", kind=kind, preview=preview,
                 lines=summary.lines() + summary.previews())
@@ -458,7 +456,7 @@ async def audit(request: web.Request, sid: str) -> web.Response:
     staff = request.query.get("staff", "").strip()
     rows = await StaffDesk(ctx.members, ctx.settings).audit(ctx.now(), days=days, staff=staff)
     return page("audit.html", rows=rows, days=days, staff=staff,
-                accounts=await Accounts(ctx.store).history())
+                accounts=await ctx.accounts.history())
 
 
 def setup(app: web.Application) -> None:

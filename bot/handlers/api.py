@@ -17,7 +17,7 @@ from aiohttp import web
 
 from storage import ConflictError
 
-from .. import changes, schema
+from .. import schema
 from ..context import CTX, Context
 from ..jsonout import iso, json_response
 from ..rules.models import Refusal
@@ -184,7 +184,7 @@ async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.R
     code = body["code"].upper()
     if schema.member_field(body) is not None:
         mid = await _member_id(ctx, body)
-        if await ctx.store.lookup("coupon_code", code) not in (mid, None):
+        if await ctx.members.coupon_holder(code) not in (mid, None):
             return error("coupon_owner")
     res = await ctx.members.redeem_coupon(code, body["order_id"], body["amount_fen"],
                                           ctx.now())
@@ -222,7 +222,7 @@ async def list_changes(request: web.Request, ctx: Context, raw: bytes) -> web.Re
         raise schema.BadField("limit", "参数 limit 必须在 1 到 1000 之间",
                               "limit must be a whole number from 1 to 1000")
     limit = int(limit_s)
-    events, after = await changes.read(ctx.store, ctx.rules.tz, int(cursor_s), limit)
+    events, after = await ctx.members.changes(int(cursor_s), limit)
     return json_response({"events": events, "cursor": str(after),
                           "more": len(events) >= limit})
 
@@ -234,6 +234,7 @@ def member_view(ctx: Context, m: Any) -> dict[str, Any]:
     return {
         "member_code": card["member_code"], "tier": prog["tier"], "tier_name": prog["tier_name"],
         "balance": card["balance"], "debt": card["debt"],
+        "pending_points": card["pending_points"], "pending_until": card["pending_until"],
         "expiring_points": card["expiring_points"], "expiring_on": card["expiring_on"],
         "coupons": [{**c, "valid_until": iso(c["valid_until"], ctx.rules.tz)}
                     for c in card["coupons"]],

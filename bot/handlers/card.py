@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..card_sync import CardSync
 from ..channels.wechat_card import CardAPI
 from ..context import CTX, Context
 from ..rules import tiers
@@ -96,8 +95,7 @@ async def _sync(app: web.Application) -> AsyncIterator[None]:
     client = ctx.oa
     sync = None
     if ctx.rules.card is not None and client is not None:
-        sync = CardSync(ctx.store, ctx.members, CardAPI(client),
-                        notify_points=ctx.rules.card.notify_points, clock=ctx.now)
+        sync = ctx.new_card_sync(CardAPI(client))
         ctx.members.on_card = sync.wake
         sync.start()
         ctx.card_sync = sync

@@ -174,7 +174,9 @@ async def balance(t: Turn) -> str:
     m = await t.member()
     today = local_day(t.now, t.rules.tz)
     soon = t.members.balance_by_day(m, today)
-    return render("replies/balance.j2", balance=points.balance(m, today), debt=m.debt,
+    pend, pend_day = points.pending(m, today)
+    return render("replies/balance.j2", balance=points.balance(m, today, t.rules), debt=m.debt,
+                  pending=pend, pending_day=pend_day,
                   expiring=sum(v for _, v in soon), expiring_days=soon,
                   progress=tiers.progress(m, t.now, t.rules),
                   keep_gap=tiers.keep_gap(m, t.now, t.rules),
@@ -302,17 +304,14 @@ _ITEM = re.compile(r"[0-9]{1,4}")
 async def exchange(t: Turn) -> str:
     if not t.arg:
         m = await t.member()
-        items = [{"n": i, "points": it.points, "name": t.rules.coupons[it.coupon].name,
-                  "label": t.rules.coupons[it.coupon].label()}
-                 for i, it in enumerate(t.rules.catalogue, 1)]
-        return render("replies/catalogue.j2", items=items,
-                      balance=points.balance(m, local_day(t.now, t.rules.tz)))
+        return render("replies/catalogue.j2", items=await t.members.catalogue(m, t.now),
+                      balance=points.balance(m, local_day(t.now, t.rules.tz), t.rules))
     if not _ITEM.fullmatch(t.arg):  # ASCII digits, a few: '²' and 4,400 digits are no item
         return render("replies/usage.j2", usage="兑换 序号", example="兑换 1")
     res = await t.members.exchange(t.member_id, int(t.arg), t.now, key=t.msg.dedup_key)
     m = await t.member()
     return render("replies/exchange.j2", coupon=res, until=t.day(res["valid_until"]),
-                  balance=points.balance(m, local_day(t.now, t.rules.tz)))
+                  balance=points.balance(m, local_day(t.now, t.rules.tz), t.rules))
 
 
 @router.command("任务", "每日任务", menu="TASKS", help="今日任务和完成进度")

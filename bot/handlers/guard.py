@@ -241,16 +241,17 @@ async def health(ctx: Context) -> dict[str, Any]:
     """Health of this process (``pid``: which of ``--workers N`` answered) and of the store,
     and which process leads the scheduler (``scheduler_leader``: its pid and host, or null).
     The public sees ``PUBLIC_HEALTH`` of it (/healthz); admins all (/admin/health)."""
-    store = await ctx.store.ping()
+    store = await ctx.members.health()
     leader = None
     if store.get("ok"):
         try:
-            sid = await ctx.store.kv_get(keys.SCHEDULER_LEADER)
+            sid = await ctx.members.cached(keys.SCHEDULER_LEADER)
             leader = keys.parse_scheduler_id(sid) if sid else None
         except StoreError as e:
             store = {**store, "ok": False, "error": str(e)}
     ok = bool(store.get("ok")) and not ctx.problems
-    return {"ok": ok, "pid": os.getpid(), "scheduler_leader": leader, "store": ctx.store.kind,
+    return {"ok": ok, "pid": os.getpid(), "scheduler_leader": leader,
+            "store": ctx.members.store_kind,
             "store_status": store, "problems": ctx.problems}
 
 

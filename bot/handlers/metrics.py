@@ -1,5 +1,6 @@
 """``/metrics``: Prometheus text from :data:`bot.metrics.REGISTRY`, and the request middleware
-that counts requests by route and status and times the WeChat/WeCom callbacks."""
+that counts requests by route and status and times the WeChat/WeCom callbacks. The store's
+latency and conflicts arrive through its metrics hooks (:data:`bot.metrics.STORE_METRICS`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from storage import Store
-
-from ..context import CTX
-from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS, STORE_CONFLICTS
+from ..metrics import CALLBACK_LATENCY, REGISTRY, REQUESTS
 from .guard import GUARD, client_address, direct_loopback, ip_of
 
 CALLBACK_ROUTES = ("/wechat", "/wecom")
@@ -71,29 +69,11 @@ def allowed(request: web.Request) -> bool:
         given.encode("utf-8", "replace"), f"Bearer {g.metrics_token}".encode())
 
 
-class Conflicts:
-    """The store counts the version conflicts it retried; each scrape carries the increase
-    since the last one over to the counter."""
-
-    def __init__(self) -> None:
-        self.seen = 0
-
-    def carry(self, store: Store) -> None:
-        now = store.conflicts
-        if now > self.seen:
-            STORE_CONFLICTS.labels(store.kind).inc(now - self.seen)
-            self.seen = now
-
-
-CONFLICTS = web.AppKey("conflicts", Conflicts)
-
-
 async def metrics(request: web.Request) -> web.Response:
     if not allowed(request):
         raise web.HTTPForbidden(text="metrics are served to loopback, to "
                                      "MEMBERBOT_METRICS_NETWORKS or with the bearer token "
                                      "MEMBERBOT_METRICS_TOKEN")
-    request.app[CONFLICTS].carry(request.app[CTX].store)
     resp = web.Response(body=generate_latest(REGISTRY))
     resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     resp.charset = "utf-8"
@@ -103,5 +83,4 @@ async def metrics(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     # outermost, so that statuses set by the error middleware (503, 500) are counted too
     app.middlewares.insert(0, count_requests)
-    app[CONFLICTS] = Conflicts()
     app.router.add_get("/metrics", metrics)

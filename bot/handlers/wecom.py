@@ -6,8 +6,10 @@ with WECOM_AES_KEY / WECOM_CORP_ID (wechatpy's enterprise PrpCrypto, 400) → pa
 ``change_external_contact``: on add_external_contact / add_half_external_contact the contact is
 looked up (externalcontact/get), linked to the OA member by unionid (or created), its staff
 recorded, and the welcome sent with the event's WelcomeCode right here, before answering —
-the code lives 20 s. del_external_contact / del_follow_user drop the staff relation. Every
-step is idempotent, so WeCom's retries change nothing twice.
+the code lives 20 s. del_external_contact / del_follow_user drop the staff relation; after
+del_follow_user of the last staff member the member's pushes wait for a new owner (a
+handover or a new add_external_contact). Every step is idempotent, so WeCom's retries change
+nothing twice.
 """
 
 from __future__ import annotations
@@ -127,8 +129,9 @@ class WeComCallback:
         if not eu or not staff:
             return
         now = self.ctx.now()
-        if change in REMOVED:
-            await self.ctx.members.unlink_wecom(eu, staff, now)
+        if change in REMOVED:  # del_follow_user: the owner is gone, its pushes wait
+            await self.ctx.members.unlink_wecom(eu, staff, now,
+                                                left=change == "del_follow_user")
         elif change in ADDED:
             await self.added(eu, staff, ev.get("WelcomeCode", ""), ev.get("State", ""))
         elif change == "transfer_fail":  # UserID is the staff member who was to take over

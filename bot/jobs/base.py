@@ -8,20 +8,20 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from storage import Store
-
+from ..context import Context
 from ..rules.config import Rules
+from ..rules.experiments import Variant
 from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
-from ..templating import render
-from .env import Env
+from ..templating import render, render_source
 from .schedule import Schedule
 
 PAGE = 5000
 HELD = {"send_limit": "held: WeCom's per-customer limit (sent next period)",
         "no_owner": "waiting for a new owner (staff left)"}
+SKIPPED = {"out_of_target": "skipped: not in the kind's target (push.targets)"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,18 @@ class Due:
     until: date | None = None
 
 
-Candidates = Callable[[Store, datetime, Rules], Awaitable[list[str]]]
+class Indexes(Protocol):
+    """What a job finds members by: the indexes of the use-case layer
+    (:class:`bot.readmodels.ReadModels`, carried by ``ctx.members``), never the store."""
+
+    async def range(self, index: str, lo: int, hi: int, *, after: str = "",
+                    limit: int | None = None) -> list[tuple[str, int]]: ...
+
+    async def tagged(self, index: str, value: str, *, after: str = "",
+                     limit: int | None = None) -> list[str]: ...
+
+
+Candidates = Callable[[Indexes, datetime, Rules], Awaitable[list[str]]]
 DueFn = Callable[[Member, datetime, Rules], "Due | None"]
 RunFn = Callable[..., Awaitable[None]]
 
@@ -47,7 +58,7 @@ class Job:
     (:mod:`bot.jobs.registry`), the outbox, the admin job table, the rules' priority check
     and ``jobs list`` derive from it.
 
-    A push job has ``candidates`` (member ids from the store's indexes: who may be due) and
+    A push job has ``candidates`` (member ids from the indexes: who may be due) and
     the pure ``due`` (what is due and its de-duplication period, ``once_per`` in words);
     ``priority`` places it in the daily cap's default order; ``hold_days``: how many days
     after the day it was enqueued a held message may still go out (the stale rule); a job
@@ -63,10 +74,16 @@ class Job:
     priority: int | None = None
     hold_days: int = 1
     run: RunFn | None = None
+    sends: bool = False  # a job of another shape whose outbox rows are lifecycle messages
 
     @property
     def push(self) -> bool:
         return self.due is not None
+
+    @property
+    def lifecycle(self) -> bool:
+        """It pushes lifecycle messages: ``push.targets`` may restrict it."""
+        return self.push or self.sends
 
 
 @dataclass
@@ -123,7 +140,7 @@ class Summary:
         rows += [("skipped: daily cap", self.skipped["cap"]),
                  ("skipped: opted out", self.skipped["opt_out"]),
                  (f"held: quiet hours (until {self.quiet_end})", self.held["quiet"])]
-        rows += [(f"skipped: {k}", v) for k, v in sorted(self.skipped.items())
+        rows += [(SKIPPED.get(k, f"skipped: {k}"), v) for k, v in sorted(self.skipped.items())
                  if k not in ("cap", "opt_out") and v]
         rows += [(HELD.get(k, f"held: {k}"), v) for k, v in sorted(self.held.items())
                  if k != "quiet" and v]
@@ -242,30 +259,30 @@ async def all_of(coros: Iterable[Coroutine]) -> None:
         raise first from None
 
 
-async def ranged(store: Store, index: str, lo: int, hi: int) -> list[str]:
+async def ranged(reads: Indexes, index: str, lo: int, hi: int) -> list[str]:
     """Member ids whose integer ``index`` lies in [lo, hi], read page by page."""
     out: list[str] = []
     after = ""
     while True:
-        rows = await store.range(index, lo, hi, after=after, limit=PAGE)
+        rows = await reads.range(index, lo, hi, after=after, limit=PAGE)
         out.extend(r[0] for r in rows)
         if len(rows) < PAGE:
             return out
         after = rows[-1][0]
 
 
-async def tagged(store: Store, index: str, value: str) -> list[str]:
+async def tagged(reads: Indexes, index: str, value: str) -> list[str]:
     out: list[str] = []
     after = ""
     while True:
-        rows = await store.tagged(index, value, after=after, limit=PAGE)
+        rows = await reads.tagged(index, value, after=after, limit=PAGE)
         out.extend(rows)
         if len(rows) < PAGE:
             return out
         after = rows[-1]
 
 
-async def on_days(store: Store, index: str, now: datetime, rules: Rules,
+async def on_days(reads: Indexes, index: str, now: datetime, rules: Rules,
                   offsets: Iterable[int]) -> list[str]:
     """Members whose day ``index`` is exactly ``offset`` days from today, for each offset
     (30 and 7 days ahead; 30 days ago): a job reads only the members due that day."""
@@ -273,16 +290,16 @@ async def on_days(store: Store, index: str, now: datetime, rules: Rules,
     ids: list[str] = []
     for days in offsets:
         n = day_num(today + timedelta(days=days))
-        ids += await ranged(store, index, n, n)
+        ids += await ranged(reads, index, n, n)
     return unique(ids)
 
 
-async def within(store: Store, index: str, now: datetime, rules: Rules, lo: int,
+async def within(reads: Indexes, index: str, now: datetime, rules: Rules, lo: int,
                  hi: int) -> list[str]:
     """Members whose day ``index`` lies ``lo``..``hi`` days from today (negative: ago): a
     job's window, so that a day without a run loses nothing (the period de-duplicates)."""
     today = local_day(now, rules.tz)
-    return await ranged(store, index, day_num(today + timedelta(days=lo)),
+    return await ranged(reads, index, day_num(today + timedelta(days=lo)),
                         day_num(today + timedelta(days=hi)))
 
 
@@ -318,21 +335,34 @@ def message_context(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -
             "tier_benefits": {t.key: list(t.benefits) for t in rules.tiers}}
 
 
-def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules) -> str:
-    """The text of a lifecycle message: ``bot/templates/lifecycle/<kind>.j2``."""
-    return render(f"lifecycle/{kind}.j2", **message_context(kind, facts, m, rules))
+def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules,
+                variant: Variant | None = None) -> str:
+    """The text of a lifecycle message: ``bot/templates/lifecycle/<kind>.j2``, or an A/B
+    test variant's template or text."""
+    ctx = message_context(kind, facts, m, rules)
+    if variant is not None and variant.text:
+        return render_source(variant.text, **ctx)
+    name = variant.template if variant is not None and variant.template else None
+    return render(name or f"lifecycle/{kind}.j2", **ctx)
 
 
-def route(m: Member, env: Env) -> tuple[str, str, str] | None:
+def route(m: Member, env: Context) -> tuple[str, str, str] | None:
     """How a member is reached: ("wecom", sender staff, external_userid), else ("oa", "",
-    openid) when the template fallback is configured, else None (unreachable)."""
-    if env.wecom is not None and m.external_userid:
+    openid) when the template fallback is configured, else None (unreachable). Never from
+    an owner who left (see :func:`waits_for_owner`)."""
+    if env.wecom is not None and m.external_userid and not m.owner_left:
         owner = m.owner_userid or (m.follow_users[0] if m.follow_users else None)
         if owner:
             return "wecom", owner, m.external_userid
     if env.oa_template and m.openid and m.followed:
         return "oa", "", m.openid
     return None
+
+
+def waits_for_owner(m: Member, env: Context) -> bool:
+    """The member's WeCom pushes wait for a new owner: a handover is pending, or its owner
+    left it (del_follow_user). Held, never failed or skipped; sent from the new owner."""
+    return env.wecom is not None and m.awaits_owner
 
 
 def coupon_facts(res: dict[str, Any], rules: Rules) -> dict[str, Any]:

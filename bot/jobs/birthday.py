@@ -7,12 +7,10 @@ from __future__ import annotations
 import calendar
 from datetime import date, datetime, timedelta
 
-from storage import Store
-
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, Job, ranged, unique
+from .base import Due, Indexes, Job, ranged, unique
 from .schedule import Daily, Schedule
 
 KIND = "birthday"
@@ -37,11 +35,11 @@ def _mmdd(day: date) -> tuple[int, int]:
     return mmdd, (229 if mmdd == 228 and not calendar.isleap(day.year) else mmdd)
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     today = local_day(now, rules.tz)
     ids: list[str] = []
     for late in range(LATE_DAYS + 1):
-        ids += await ranged(store, "birthday", *_mmdd(today - timedelta(days=late)))
+        ids += await ranged(reads, "birthday", *_mmdd(today - timedelta(days=late)))
     return unique(ids)
 
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime, time
 
-import aiohttp
 import click
 from jinja2 import TemplateError
 from rich.console import Console
@@ -19,13 +18,12 @@ from rich.table import Table
 from storage import Store, StoreError, open_store
 
 from .. import keys, templating
-from ..context import make_wecom
+from ..context import Context, open_clients, system_clock
 from ..members import Members
 from ..operator import fail, load_settings
 from ..rules.config import Rules, RulesError
 from ..settings import Settings, SettingsError
 from .base import Progress, Summary, last_run
-from .env import Env, make_oa
 from .registry import JOBS, UnknownJob, job, load_rules
 from .runner import run_kind
 from .schedule import next_run, run_at
@@ -58,7 +56,7 @@ class Bar(Progress):
         self.bar.stop()
 
 
-def as_of_time(env: Env, kind: str, day: date) -> datetime:
+def as_of_time(env: Context, kind: str, day: date) -> datetime:
     """``--as-of DAY``: the job's scheduled instant on that day (interval and event jobs: when
     quiet hours end), so quiet hours never block an as-of run of a job scheduled by day."""
     end = env.rules.push["quiet_end"]
@@ -67,9 +65,9 @@ def as_of_time(env: Env, kind: str, day: date) -> datetime:
 
 
 @asynccontextmanager
-async def open_env(settings: Settings, *, store: Store | None = None,
-                   rules: Rules | None = None) -> AsyncIterator[Env]:
-    """Open the store and API clients of ``settings`` for one command."""
+async def open_context(settings: Settings, *, store: Store | None = None,
+                       rules: Rules | None = None) -> AsyncIterator[Context]:
+    """The app context of ``settings`` for one command: its store and API clients open."""
     rules = rules or load_rules(settings)
     templating.use(settings.templates)
     own = store is None
@@ -77,12 +75,9 @@ async def open_env(settings: Settings, *, store: Store | None = None,
     if own:
         await store.open()
     try:
-        async with aiohttp.ClientSession() as session:
-            problems: dict[str, str] = {}
-            yield Env(settings, rules, store, Members(store, rules),
-                      make_wecom(store, settings, session, problems),
-                      make_oa(store, settings, session), problems,
-                      lease=settings.outbox_lease)
+        ctx = Context(settings, rules, store, Members(store, rules), system_clock(rules.tz))
+        async with open_clients(ctx):
+            yield ctx
     finally:
         if own:
             await store.close()
@@ -90,7 +85,7 @@ async def open_env(settings: Settings, *, store: Store | None = None,
 
 async def run(settings, kind: str, day: date | None, dry_run: bool,
               show: int = 0) -> tuple[Summary, dict]:
-    async with open_env(settings) as env:
+    async with open_context(settings) as env:
         now = as_of_time(env, kind, day) if day else datetime.now(env.rules.tz)
         if not dry_run:
             await env.members.ensure_stock()
@@ -103,7 +98,7 @@ async def listing(settings) -> Table:
     table = Table(title="memberbot jobs")
     for col in ("kind", "schedule", "next run", "due now", "last run"):
         table.add_column(col)
-    async with open_env(settings) as env:
+    async with open_context(settings) as env:
         tz = env.rules.tz
         now = datetime.now(tz)
         for kind in JOBS:
@@ -114,7 +109,7 @@ async def listing(settings) -> Table:
             if kind != "welcome":
                 summary = await run_kind(env, kind, now, dry_run=True)
                 due = str(summary.due - summary.already)
-            at, info = last_run(await env.store.kv_get(keys.job_last(kind)))
+            at, info = last_run(await env.members.cached(keys.job_last(kind)))
             result = ", ".join(f"{k}={v}" for k, v in info.items())
             table.add_row(kind, s.describe(), nxt.strftime("%Y-%m-%d %H:%M") if nxt else "—",
                           due, f"{at}\n{result}".strip() if at else "never")

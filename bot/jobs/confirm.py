@@ -23,9 +23,9 @@ from storage import OutboxRow
 
 from .. import keys
 from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
+from ..context import Context
 from ..metrics import PUSHES
 from .base import Job, Progress, Summary
-from .env import Env
 from .schedule import Every, Schedule
 
 log = logging.getLogger("memberbot.confirm")
@@ -53,20 +53,20 @@ def tasks(rows: list[OutboxRow]) -> dict[tuple[str, str], list[OutboxRow]]:
     return out
 
 
-async def _settle(env: Env, row: OutboxRow, status: str, summary: Summary) -> None:
-    if await env.store.outbox_set(row.id, status, {"confirmed_at": int(env.wall())},
+async def _settle(env: Context, row: OutboxRow, status: str, summary: Summary) -> None:
+    if await env.members.move_row(row.id, status, {"confirmed_at": int(env.wall())},
                                   expect=CREATED):
         summary.delivery[status] += 1
         PUSHES.labels(row.kind, status).inc()
 
 
-async def _remind(env: Env, msgid: str, created: float, summary: Summary) -> None:
+async def _remind(env: Context, msgid: str, created: float, summary: Summary) -> None:
     """Remind the staff of ``msgid`` when the delay has passed since the task (or the last
     reminder) and fewer than 3 reminders were sent in the last 24 hours."""
     delay = env.rules.wecom["remind_after_minutes"] * 60
     wall = env.wall()
     key = keys.groupmsg_reminders(msgid)
-    raw = await env.store.kv_get(key)
+    raw = await env.members.cached(key)
     sent = [float(t) for t in orjson.loads(raw)] if raw else []
     recent = [t for t in sent if t > wall - 86400]
     if len(recent) >= REMINDERS_PER_DAY or wall - max([created, *sent]) < delay:
@@ -74,15 +74,15 @@ async def _remind(env: Env, msgid: str, created: float, summary: Summary) -> Non
     new = orjson.dumps([*recent, wall]).decode()
     ttl = 86400 * (env.rules.wecom["confirm_days"] + 1)
     # claim the reminder first: of two runners only one writes over what it read
-    claimed = (await env.store.kv_set(key, new, ttl=ttl, expect=raw) if raw else
-               await env.store.kv_set(key, new, ttl=ttl, only_new=True))
+    claimed = (await env.members.cache(key, new, ttl=ttl, expect=raw) if raw else
+               await env.members.cache(key, new, ttl=ttl, only_new=True))
     if not claimed:
         return
     await env.wecom.remind_groupmsg_send(msgid)
     summary.reminded += 1
 
 
-async def poll(env: Env, msgid: str, sender: str, rows: list[OutboxRow],
+async def poll(env: Context, msgid: str, sender: str, rows: list[OutboxRow],
                summary: Summary) -> None:
     """One task: settle the members WeCom has decided, and the rest once it is too old."""
     created = min(float(r.data.get("created_at") or r.created_at) for r in rows)
@@ -107,10 +107,10 @@ async def poll(env: Env, msgid: str, sender: str, rows: list[OutboxRow],
         await _remind(env, msgid, created, summary)
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     """Poll every task awaiting confirmation (a dry run counts them)."""
-    open_tasks = tasks(await env.store.outbox(status=CREATED, limit=PAGE))
+    open_tasks = tasks(await env.members.outbox_rows(status=CREATED, limit=PAGE))
     summary.candidates = summary.due = len(open_tasks)
     progress.start(len(open_tasks))
     if dry_run or env.wecom is None:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from storage import Store
-
 from ..rules import coupons
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import day_num, from_ts, local_day
-from .base import Due, Job, first_open, ranged
+from .base import Due, Indexes, Job, first_open, ranged
 from .schedule import Daily, Schedule
 
 KIND = "coupon_expiry"
@@ -25,9 +23,9 @@ def schedule(rules: Rules) -> Schedule:
     return Daily(10, 0)
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     last = local_day(now, rules.tz) + timedelta(days=DAYS)
-    return await ranged(store, "coupon_expiry", 0, day_num(last))
+    return await ranged(reads, "coupon_expiry", 0, day_num(last))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from storage import Store
-
 from ..rules import tiers
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, stage, within
+from .base import Due, Indexes, Job, stage, within
 from .schedule import Daily, Schedule
 
 KIND = "demotion_warning"
@@ -24,8 +22,8 @@ def schedule(rules: Rules) -> Schedule:
     return Daily(11, 0)
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
-    return await within(store, "grace_until", now, rules, 0, max(rules.grace_warning_days))
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
+    return await within(reads, "grace_until", now, rules, 0, max(rules.grace_warning_days))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from storage import Store
-
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, within
+from .base import Due, Indexes, Job, within
 from .schedule import Daily, Schedule
 
 KIND = "dormant"
@@ -29,9 +27,9 @@ def window(rules: Rules) -> tuple[int, int]:
     return days, max(days, rules.push["wakeup_days"] - 1)
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     first, last = window(rules)
-    return await within(store, "last_activity", now, rules, -last, -first)
+    return await within(reads, "last_activity", now, rules, -last, -first)
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from ..channels.wecom import MAX_TRANSFER, WeComError
+from ..context import Context
 from ..templating import render
 from .base import Job, Progress, Summary, tagged
-from .env import Env
 from .schedule import Every, Schedule
 
 log = logging.getLogger("memberbot.handover")
@@ -36,11 +36,11 @@ def schedule(rules: object) -> Schedule:
     return Every(300)
 
 
-async def start(env: Env, frm: str, to: str, *, resigned: bool, now: datetime,
+async def start(env: Context, frm: str, to: str, *, resigned: bool, now: datetime,
                 summary: Summary) -> None:
     """Hand ``frm``'s customers over to ``to`` and mark them pending."""
-    ids = await tagged(env.store, "owner", frm)
-    members = [m for m in [await env.store.get(i) for i in ids]
+    ids = await tagged(env.members, "owner", frm)
+    members = [m for m in [await env.members.get(i) for i in ids]
                if m is not None and m.external_userid and m.owner_userid == frm]
     summary.candidates = summary.due = len(members)
     message = "" if resigned else render("wecom/transfer_success.j2", staff=to)
@@ -58,10 +58,10 @@ async def start(env: Env, frm: str, to: str, *, resigned: bool, now: datetime,
             summary.enqueued += 1
 
 
-async def check(env: Env, now: datetime, summary: Summary) -> None:
+async def check(env: Context, now: datetime, summary: Summary) -> None:
     """Ask WeCom how every pending handover stands and settle the decided ones."""
-    pending = [m for m in [await env.store.get(i) for i in
-                           await tagged(env.store, "handover", "pending")]
+    pending = [m for m in [await env.members.get(i) for i in
+                           await tagged(env.members, "handover", "pending")]
                if m is not None and m.handover]
     summary.candidates = summary.due = summary.due or len(pending)
     pairs: dict[tuple[str, str, bool], list[Any]] = {}
@@ -89,10 +89,10 @@ async def check(env: Env, now: datetime, summary: Summary) -> None:
                 summary.failed[reason] += 1
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     if dry_run or env.wecom is None:
-        summary.due = len(await tagged(env.store, "handover", "pending"))
+        summary.due = len(await tagged(env.members, "handover", "pending"))
         return
     await check(env, now, summary)
 

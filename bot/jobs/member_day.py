@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from storage import Store
-
 from ..rules.config import CouponTemplate, Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, Job, tagged, unique
+from .base import Due, Indexes, Job, tagged, unique
 from .schedule import Monthly, Schedule
 
 KIND = "member_day"
@@ -29,13 +27,13 @@ def coupon_for(tier: str, rules: Rules) -> CouponTemplate | None:
     return None
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     if local_day(now, rules.tz).day != rules.push["member_day"]:
         return []
     ids: list[str] = []
     for t in rules.tiers:
         if coupon_for(t.key, rules) is not None:
-            ids += await tagged(store, "tier", t.key)
+            ids += await tagged(reads, "tier", t.key)
     return unique(ids)
 
 

@@ -11,8 +11,10 @@ with no answer recorded → ``uncertain``, never blindly resent; answered → th
 and fail_list (checked with get_groupmsg_send_result).
 
 Held, not dropped: quiet hours (the rules' push.quiet_start to quiet_end), a rate limit still
-on after backing off, a configuration error (40001), WeCom unreachable. Those rows stay
-pending for the next run.
+on after backing off, a configuration error (40001), WeCom unreachable, WeCom's per-customer
+limit, a member waiting for a new owner (handover pending, owner left). Those rows stay
+pending for the next run. A row of a kind ``push.targets`` restricts, for a member out of
+the target, is skipped (``out_of_target``).
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from ..channels.wecom import (
     WeComError,
     WeComRateLimited,
 )
+from ..context import Context
 from ..metrics import PUSHES
 from ..rules.config import send_limit
-from .base import Job, Progress, Summary, all_of, render_push, route
-from .env import Env
+from ..rules.targets import in_target
+from .base import Job, Progress, Summary, all_of, render_push, route, waits_for_owner
 from .schedule import Every, Schedule, in_quiet_hours
 
 log = logging.getLogger("memberbot.outbox")
@@ -65,11 +68,11 @@ def _kind(row_id: str) -> str:
     return row_id.split("|")[1] if row_id.count("|") >= 2 else "?"
 
 
-async def _final(env: Env, row_id: str, status: str, data: dict, summary: Summary,
+async def _final(env: Context, row_id: str, status: str, data: dict, summary: Summary,
                  expect: tuple[str, ...]) -> int:
     """Move a row to a final state from one of ``expect``; count it when this call did."""
     for exp in expect:
-        if await env.store.outbox_set(row_id, status, data, expect=exp):
+        if await env.members.move_row(row_id, status, data, expect=exp):
             break
     else:
         return 0
@@ -87,30 +90,30 @@ async def _final(env: Env, row_id: str, status: str, data: dict, summary: Summar
     return 1
 
 
-async def _pending(env: Env, kinds: list[str] | None, held: dict[str, str]) -> list[OutboxRow]:
+async def _pending(env: Context, kinds: list[str] | None, held: dict[str, str]) -> list[OutboxRow]:
     if kinds:
-        rows = [r for k in kinds for r in await env.store.outbox(status="pending", kind=k,
-                                                                 limit=PAGE)]
+        rows = [r for k in kinds for r in await env.members.outbox_rows(status="pending", kind=k,
+                                                                        limit=PAGE)]
     else:
-        rows = await env.store.outbox(status="pending", limit=PAGE)
+        rows = await env.members.outbox_rows(status="pending", limit=PAGE)
     return [r for r in rows if r.id not in held]
 
 
-def _text(row: OutboxRow, m: Any, env: Env) -> str:
+def _text(row: OutboxRow, m: Any, env: Context) -> str:
     # scheduled kinds were rendered when enqueued; tier_upgrade rows carry only the facts
     return row.data.get("text") or render_push(row.kind, row.data.get("facts", row.data), m,
                                                env.rules)
 
 
 # -- resolving what a dead sender left ----------------------------------------------------------
-async def _revert(env: Env, row_ids: Any) -> None:
+async def _revert(env: Context, row_ids: Any) -> None:
     for rid in row_ids:
         for exp in FINAL_FROM:
-            if await env.store.outbox_set(rid, "pending", expect=exp):
+            if await env.members.move_row(rid, "pending", expect=exp):
                 break
 
 
-async def _confirm(env: Env, rec: dict) -> dict:
+async def _confirm(env: Context, rec: dict) -> dict:
     """A batch answered before its sender died: ask WeCom who is in the task."""
     if rec["channel"] != "wecom" or not rec.get("msgid") or env.wecom is None:
         return rec
@@ -130,7 +133,7 @@ def task_data(rec: dict, to: str, created_at: float) -> dict:
             "to": to, "created_at": int(created_at)}
 
 
-async def _apply_done(env: Env, rec: dict, summary: Summary) -> int:
+async def _apply_done(env: Context, rec: dict, summary: Summary) -> int:
     """A batch WeCom (or the OA) answered: its rows are ``created`` (a WeCom task, confirmed
     later by the staff member) or ``sent`` (an OA template message), or failed."""
     fail = set(rec["fail_list"])
@@ -148,14 +151,14 @@ async def _apply_done(env: Env, rec: dict, summary: Summary) -> int:
     return sum(done)
 
 
-async def resolve(env: Env, summary: Summary) -> None:
+async def resolve(env: Context, summary: Summary) -> None:
     """Settle rows left ``sending`` by a sender that is gone (its batch's lease passed)."""
     batches: dict[str, list[OutboxRow]] = {}
-    for row in await env.store.outbox(status="sending", limit=PAGE):
+    for row in await env.members.outbox_rows(status="sending", limit=PAGE):
         batches.setdefault(str(row.data.get("batch", "")), []).append(row)
     for bid, rows in batches.items():
         key = keys.push_batch(bid)
-        raw = await env.store.kv_get(key) if bid else None
+        raw = await env.members.cached(key) if bid else None
         rec = orjson.loads(raw) if raw else None
         if rec is None:
             for row in rows:
@@ -168,12 +171,12 @@ async def resolve(env: Env, summary: Summary) -> None:
         elif state in ("claimed", "calling") and rec["deadline"] > env.wall():
             summary.held["in_flight"] += len(rows)  # its sender may still be at work
         elif state == "claimed":  # died before calling: nothing went out
-            if await env.store.kv_set(key, _dumps({**rec, "state": "reverted"}), ttl=BATCH_TTL,
-                                      expect=raw):
+            if await env.members.cache(key, _dumps({**rec, "state": "reverted"}), ttl=BATCH_TTL,
+                                       expect=raw):
                 await _revert(env, [r.id for r in rows])
         elif state == "calling":  # died during the call: it may have gone out, never resend
-            if await env.store.kv_set(key, _dumps({**rec, "state": "uncertain"}),
-                                      ttl=BATCH_TTL, expect=raw):
+            if await env.members.cache(key, _dumps({**rec, "state": "uncertain"}),
+                                       ttl=BATCH_TTL, expect=raw):
                 log.warning("batch %s was in flight when its sender died: %d rows uncertain",
                             bid, len(rows))
                 for row in rows:
@@ -189,7 +192,7 @@ async def resolve(env: Env, summary: Summary) -> None:
 
 
 # -- sending ---------------------------------------------------------------------------------
-def _classify(e: Exception, env: Env) -> tuple[str, Any]:
+def _classify(e: Exception, env: Context) -> tuple[str, Any]:
     """("revert", reason): certainly not sent, keep pending; ("failed", errcode);
     ("uncertain", errcode): it may have gone out. Anything else is a bug and propagates."""
     if isinstance(e, WeComConfigError):
@@ -216,14 +219,14 @@ def _classify(e: Exception, env: Env) -> tuple[str, Any]:
     raise e
 
 
-async def _call(env: Env, channel: str, sender: str, targets: list[str], text: str) -> dict:
+async def _call(env: Context, channel: str, sender: str, targets: list[str], text: str) -> dict:
     if channel == "wecom":
         return await env.wecom.add_msg_template(sender, targets, text)
     res = await env.oa.send_template(targets[0], env.oa_template, {"content": {"value": text}})
     return {"msgid": str(res.get("msgid", "")), "fail_list": []}
 
 
-async def _send_batch(env: Env, channel: str, sender: str, text: str,
+async def _send_batch(env: Context, channel: str, sender: str, text: str,
                       items: list[tuple[OutboxRow, str]], summary: Summary,
                       stopped: dict[str, str], held: dict[str, str]) -> int:
     if channel in stopped:
@@ -235,15 +238,15 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
            "deadline": env.wall() + env.lease, "rows": {row.id: t for row, t in items},
            "text": text}
     raw = _dumps(rec)
-    await env.store.kv_set(key, raw, ttl=BATCH_TTL)
-    oks = await asyncio.gather(*(env.store.outbox_set(row.id, "sending", {"batch": bid},
+    await env.members.cache(key, raw, ttl=BATCH_TTL)
+    oks = await asyncio.gather(*(env.members.move_row(row.id, "sending", {"batch": bid},
                                                       expect="pending") for row, _ in items))
     mine = {row.id: t for (row, t), ok in zip(items, oks, strict=True) if ok}
     if not mine:
-        await env.store.kv_delete(key, expect=raw)
+        await env.members.forget(key, expect=raw)
         return 0
     rec = {**rec, "rows": mine, "state": "calling", "called_at": int(env.wall())}
-    if not await env.store.kv_set(key, _dumps(rec), ttl=BATCH_TTL, expect=raw):
+    if not await env.members.cache(key, _dumps(rec), ttl=BATCH_TTL, expect=raw):
         return 0  # a resolver took the batch over (we outlived the lease): it was never called
     raw = _dumps(rec)
     try:
@@ -252,14 +255,14 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
         verdict, detail = _classify(e, env)
         state = {"revert": "reverted", "failed": "failed", "uncertain": "uncertain"}[verdict]
         new = _dumps({**rec, "state": state, "error": detail})
-        if not await env.store.kv_set(key, new, ttl=BATCH_TTL, expect=raw):
-            await env.store.kv_set(key, new, ttl=BATCH_TTL)  # we know better than a resolver
+        if not await env.members.cache(key, new, ttl=BATCH_TTL, expect=raw):
+            await env.members.cache(key, new, ttl=BATCH_TTL)  # we know better than a resolver
         if verdict == "revert":
             log.warning("%s batch not sent (%s): kept pending", channel, detail)
             stopped[channel] = detail
             if detail == "rate_limit" and env.wecom is not None:
-                await env.store.kv_set(keys.OUTBOX_PAUSED, str(env.wall() + env.wecom.backoff.cap),
-                                       ttl=env.wecom.backoff.cap)
+                cap = env.wecom.backoff.cap
+                await env.members.cache(keys.OUTBOX_PAUSED, str(env.wall() + cap), ttl=cap)
             await _revert(env, mine)
             held.update((rid, detail) for rid in mine)
             return 0
@@ -270,8 +273,8 @@ async def _send_batch(env: Env, channel: str, sender: str, text: str,
         env.problems.pop("wechat_template", None)
     done = {**rec, "state": "done", "msgid": res.get("msgid", ""),
             "fail_list": list(res.get("fail_list") or [])}
-    if not await env.store.kv_set(key, _dumps(done), ttl=BATCH_TTL, expect=raw):
-        await env.store.kv_set(key, _dumps(done), ttl=BATCH_TTL)
+    if not await env.members.cache(key, _dumps(done), ttl=BATCH_TTL, expect=raw):
+        await env.members.cache(key, _dumps(done), ttl=BATCH_TTL)
     return await _apply_done(env, done, summary)
 
 
@@ -287,27 +290,27 @@ def stale(row: OutboxRow, today: date) -> bool:
     return bool(day) and date.fromisoformat(day) < today - timedelta(days=1)
 
 
-async def _within_limit(env: Env, external_userid: str, today: date) -> bool:
+async def _within_limit(env: Context, external_userid: str, today: date) -> bool:
     """Reserve one of the customer's group messages in WeCom's limit for the period (rules
     ``wecom.send_limit``), or say it is used up. A reservation whose batch is not sent stays
     counted: the limit may hold a push too many, never send one WeCom would refuse."""
     period, limit = send_limit(env.rules, today)
     key = keys.wecom_sends(external_userid, period)
     for _ in range(20):
-        raw = await env.store.kv_get(key)
+        raw = await env.members.cached(key)
         n = int(raw or 0)
         if n >= limit:
             return False
         if raw is None:
-            ok = await env.store.kv_set(key, "1", ttl=SEND_COUNT_TTL, only_new=True)
+            ok = await env.members.cache(key, "1", ttl=SEND_COUNT_TTL, only_new=True)
         else:
-            ok = await env.store.kv_set(key, str(n + 1), ttl=SEND_COUNT_TTL, expect=raw)
+            ok = await env.members.cache(key, str(n + 1), ttl=SEND_COUNT_TTL, expect=raw)
         if ok:
             return True
     return False
 
 
-async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
+async def _plan(env: Context, rows: list[OutboxRow], summary: Summary, stopped: dict[str, str],
                 held: dict[str, str], now: datetime
                 ) -> tuple[dict[tuple[str, str, str], list], int]:
     """Group rows by (channel, sender, text); settle those that cannot be sent."""
@@ -315,7 +318,7 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
     done = 0
     today = now.astimezone(env.rules.tz).date()
     for row in rows:
-        m = await env.store.get(row.member_id)
+        m = await env.members.get(row.member_id)
         if stale(row, today):
             done += await _final(env, row.id, "skipped", {"reason": "stale"}, summary,
                                  ("pending",))
@@ -325,10 +328,13 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
         elif m.opted_out:  # 退订 after the push was enqueued
             done += await _final(env, row.id, "skipped", {"reason": "opt_out"}, summary,
                                  ("pending",))
+        elif not in_target(env.rules.push, row.kind, m):  # push.targets of its kind
+            done += await _final(env, row.id, "skipped", {"reason": "out_of_target"},
+                                 summary, ("pending",))
+        elif waits_for_owner(m, env):
+            held[row.id] = "no_owner"  # handover pending or owner left: the new owner sends
         elif (r := route(m, env)) is None:
             done += await _final(env, row.id, "unreachable", {}, summary, ("pending",))
-        elif m.handover and m.external_userid:
-            held[row.id] = "no_owner"  # a handover is pending: sent by the new owner
         elif r[0] in stopped:
             held[row.id] = stopped[r[0]]
         elif r[0] == "wecom" and not await _within_limit(env, r[2], today):
@@ -338,7 +344,7 @@ async def _plan(env: Env, rows: list[OutboxRow], summary: Summary, stopped: dict
     return groups, done
 
 
-async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
+async def deliver(env: Context, now: datetime, *, kinds: list[str] | None = None,
                   summary: Summary | None = None) -> Summary:
     """Send what is pending (of ``kinds``, or all), as of ``now`` for quiet hours."""
     summary = summary or Summary(KIND, now, quiet_end=env.rules.push["quiet_end"])
@@ -349,7 +355,7 @@ async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
         summary.held["quiet"] += len(await _pending(env, kinds, held))
         return summary
     stopped: dict[str, str] = {}
-    paused = await env.store.kv_get(keys.OUTBOX_PAUSED)
+    paused = await env.members.cached(keys.OUTBOX_PAUSED)
     if paused and float(paused) > env.wall():
         stopped["wecom"] = "rate_limit"
     sem = asyncio.Semaphore(env.concurrency)
@@ -372,19 +378,23 @@ async def deliver(env: Env, now: datetime, *, kinds: list[str] | None = None,
     return summary
 
 
-async def preview(env: Env, now: datetime, kinds: list[str] | None, summary: Summary) -> None:
+async def preview(env: Context, now: datetime, kinds: list[str] | None, summary: Summary) -> None:
     """Dry run: what delivering now would do, rendering each text; writes nothing."""
     p = env.rules.push
     quiet = in_quiet_hours(now, env.rules.tz, p["quiet_start"], p["quiet_end"])
     for row in await _pending(env, kinds, {}):
         summary.due += 1
-        m = await env.store.get(row.member_id)
+        m = await env.members.get(row.member_id)
         if m is None:
             summary.failed["member_gone"] += 1
             continue
         _text(row, m, env)
         if m.opted_out:
             summary.skipped["opt_out"] += 1
+        elif not in_target(env.rules.push, row.kind, m):
+            summary.skipped["out_of_target"] += 1
+        elif waits_for_owner(m, env):
+            summary.held["no_owner"] += 1
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
         elif quiet:
@@ -393,7 +403,7 @@ async def preview(env: Env, now: datetime, kinds: list[str] | None, summary: Sum
             summary.would_send[r[0]] += 1
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     """``memberbot jobs run outbox``: deliver everything pending (and settle a crash)."""
     if dry_run:

@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
-from storage import Store
-
 from ..rules import points
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import day_num, local_day
-from .base import Due, Job, first_open, ranged, stage
+from .base import Due, Indexes, Job, first_open, ranged, stage
 from .schedule import Daily, Schedule
 
 KIND = "points_expiry"
@@ -33,19 +31,20 @@ def horizon(rules: Rules) -> int:
     return max(rules.push["expiry_warning_days"])
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     last = local_day(now, rules.tz) + timedelta(days=horizon(rules))
-    return await ranged(store, "expiry", 0, day_num(last))
+    return await ranged(reads, "expiry", 0, day_num(last))
 
 
 def _dues(m: Member, today: date, rules: Rules) -> Iterator[Due]:
-    balance = points.balance(m, today)
-    for day in sorted({lot.expires_on for lot in m.lots if lot.remaining}):
+    balance = points.balance(m, today, rules)
+    for day in sorted({lot.expires_on for lot in points.lots_as_of(m, today, rules)
+                       if lot.remaining}):
         left = (date.fromisoformat(day) - today).days
         warn = stage(left, rules.push["expiry_warning_days"])
         if warn is None:
             continue
-        amount, _ = points.expiring_within(m, today, left)
+        amount, _ = points.expiring_within(m, today, left, rules)
         amount = min(amount, balance)
         if amount > 0:
             yield Due(f"{day}:{warn}", {"points": amount, "date": day, "days_left": left},

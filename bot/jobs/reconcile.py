@@ -23,8 +23,8 @@ from storage import OutboxRow
 
 from .. import keys
 from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
+from ..context import Context
 from .base import Job, Progress, Summary, route
-from .env import Env
 from .outbox import _text, deliver, task_data
 from .schedule import Every, Schedule
 
@@ -41,7 +41,7 @@ def schedule(rules: object) -> Schedule:
     return Every(300)
 
 
-async def _batches(env: Env, rows: list[OutboxRow]) -> list[tuple[dict, list[OutboxRow]]]:
+async def _batches(env: Context, rows: list[OutboxRow]) -> list[tuple[dict, list[OutboxRow]]]:
     """Each uncertain batch with what is known of it: sender, text, call time, targets (from
     its record; a row without one is rebuilt from its member)."""
     by_batch: dict[str, list[OutboxRow]] = {}
@@ -49,7 +49,7 @@ async def _batches(env: Env, rows: list[OutboxRow]) -> list[tuple[dict, list[Out
         by_batch.setdefault(str(r.data.get("batch", "")), []).append(r)
     out: list[tuple[dict, list[OutboxRow]]] = []
     for bid, group in by_batch.items():
-        raw = await env.store.kv_get(keys.push_batch(bid)) if bid else None
+        raw = await env.members.cached(keys.push_batch(bid)) if bid else None
         rec: dict[str, Any] | None = orjson.loads(raw) if raw else None
         if rec is not None and rec.get("channel") == "wecom" and rec.get("text"):
             info = {"sender": rec["sender"], "text": rec["text"], "rows": rec["rows"],
@@ -57,7 +57,7 @@ async def _batches(env: Env, rows: list[OutboxRow]) -> list[tuple[dict, list[Out
             out.append((info, group))
             continue
         for r in group:  # no usable record: one row at a time, from its member
-            m = await env.store.get(r.member_id)
+            m = await env.members.get(r.member_id)
             if m is None or (rt := route(m, env)) is None or rt[0] != "wecom":
                 out.append(({"sender": "", "text": "", "rows": {}, "called_at": r.created_at},
                             [r]))
@@ -67,7 +67,7 @@ async def _batches(env: Env, rows: list[OutboxRow]) -> list[tuple[dict, list[Out
     return out
 
 
-async def _find(env: Env, info: dict, known: set[str]) -> tuple[str, int, set[str]] | None:
+async def _find(env: Context, info: dict, known: set[str]) -> tuple[str, int, set[str]] | None:
     """The task WeCom created for the batch: (msgid, create_time, its recipients)."""
     start = int(info["called_at"]) - EARLY
     end = min(int(env.wall()), start + WINDOW)
@@ -83,13 +83,13 @@ async def _find(env: Env, info: dict, known: set[str]) -> tuple[str, int, set[st
     return None
 
 
-async def _known_msgids(env: Env) -> set[str]:
+async def _known_msgids(env: Context) -> set[str]:
     """Msgids of tasks awaiting confirmation: a task is adopted by one batch only."""
-    return {str(r.data.get("msgid")) for r in await env.store.outbox(status="created",
-                                                                     limit=PAGE)}
+    return {str(r.data.get("msgid")) for r in await env.members.outbox_rows(status="created",
+                                                                            limit=PAGE)}
 
 
-async def reconcile(env: Env, info: dict, rows: list[OutboxRow], known: set[str],
+async def reconcile(env: Context, info: dict, rows: list[OutboxRow], known: set[str],
                     summary: Summary) -> None:
     if info["sender"]:
         found = await _find(env, info, known)
@@ -102,11 +102,11 @@ async def reconcile(env: Env, info: dict, rows: list[OutboxRow], known: set[str]
         for r in rows:
             to = info["rows"].get(r.id, "")
             if to in listed:
-                if await env.store.outbox_set(r.id, "created", {**task_data(rec, to, created),
+                if await env.members.move_row(r.id, "created", {**task_data(rec, to, created),
                                                                 "adopted": True},
                                               expect="uncertain"):
                     summary.adopted += 1
-            elif await env.store.outbox_set(r.id, "failed", {"error": "fail_list",
+            elif await env.members.move_row(r.id, "failed", {"error": "fail_list",
                                                              "msgid": msgid},
                                             expect="uncertain"):
                 summary.failed["fail_list"] += 1
@@ -117,18 +117,18 @@ async def reconcile(env: Env, info: dict, rows: list[OutboxRow], known: set[str]
         return
     for r in rows:
         if r.data.get("resent"):  # resent once already and lost again: decided, not resent
-            if await env.store.outbox_set(r.id, "failed", {"error": "lost"},
+            if await env.members.move_row(r.id, "failed", {"error": "lost"},
                                           expect="uncertain"):
                 summary.failed["lost"] += 1
-        elif await env.store.outbox_set(r.id, "pending", {"resent": 1, "batch": ""},
+        elif await env.members.move_row(r.id, "pending", {"resent": 1, "batch": ""},
                                         expect="uncertain"):
             summary.resent += 1
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     """Decide every uncertain batch, then deliver what is to be resent."""
-    rows = await env.store.outbox(status="uncertain", limit=PAGE)
+    rows = await env.members.outbox_rows(status="uncertain", limit=PAGE)
     summary.candidates = summary.due = len(rows)
     if dry_run or env.wecom is None or not rows:
         return

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..rules.config import Rules, push_priority
+from ..rules import targets
+from ..rules.config import Rules, RulesError, push_priority
+from ..rules.experiments import check_kinds
 from ..settings import Settings, rules_for
+from ..templating import check_source
 from . import (
     birthday,
     confirm,
@@ -63,6 +66,11 @@ def job(kind: str) -> Job:
         raise UnknownJob(kind) from None
 
 
+def lifecycle() -> tuple[str, ...]:
+    """The kinds that push lifecycle messages: what ``push.targets`` may name."""
+    return tuple(j.kind for j in JOBS.values() if j.lifecycle)
+
+
 def priority(rules: Rules) -> tuple[str, ...]:
     """The daily cap's order for ``rules``: its ``push.priority``, then the rest."""
     return push_priority(rules.push["priority"], default_priority())[0]
@@ -71,13 +79,23 @@ def priority(rules: Rules) -> tuple[str, ...]:
 def checked(rules: Rules) -> Rules:
     """``rules`` with ``push.priority`` checked against the registry and completed: an
     unknown kind is a :class:`RulesError` naming it; kinds it leaves out go last, with a
-    warning (none when the file sets no priority at all)."""
+    warning (none when the file sets no priority at all). ``push.targets`` is checked
+    against the lifecycle kinds, the tiers and the segments."""
     given = rules.push["priority"]
     order, missing = push_priority(given, default_priority())
+    check_kinds(rules.experiments, default_priority())
+    for i, e in enumerate(rules.experiments):
+        for j, v in enumerate(e.variants):
+            why = check_source(v.text) if v.text else None
+            if why:
+                raise RulesError(f"experiments[{i}].variants[{j}].text: not a template ({why})")
     if given and missing:
         log.warning("push.priority does not name %s: placed last, in that order",
                     ", ".join(missing))
-    return dataclasses.replace(rules, push={**rules.push, "priority": list(order)})
+    aimed = targets.parse(rules.push.get("targets"), lifecycle(),
+                          tuple(t.key for t in rules.tiers))
+    return dataclasses.replace(rules, push={**rules.push, "priority": list(order),
+                                            "targets": aimed})
 
 
 def load_rules(settings: Settings) -> Rules:

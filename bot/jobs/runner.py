@@ -15,14 +15,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import keys
+from ..context import Context
 from ..masking import mask_code, mask_phone
 from ..metrics import JOB_SECONDS
+from ..rules import experiments
 from ..rules.config import Rules
 from ..rules.coupons import window_end
+from ..rules.experiments import HOLDOUT
 from ..rules.models import Entry, Member, Refusal
+from ..rules.targets import in_target
 from ..rules.timeutil import local_day, ts
-from .base import Due, Job, Progress, Summary, all_of, coupon_facts, render_push, route
-from .env import Env
+from .base import (
+    Due,
+    Job,
+    Progress,
+    Summary,
+    all_of,
+    coupon_facts,
+    render_push,
+    route,
+    waits_for_owner,
+)
 from .outbox import deliver
 from .registry import job, priority
 from .schedule import in_quiet_hours
@@ -38,7 +51,9 @@ def sent_today(m: Member, day: str) -> list[str]:
 
 
 def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due | None]:
-    """Pure: "not_due", "already", "opt_out", "cap" or "ok", and what is due.
+    """Pure: "not_due", "already", "out_of_target", "opt_out", "cap" or "ok", and what is
+    due. ``out_of_target``: the rules' ``push.targets`` restricts the kind to tiers or
+    segments the member is not in (no coupon, no mark: it is not the member's push).
 
     The daily cap counts pushes already marked today and the higher-priority kinds that are
     due today too (their jobs may run later in the day), so the cap keeps the most important
@@ -48,6 +63,8 @@ def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due |
         return "not_due", None
     if f"{mod.kind}:{d.period}" in m.pushes:
         return "already", d
+    if not in_target(rules.push, mod.kind, m):
+        return "out_of_target", d
     if m.opted_out:
         return "opt_out", d
     prio = priority(rules)
@@ -58,15 +75,18 @@ def decide(mod: Job, m: Member, now: datetime, rules: Rules) -> tuple[str, Due |
             if k in today:
                 continue
             dk = job(k).due(m, now, rules)
-            if dk is not None and f"{k}:{dk.period}" not in m.pushes:
+            if dk is not None and f"{k}:{dk.period}" not in m.pushes \
+                    and in_target(rules.push, k, m):
                 higher += 1
         if len(today) + higher >= rules.push["daily_cap"]:
             return "cap", d
     return "ok", d
 
 
-def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any]):
-    """The store step body: decide again on the fresh member, then mark and enqueue."""
+def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any],
+         arm: dict[str, str] | None = None):
+    """The store step body: decide again on the fresh member, then mark and enqueue. In an
+    A/B test (``arm``: experiment and variant) a holdout member is marked but not pushed."""
 
     def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
         status, d = decide(mod, m, now, rules)
@@ -81,17 +101,21 @@ def mark(mod: Job, now: datetime, rules: Rules, period: str, data: dict[str, Any
         day = local_day(now, rules.tz).isoformat()
         m.pushes = {k: v for k, v in m.pushes.items() if v >= at - KEEP_MARKS_DAYS * 86400}
         m.pushes[f"{mod.kind}:{period}"] = at
+        info = {"kind": mod.kind, "period": period, **(arm or {})}
+        if arm is not None and arm["variant"] == HOLDOUT:
+            # no message and no place in the daily cap: the experiment's baseline
+            return {"status": "holdout"}, [Entry("push_holdout", at, ref=key, data=info)], []
         oldest = (local_day(now, rules.tz) - timedelta(days=KEEP_DAYS)).isoformat()
         m.push_days = {k: v for k, v in m.push_days.items() if k >= oldest}
         m.push_days[day] = ",".join([*sent_today(m, day), mod.kind])
         return ({"status": "enqueued", "period": period},
-                [Entry("push", at, ref=key, data={"kind": mod.kind, "period": period})],
-                [{"kind": mod.kind, "period": period, "data": data}])
+                [Entry("push", at, ref=key, data=info)],
+                [{"kind": mod.kind, "period": period, "data": {**data, **(arm or {})}}])
 
     return body
 
 
-async def _coupon(env: Env, mid: str, template: str, period: str, now: datetime,
+async def _coupon(env: Context, mid: str, template: str, period: str, now: datetime,
                   summary: Summary) -> dict | None:
     try:
         res = await env.members.issue_coupon(mid, template, keys.coupon(mid, template, period),
@@ -111,9 +135,9 @@ def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
             "valid_until": local_day(window_end(tpl, now, rules), rules.tz).isoformat()}
 
 
-async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
+async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
                summary: Summary, quiet: bool) -> None:
-    m = await env.store.get(mid)
+    m = await env.members.get(mid)
     if m is None:
         return
     env.members.normalise(m, now)  # a copy: expired lots and coupons, tier, as of now
@@ -124,17 +148,30 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
     if status == "already":
         summary.already += 1
         return
+    if status == "out_of_target":
+        summary.skipped[status] += 1
+        return
+    exp = experiments.for_kind(env.rules.experiments, mod.kind)
+    arm = {"experiment": exp.name, "variant": experiments.assign(exp, mid)} if exp else None
+    held_out = arm is not None and arm["variant"] == HOLDOUT
     coupon = None
-    if d.coupon:  # a benefit: issued even when the message is capped or opted out
+    if d.coupon and not held_out:  # a benefit: issued even when capped or opted out
         coupon = (_preview_coupon(d.coupon, now, env.rules) if dry_run else
                   await _coupon(env, mid, d.coupon, d.period, now, summary))
     facts = {**d.facts, "coupon": coupon}
-    text = render_push(mod.kind, facts, m, env.rules)
+    text = "" if held_out else render_push(
+        mod.kind, facts, m, env.rules, experiments.variant(exp, arm["variant"]) if arm else None)
     if dry_run:
         via = ""
-        if status != "ok":
+        if status == "ok" and held_out:
+            summary.skipped["holdout"] += 1
+            via = f"held out ({exp.name})"
+        elif status != "ok":
             summary.skipped[status] += 1
             via = f"not sent ({status})"
+        elif waits_for_owner(m, env):
+            summary.held["no_owner"] += 1
+            via = "held: waiting for a new owner"
         elif (r := route(m, env)) is None:
             summary.unreachable += 1
             via = "unreachable"
@@ -155,7 +192,7 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
         until = min(until, d.until)
     data = {"facts": facts, "text": text, "day": today.isoformat(), "until": until.isoformat()}
     try:
-        res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data),
+        res = await env.members.run(mid, now, mark(mod, now, env.rules, d.period, data, arm),
                                     key=keys.push(mid, mod.kind, d.period))
     except Refusal:
         return
@@ -165,9 +202,9 @@ async def _one(env: Env, mod: Job, mid: str, now: datetime, dry_run: bool,
         summary.skipped[res["status"]] += 1
 
 
-async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
+async def run_push(env: Context, mod: Job, now: datetime, *, dry_run: bool,
                    summary: Summary, progress: Progress) -> None:
-    ids = await mod.candidates(env.store, now, env.rules)
+    ids = await mod.candidates(env.members, now, env.rules)
     summary.candidates = len(ids)
     progress.start(len(ids))
     p = env.rules.push
@@ -186,7 +223,7 @@ async def run_push(env: Env, mod: Job, now: datetime, *, dry_run: bool,
         await deliver(env, now, kinds=[mod.kind], summary=summary)
 
 
-async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
+async def run_kind(env: Context, kind: str, now: datetime, *, dry_run: bool = False,
                    progress: Progress | None = None, show: int = 0) -> Summary:
     """Run job ``kind`` as of ``now``: enqueue who is due and deliver it (a dry run renders
     and counts, and writes nothing; it keeps ``show`` rendered messages)."""
@@ -205,7 +242,7 @@ async def run_kind(env: Env, kind: str, now: datetime, *, dry_run: bool = False,
     return summary
 
 
-async def record_run(env: Env, summary: Summary) -> None:
+async def record_run(env: Context, summary: Summary) -> None:
     """The job's duration metric and its last run with what it did (``keys.job_last``, shown
     by ``jobs list`` and the admin job table)."""
     JOB_SECONDS.labels(summary.kind).observe(summary.seconds)
@@ -213,6 +250,6 @@ async def record_run(env: Env, summary: Summary) -> None:
     now = summary.now
     at = f"{ran:%Y-%m-%d %H:%M}" + (f" (as of {now:%Y-%m-%d})" if ran.date() != now.date()
                                      else "")
-    await env.store.kv_set(keys.job_last(summary.kind),
-                           json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
-                           ttl=400 * 86400)
+    await env.members.cache(keys.job_last(summary.kind),
+                            json.dumps({"at": at, **summary.result()}, ensure_ascii=False),
+                            ttl=400 * 86400)

@@ -27,9 +27,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .. import keys
-from ..context import CTX
+from ..context import CTX, Context
 from .base import Summary
-from .env import Env, from_context
 from .outbox import deliver
 from .registry import JOBS
 from .runner import record_run, run_kind
@@ -78,7 +77,7 @@ def calendar_jobs(rules: Any) -> dict[str, Schedule]:
 class Scheduler:
     """Leader election, once-per-instant firing, catch-up, and the minute's outbox delivery."""
 
-    def __init__(self, env: Env, clock: Callable[[], datetime], *, sid: str | None = None,
+    def __init__(self, env: Context, clock: Callable[[], datetime], *, sid: str | None = None,
                  ttl: float = LEADER_TTL) -> None:
         self.env = env
         self.clock = clock
@@ -96,20 +95,20 @@ class Scheduler:
 
     async def heartbeat(self) -> bool:
         """Take or keep the leader lock; returns whether this process leads."""
-        store = self.env.store
+        records = self.env.members
         if self.leader:
-            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
-                                             expect=self.sid)
+            self.leader = await records.cache(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
+                                              expect=self.sid)
         if not self.leader:
-            self.leader = await store.kv_set(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
-                                             only_new=True)
+            self.leader = await records.cache(keys.SCHEDULER_LEADER, self.sid, ttl=self.ttl,
+                                              only_new=True)
             if self.leader:
                 log.info("scheduler %s is the leader", self.sid)
         return self.leader
 
     async def resign(self) -> None:
         if self.leader:
-            await self.env.store.kv_delete(keys.SCHEDULER_LEADER, expect=self.sid)
+            await self.env.members.forget(keys.SCHEDULER_LEADER, expect=self.sid)
             self.leader = False
 
     async def fire(self, kind: str, scheduled: datetime) -> Summary | None:
@@ -120,15 +119,15 @@ class Scheduler:
         claim = keys.scheduler_fired(kind, scheduled.astimezone(self.tz).isoformat())
         # a short lease while running, "done" for days after: a run that fails or dies is
         # made up by the next tick's catch-up (every push is keyed, so a rerun sends the rest)
-        if not await self.env.store.kv_set(claim, self.sid, ttl=RUN_LEASE, only_new=True):
+        if not await self.env.members.cache(claim, self.sid, ttl=RUN_LEASE, only_new=True):
             return None
         try:
             async with self._lock:
                 summary = await run_kind(self.env, kind, self.clock())
         except BaseException:
-            await self.env.store.kv_delete(claim, expect=self.sid)
+            await self.env.members.forget(claim, expect=self.sid)
             raise
-        await self.env.store.kv_set(claim, "done", ttl=FIRED_TTL)
+        await self.env.members.cache(claim, "done", ttl=FIRED_TTL)
         log.info("job %s for %s: %s", kind, scheduled.isoformat(), summary.as_dict())
         return summary
 
@@ -215,7 +214,7 @@ def setup(app: web.Application) -> None:
 
     async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
-        sched = slot.scheduler = Scheduler(from_context(ctx), ctx.now)
+        sched = slot.scheduler = Scheduler(ctx, ctx.now)
         sched.start()
         try:
             yield

@@ -9,7 +9,9 @@ the change of tier or segment, see :mod:`bot.rules.wecom_tags`) becomes one ``ma
 the member's owner: the member's rows are claimed (``tag_pending`` → ``tag_sending``, a
 compare-and-set), the newest state is marked (its tags added, the group's other tags
 removed, so a mark is absolute and a retry after a crash changes nothing), then ``tag_done``.
-At most 5 calls at once (WeCom's concurrency limit for mark_tag).
+At most 5 calls at once (WeCom's concurrency limit for mark_tag). WeCom keeps tags per staff
+relation, so a new owner (a handover taken over, a new relation) gets a mark of its own,
+committed with the change of owner; while a member waits for a new owner its rows wait too.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from storage import OutboxRow
 
 from .. import keys
 from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
+from ..context import Context
 from ..rules.rfm import SEGMENTS
 from ..rules.wecom_tags import OUTBOX_KIND, OUTBOX_STATUS
-from .base import Job, Progress, Summary, route
-from .env import Env
+from .base import Job, Progress, Summary, route, waits_for_owner
 from .schedule import Every, Schedule
 
 log = logging.getLogger("memberbot.tags")
@@ -44,22 +46,22 @@ def schedule(rules: object) -> Schedule:
     return Every(300)
 
 
-def groups(env: Env) -> dict[str, list[str]]:
+def groups(env: Context) -> dict[str, list[str]]:
     """The tag groups memberbot keeps: group name → tag names."""
     return {env.rules.wecom["tier_tag_group"]: [t.name for t in env.rules.tiers],
             env.rules.wecom["rfm_tag_group"]: list(dict.fromkeys(SEGMENTS.values()))}
 
 
-async def tag_ids(env: Env) -> dict[str, dict[str, str]]:
+async def tag_ids(env: Context) -> dict[str, dict[str, str]]:
     """group name → tag name → tag id, creating what is missing (once)."""
     want = groups(env)
-    raw = await env.store.kv_get(keys.WECOM_TAG_IDS)
+    raw = await env.members.cached(keys.WECOM_TAG_IDS)
     if raw:
         cached = orjson.loads(raw)
         if all(set(names) <= set(cached.get(g, {})) for g, names in want.items()):
             return cached
     lock = keys.token_lock(keys.WECOM_TAG_IDS)
-    if not await env.store.kv_set(lock, env.sid, ttl=30, only_new=True):
+    if not await env.members.cache(lock, env.sid, ttl=30, only_new=True):
         raise WeComError(-1, "another process is creating the tag groups", "add_corp_tag")
     try:
         have: dict[str, dict[str, str]] = {}
@@ -75,14 +77,14 @@ async def tag_ids(env: Env) -> dict[str, dict[str, str]]:
             if missing:
                 g = await env.wecom.add_corp_tag(name, missing, ids.get(name, ""))
                 have.setdefault(name, {}).update({t["name"]: t["id"] for t in g.get("tag") or []})
-        await env.store.kv_set(keys.WECOM_TAG_IDS, orjson.dumps(have).decode(),
-                               ttl=TAG_IDS_TTL)
+        await env.members.cache(keys.WECOM_TAG_IDS, orjson.dumps(have).decode(),
+                                ttl=TAG_IDS_TTL)
         return have
     finally:
-        await env.store.kv_delete(lock, expect=env.sid)
+        await env.members.forget(lock, expect=env.sid)
 
 
-def _ids(rows: list[OutboxRow], env: Env, ids: dict[str, dict[str, str]]
+def _ids(rows: list[OutboxRow], env: Context, ids: dict[str, dict[str, str]]
          ) -> tuple[list[str], list[str]]:
     """add, remove: the newest row's tags, and the other tags of the two groups."""
     last = max(rows, key=lambda r: r.period).data
@@ -94,17 +96,22 @@ def _ids(rows: list[OutboxRow], env: Env, ids: dict[str, dict[str, str]]
     return add, [i for i in everything if i not in add]
 
 
-async def _member(env: Env, mid: str, rows: list[OutboxRow], ids: dict,
+async def _member(env: Context, mid: str, rows: list[OutboxRow], ids: dict,
                   summary: Summary, sem: asyncio.Semaphore) -> None:
-    mine = [r for r in rows if await env.store.outbox_set(r.id, SENDING, {"at": int(env.wall())},
+    mine = [r for r in rows if await env.members.move_row(r.id, SENDING, {"at": int(env.wall())},
                                                           expect=r.status)]
     if not mine:
         return
-    m = await env.store.get(mid)
+    m = await env.members.get(mid)
+    if m is not None and waits_for_owner(m, env):  # marked for the new owner, later
+        for row in mine:
+            await env.members.move_row(row.id, OUTBOX_STATUS, expect=SENDING)
+        summary.held["no_owner"] += 1
+        return
     r = route(m, env) if m is not None else None
     if r is None or r[0] != "wecom":  # no WeCom relation any more: nothing to mark
         for row in mine:
-            await env.store.outbox_set(row.id, SKIPPED, expect=SENDING)
+            await env.members.move_row(row.id, SKIPPED, expect=SENDING)
         summary.skipped["no_contact"] += 1
         return
     add, remove = _ids(mine, env, ids)
@@ -113,23 +120,23 @@ async def _member(env: Env, mid: str, rows: list[OutboxRow], ids: dict,
             await env.wecom.mark_tag(r[1], r[2], add, remove)
     except (WeComConfigError, WeComRateLimited):
         for row in mine:  # certainly not marked: pending again
-            await env.store.outbox_set(row.id, OUTBOX_STATUS, expect=SENDING)
+            await env.members.move_row(row.id, OUTBOX_STATUS, expect=SENDING)
         raise
     except WeComError as e:
         for row in mine:
-            await env.store.outbox_set(row.id, FAILED, {"error": e.errcode}, expect=SENDING)
+            await env.members.move_row(row.id, FAILED, {"error": e.errcode}, expect=SENDING)
         summary.failed[e.errcode] += 1
         return
     for row in mine:
-        await env.store.outbox_set(row.id, DONE, {"add": add}, expect=SENDING)
+        await env.members.move_row(row.id, DONE, {"add": add}, expect=SENDING)
     summary.tagged += 1
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     """Mark every member with pending tag rows (and rows a dead run left sending)."""
-    rows = await env.store.outbox(status=OUTBOX_STATUS, kind=OUTBOX_KIND, limit=PAGE)
-    rows += [r for r in await env.store.outbox(status=SENDING, kind=OUTBOX_KIND, limit=PAGE)
+    rows = await env.members.outbox_rows(status=OUTBOX_STATUS, kind=OUTBOX_KIND, limit=PAGE)
+    rows += [r for r in await env.members.outbox_rows(status=SENDING, kind=OUTBOX_KIND, limit=PAGE)
              if env.wall() - float(r.data.get("at", 0)) > env.lease]
     by_member: dict[str, list[OutboxRow]] = {}
     for r in rows:

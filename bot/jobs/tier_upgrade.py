@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..context import Context
 from ..rules.config import Rules
 from .base import Job, Progress, Summary
-from .env import Env
 from .outbox import deliver, preview
 from .schedule import Every, Schedule
 
@@ -20,7 +20,7 @@ def schedule(rules: Rules) -> Schedule:
     return Every(60)
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     if dry_run:
         await preview(env, now, [KIND], summary)
@@ -28,4 +28,4 @@ async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
         await deliver(env, now, kinds=[KIND], summary=summary)
 
 
-JOB = Job(KIND, TITLE, schedule, "new tier and day", run=run)
+JOB = Job(KIND, TITLE, schedule, "new tier and day", run=run, sends=True)

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from storage import Store
-
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Job, unique, within
+from .base import Due, Indexes, Job, unique, within
 from .schedule import Daily, Schedule
 
 KIND = "wakeup"
@@ -30,10 +28,10 @@ def window(rules: Rules) -> tuple[int, int]:
     return days, days + CATCH_UP - 1
 
 
-async def candidates(store: Store, now: datetime, rules: Rules) -> list[str]:
+async def candidates(reads: Indexes, now: datetime, rules: Rules) -> list[str]:
     first, last = window(rules)
-    return unique(await within(store, "last_purchase", now, rules, -last, -first)
-                  + await within(store, "joined", now, rules, -last, -first))
+    return unique(await within(reads, "last_purchase", now, rules, -last, -first)
+                  + await within(reads, "joined", now, rules, -last, -first))
 
 
 def due(m: Member, now: datetime, rules: Rules) -> Due | None:

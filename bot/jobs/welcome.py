@@ -9,6 +9,7 @@ from datetime import datetime
 
 from .. import keys
 from ..channels.wecom import WELCOME_CODE_USED, WeComClient, WeComError
+from ..context import Context
 from ..members import Members
 from ..metrics import PUSHES
 from ..rules.config import Rules
@@ -16,7 +17,6 @@ from ..rules.models import Entry, Member
 from ..rules.timeutil import ts
 from ..templating import render
 from .base import Job, Progress, Summary
-from .env import Env
 from .schedule import OnEvent, Schedule
 
 log = logging.getLogger("memberbot.welcome")
@@ -49,11 +49,10 @@ def text(members: Members, m: Member | None, now: datetime, *, staff: str, linke
 async def send(members: Members, wecom: WeComClient, *, member_id: str | None, welcome_code: str,
                staff: str, now: datetime, linked: bool, coupon: dict | None = None) -> str:
     """Send the welcome once per code; returns "sent", "code_used", "failed" or "duplicate"."""
-    store = members.store
     key = keys.wecom_welcome(welcome_code)
-    if not await store.kv_set(key, member_id or "-", ttl=86400, only_new=True):
+    if not await members.cache(key, member_id or "-", ttl=86400, only_new=True):
         return "duplicate"  # a retried callback: the code is spent either way
-    m = await store.get(member_id) if member_id else None
+    m = await members.get(member_id) if member_id else None
     status, error = "sent", 0
     try:
         await wecom.send_welcome_msg(welcome_code, text(members, m, now, staff=staff,
@@ -76,7 +75,7 @@ async def send(members: Members, wecom: WeComClient, *, member_id: str | None, w
     return status
 
 
-async def run(env: Env, now: datetime, *, dry_run: bool, summary: Summary,
+async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
               progress: Progress) -> None:
     raise NothingToRun()
 

@@ -28,6 +28,8 @@ RECORD_MAX = 14  # WeChat shows at most 14 characters of record_bonus
 RECORDS = {
     "checkin": "签到奖励",
     "purchase": "消费积分",
+    "pending": "消费积分待生效",
+    "matured": "待生效积分到账",
     "order": "积分抵现",
     "exchange": "积分兑换",
     "expire": "积分过期",
@@ -47,9 +49,11 @@ OUTBOX_STATUS = "card_pending"  # its own statuses: the push sender never takes 
 _COLOR = re.compile(r"^Color(0[1-9]0|100)$")
 _URL = re.compile(r"^https?://\S+$")
 _LIMITS = {"brand_name": 12, "title": 9, "notice": 16, "description": 1024,
-           "custom_field_name": 5, "bonus_rules": 128, "bonus_cleared": 128}
+           "custom_field_name": 5, "pending_field_name": 5, "bonus_rules": 128,
+           "bonus_cleared": 128}
 _KNOWN = {"brand_name", "title", "logo_url", "background_url", "color", "notice",
-          "description", "service_phone", "custom_field_name", "bonus_rules", "bonus_cleared",
+          "description", "service_phone", "custom_field_name", "pending_field_name",
+          "bonus_rules", "bonus_cleared",
           "notify_points", "quantity", "prerogative", "form", "pay_gift"}
 
 
@@ -87,6 +91,8 @@ class CardDef:
     required_form: tuple[str, ...]
     optional_form: tuple[str, ...]
     pay_gift: PayGift | None
+    # a second custom field showing pending purchase points (points.pending_days); "" = none
+    pending_field_name: str = ""
 
 
 def _text(d: dict, name: str, *, required: bool = True, default: str = "") -> str:
@@ -184,7 +190,8 @@ def parse(d: Any, tier_keys: list[str]) -> CardDef | None:
                                                          required=False, default="等级"),
         _text(d, "bonus_rules"), _text(d, "bonus_cleared", required=False), notify,
         _int(d, "quantity", "card", 100_000_000, minimum=1), dict(pre), required, optional,
-        _pay_gift(d.get("pay_gift")))
+        _pay_gift(d.get("pay_gift")),
+        _text(d, "pending_field_name", required=False, default=""))
 
 
 def prerogative(card: CardDef, tiers: Any) -> str:
@@ -209,6 +216,7 @@ def record(entries: list[Entry]) -> str:
         if not e.points:
             continue
         why = e.data.get("reason") if e.kind in ("credit", "spend") else e.kind
+        why = "matured" if e.data.get("matured") else why
         texts.append(RECORDS.get(why or "", RECORD_DEFAULT))
     if not texts:
         return RECORD_TIER if any(e.kind == "tier_change" for e in entries) else RECORD_DEFAULT
@@ -216,18 +224,25 @@ def record(entries: list[Entry]) -> str:
     return text[:RECORD_MAX]
 
 
-def sync(m: Member, balance: int, tier_name: str, entries: list[Entry]) -> dict | None:
+def sync(m: Member, balance: int, tier_name: str, entries: list[Entry],
+         pending: int | None = None) -> dict | None:
     """The card outbox entry for a member whose balance or tier moved since the last one, or
-    ``None``. Call it once at the end of every step (the use-case layer does)."""
+    ``None``. Call it once at the end of every step (the use-case layer does). ``pending``:
+    the pending purchase points, when the card shows them (``card.pending_field_name``)."""
     if not (m.card_active and m.card_code):
         return None
-    if balance == m.card_bonus and m.tier == m.card_tier:
+    moved = pending is not None and pending != m.card_pending
+    if balance == m.card_bonus and m.tier == m.card_tier and not moved:
         return None
     m.card_seq += 1
     data = {"seq": m.card_seq, "code": m.card_code, "card_id": m.card_id,
             "bonus": balance, "add_bonus": balance - m.card_bonus,
-            "record": record(entries) if balance != m.card_bonus else RECORD_TIER,
+            "record": record(entries) if balance != m.card_bonus else
+            RECORDS["pending"] if moved and m.tier == m.card_tier else RECORD_TIER,
             "tier": m.tier, "tier_name": tier_name, "tier_changed": m.tier != m.card_tier}
+    if moved:
+        data.update(pending=pending, pending_changed=True)
+        m.card_pending = pending or 0
     m.card_bonus, m.card_tier = balance, m.tier
     return {"kind": OUTBOX_KIND, "period": f"{m.card_seq:010d}", "status": OUTBOX_STATUS,
             "data": data}

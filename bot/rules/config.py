@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .campaigns import Campaign, CampaignRulesError
+from .campaigns import parse as parse_campaigns
 from .card import CardDef, CardRulesError
 from .card import parse as parse_card
+from .experiments import Experiment
+from .experiments import parse as parse_experiments
+from .fields import RulesError, _int, _ints, _str
 from .models import PROFILE, Task
+from .offers import Offer
+from .offers import parse as parse_offers
+from .sections import day, entries
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
@@ -26,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "redeem_points_per_yuan": 100,
         "redeem_min_points": 500,
         "refund_min_days": 30,
+        "pending_days": 0,  # purchase points usable only N days after payment (0: at once)
     },
     "orders": {"earliest_paid_at": "2000-01-01"},
     "importer": {
@@ -81,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
         "wakeup_days": 90,
         "expiry_warning_days": [30, 7],
         "member_day": 15,
+        # per lifecycle kind, only members with these tier keys / RFM segments (rules/targets.py)
+        "targets": {},
     },
     "rate_limit": {"commands_per_minute": 20},
     # WeCom in depth (docs/lifecycle.md): confirmation of 1v1 tasks, reminders, WeCom's own
@@ -121,7 +132,10 @@ DEFAULTS: dict[str, Any] = {
         {"key": "survey", "name": "参与问卷", "points": 20, "daily_cap": 1, "lifetime_cap": 0},
         {"key": "article", "name": "阅读文章", "points": 10, "daily_cap": 2, "lifetime_cap": 0},
     ],
+    # A/B tests of lifecycle messages (rules/experiments.py): [[experiments]] tables
+    "experiments": [],
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
+    "campaigns": [],  # 积分翻倍 campaigns with a window, targeting and a budget (campaigns.py)
 }
 
 
@@ -151,10 +165,6 @@ class StaffPolicy:
         key = self.users.get(userid) or (self.admin_role if userid in admins
                                          else self.default_role)
         return self.roles[key]
-
-
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -194,12 +204,6 @@ def _yuan(fen: int) -> str:
 
 
 @dataclass(frozen=True)
-class CatalogueItem:
-    coupon: str
-    points: int
-
-
-@dataclass(frozen=True)
 class Rung:
     invites: int  # rewarded invites that reach it
     points: int
@@ -216,7 +220,7 @@ class Rules:
     grace_warning_days: tuple[int, ...]
     tiers: tuple[Tier, ...]
     coupons: dict[str, CouponTemplate]
-    catalogue: tuple[CatalogueItem, ...]
+    catalogue: tuple[Offer, ...]
     rfm: dict[str, int]
     push: dict[str, Any]
     rate_limit: dict[str, int]
@@ -228,6 +232,8 @@ class Rules:
     card: CardDef | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
     invite_ladder: tuple[Rung, ...] = ()
+    campaigns: tuple[Campaign, ...] = ()
+    experiments: tuple[Experiment, ...] = ()
 
     def tier(self, key: str) -> Tier:
         for t in self.tiers:
@@ -248,33 +254,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def _int(d: dict[str, Any], name: str, path: str, *, minimum: int = 0) -> int:
-    if name not in d:
-        raise RulesError(f"{path}.{name}: missing")
-    v = d[name]
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise RulesError(f"{path}.{name}: must be a whole number, got {v!r}")
-    if v < minimum:
-        raise RulesError(f"{path}.{name}: must be at least {minimum}, got {v}")
-    return v
-
-
-def _ints(section: dict[str, Any], path: str, names: list[str], minimum: int = 0) -> dict:
-    if not isinstance(section, dict):
-        raise RulesError(f"{path}: must be a table")
-    unknown = set(section) - set(names)
-    if unknown:
-        raise RulesError(f"{path}.{sorted(unknown)[0]}: unknown setting")
-    return {n: _int(section, n, path, minimum=minimum) for n in names}
-
-
-def _str(d: dict[str, Any], name: str, path: str) -> str:
-    v = d.get(name)
-    if not isinstance(v, str) or not v:
-        raise RulesError(f"{path}.{name}: must be a non-empty text, got {v!r}")
-    return v
 
 
 def _tiers(items: Any) -> tuple[Tier, ...]:
@@ -411,19 +390,6 @@ def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
                        {str(k): str(v) for k, v in users.items()})
 
 
-def _day(v: Any, path: str) -> date | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, datetime):
-        return v.date()
-    if isinstance(v, date):
-        return v
-    try:
-        return date.fromisoformat(v) if isinstance(v, str) else None
-    except ValueError:
-        return None
-
-
 def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     if not isinstance(items, list):
         raise RulesError("tasks: must be a list of [[tasks]] tables")
@@ -442,7 +408,7 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
             raise RulesError(f"{p}.key: must be lower-case letters, digits and _, got {key!r}")
         window = []
         for name in ("start", "end"):
-            d = _day(t.get(name), p)
+            d = day(t.get(name))
             if d is None and t.get(name) not in (None, ""):
                 raise RulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {t[name]!r}")
             window.append(d)
@@ -470,16 +436,8 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
 
 
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
-    if not isinstance(items, list):
-        raise RulesError("invite_ladder: must be a list of [[invite_ladder]] tables")
     out: list[Rung] = []
-    for i, r in enumerate(items):
-        p = f"invite_ladder[{i}]"
-        if not isinstance(r, dict):
-            raise RulesError(f"{p}: must be a table")
-        unknown = set(r) - {"invites", "points", "coupon"}
-        if unknown:
-            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+    for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
         rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
@@ -524,18 +482,7 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError("grace.warning_days: must be a list of positive whole numbers")
     tiers = _tiers(data["tiers"])
     coupons = _coupons(data["coupons"], {t.key for t in tiers})
-    cat: list[CatalogueItem] = []
-    if not isinstance(data["catalogue"], list):
-        raise RulesError("catalogue: must be a list of [[catalogue]] tables")
-    for i, item in enumerate(data["catalogue"]):
-        p = f"catalogue[{i}]"
-        if not isinstance(item, dict):
-            raise RulesError(f"{p}: must be a table")
-        key = _str(item, "coupon", p)
-        if key not in coupons:
-            raise RulesError(f"{p}.coupon: no coupon template {key!r}")
-        pts = _int(item, "points", p, minimum=points["redeem_min_points"])
-        cat.append(CatalogueItem(key, pts))
+    cat = parse_offers(data["catalogue"], coupons, points["redeem_min_points"], tz)
     rfm = _ints(data["rfm"], "rfm", list(DEFAULTS["rfm"]), minimum=1)
     if not isinstance(data["push"], dict):
         raise RulesError("push: must be a table")
@@ -557,15 +504,18 @@ def build_rules(data: dict[str, Any]) -> Rules:
     staff = _staff(data["staff"], coupons)
     try:
         card = parse_card(data.get("card"), [t.key for t in tiers])
-    except CardRulesError as e:
+        campaigns = parse_campaigns(data["campaigns"], [t.key for t in tiers],
+                                    push["member_day"])
+    except (CardRulesError, CampaignRulesError) as e:
         raise RulesError(str(e)) from e
     tasks = _tasks(data["tasks"], legacy_profile)
     points["profile_bonus"] = tasks[PROFILE].points
-    return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, tuple(cat),
+    return Rules(tz, points, checkin, invite, g_months, tuple(warn), tiers, coupons, cat,
                  rfm, push, rate, staff, orders=_orders(data["orders"]),
                  test_accounts=_test_accounts(data["importer"]), wecom=_wecom(data["wecom"]),
                  raw=data, card=card, tasks=tasks,
-                 invite_ladder=_ladder(data["invite_ladder"], coupons))
+                 invite_ladder=_ladder(data["invite_ladder"], coupons), campaigns=campaigns,
+                 experiments=parse_experiments(data["experiments"]))
 
 
 SEND_LIMITS = ("month", "week", "day")

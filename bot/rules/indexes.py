@@ -21,11 +21,15 @@ def _day(t: int | None, rules: Rules) -> int | None:
 
 def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:
     """Every index entry of ``m``: what the jobs and the sidebar look members up by."""
-    exp = points.next_expiry(m)
+    exp = points.next_expiry(m, rules)
+    mature = points.next_maturity(m)
     review = tiers.review_day(m, today, rules)
     bday = m.birthday
     return {
         "expiry": day_num(date.fromisoformat(exp)) if exp else None,
+        # the day pending purchase points become available (housekeeping visits the member
+        # then, so the card and the next-expiry index follow)
+        "pending": day_num(date.fromisoformat(mature)) if mature else None,
         "last_purchase": _day(m.last_purchase, rules),
         "last_activity": _day(max(m.last_activity, m.last_purchase or 0) or None, rules),
         "grace_until": _day(m.grace_until, rules),
@@ -35,7 +39,8 @@ def derive(m: Member, today: date, rules: Rules) -> dict[str, Any]:
         "joined": _day(m.joined_at, rules),
         "tier": m.tier,
         "owner": m.owner_userid,  # whose customers a handover moves
-        "handover": "pending" if m.handover else None,
+        # pending: a handover WeCom has not decided; owner_left: waiting for a new owner
+        "handover": "pending" if m.handover else ("owner_left" if m.owner_left else None),
         "rfm": m.rfm,
         "tags": sorted(set(m.tags)) or None,
         "followed": "yes" if m.followed else "no",

@@ -12,6 +12,19 @@ from typing import Any
 
 PROFILE = "profile"  # the built-in task the profile (phone + birthday) earns
 
+# the eight RFM segments by (recent, frequent, monetary): rfm.py scores members into them,
+# campaigns may target them
+RFM_SEGMENTS = {
+    (True, True, True): "重要价值客户",
+    (True, False, True): "重要发展客户",
+    (False, True, True): "重要保持客户",
+    (False, False, True): "重要挽留客户",
+    (True, True, False): "一般价值客户",
+    (True, False, False): "一般发展客户",
+    (False, True, False): "一般保持客户",
+    (False, False, False): "一般挽留客户",
+}
+
 
 @dataclass(frozen=True)
 class Task:
@@ -44,6 +57,17 @@ class Lot:
 
 
 @dataclass
+class Pending:
+    """Purchase points not yet usable (``points.pending_days``): a refund before
+    ``matures_on`` cancels them; on that day they become a lot expiring 12 months later."""
+
+    ref: str  # "order:<id>"
+    earned_on: str  # the day the order was paid
+    matures_on: str  # first day the points are available
+    amount: int
+
+
+@dataclass
 class Coupon:
     code: str
     template: str
@@ -54,6 +78,8 @@ class Coupon:
     redeemed_at: int | None = None
     ref: str = ""  # the idempotency key that issued it
     redeemed_amount_fen: int | None = None  # the order amount it was redeemed on
+    offer: str = ""  # the catalogue item (兑换) it was exchanged from
+    cash_fen: int = 0  # 积分+现金: what the till collects when it is used
 
 
 @dataclass
@@ -76,6 +102,8 @@ class Order:
     # the points paid with, as [expires_on, amount] of the lots they came from
     points_spent_from: list[list] = field(default_factory=list)
     points_returned: int = 0  # points paid with that refunds gave back
+    campaign: str = ""  # the campaign (积分翻倍) that added points to this order
+    campaign_points: int = 0  # what it added, within its budget (part of ``points``)
 
     @property
     def net_fen(self) -> int:
@@ -109,6 +137,7 @@ class Member:
     invited_rewarded_total: int = 0  # rewarded invites ever: the invite ladder counts these
     ladder_done: list[int] = field(default_factory=list)  # invite-ladder rungs rewarded
     lots: list[Lot] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)  # purchase points not yet available
     debt: int = 0
     checkin_last: str | None = None
     checkin_streak: int = 0
@@ -129,6 +158,7 @@ class Member:
     card_active: bool = False
     card_bonus: int = 0  # the balance and tier last enqueued to the card
     card_tier: str | None = None
+    card_pending: int = 0  # the pending points last enqueued to the card (when it shows them)
     card_seq: int = 0
     tags: list[str] = field(default_factory=list)
     rfm: str | None = None
@@ -142,11 +172,20 @@ class Member:
     tag_seq: int = 0  # wecom_tag outbox entries so far
     # a customer handover in progress: {"from", "to", "resigned", "at"}; pushes wait for it
     handover: dict[str, Any] = field(default_factory=dict)
+    # the owner staff left the customer (del_follow_user, none other follows it): {"staff",
+    # "at"}; pushes wait until a new owner is known (a handover, a new add_external_contact)
+    owner_left: dict[str, Any] = field(default_factory=dict)
     version: int = 0
+
+    @property
+    def awaits_owner(self) -> bool:
+        """A WeCom contact whose pushes wait for a new owner (handover pending, owner left)."""
+        return bool(self.external_userid and (self.handover or self.owner_left))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in _MEMBER_FIELDS}
         d["lots"] = [vars(x).copy() for x in self.lots]
+        d["pending"] = [vars(x).copy() for x in self.pending]
         d["coupons"] = [vars(x).copy() for x in self.coupons]
         d["orders"] = {k: {**vars(o), "refunds": dict(o.refunds),
                            "points_spent_from": [list(x) for x in o.points_spent_from]}
@@ -161,6 +200,7 @@ class Member:
         d["notices"] = [dict(n) for n in self.notices]
         d["wecom_tags"] = dict(self.wecom_tags)
         d["handover"] = dict(self.handover)
+        d["owner_left"] = dict(self.owner_left)
         d["tasks"] = {k: {**v, "days": dict(v.get("days") or {})} for k, v in self.tasks.items()}
         return d
 
@@ -168,6 +208,7 @@ class Member:
     def from_dict(cls, d: dict[str, Any]) -> Member:
         d = dict(d)
         d["lots"] = [Lot(**x) for x in d.get("lots", ())]
+        d["pending"] = [Pending(**x) for x in d.get("pending", ())]
         d["coupons"] = [Coupon(**x) for x in d.get("coupons", ())]
         d["orders"] = {k: Order(**o) for k, o in d.get("orders", {}).items()}
         known = _MEMBER_NAMES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from . import coupons, points, profile, tiers
+from . import campaigns, coupons, points, profile, tiers
 from .config import Rules
 from .models import Entry, Member, Order, Refusal
 from .timeutil import add_months, day_of, local_day, start_of_day, ts
@@ -27,8 +27,10 @@ def check_paid_at(paid_at: datetime, rules: Rules) -> None:
 
 def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: datetime,
            rules: Rules, *, store_id: str = "", coupon_code: str | None = None,
-           points_used: int = 0, body_hash: str = "") -> tuple[dict, list[Entry]]:
-    """Record an order once: redeem the coupon, spend points, credit points, update tier."""
+           points_used: int = 0, body_hash: str = "",
+           grants: dict[str, int] | None = None) -> tuple[dict, list[Entry]]:
+    """Record an order once: redeem the coupon, spend points, credit points (with the
+    campaign it gets, within the budget ``grants`` hold: :mod:`.campaigns`), update tier."""
     if order_id in m.orders:
         o = m.orders[order_id]
         if body_hash and o.body_hash and o.body_hash != body_hash:
@@ -52,6 +54,13 @@ def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: da
         cash = points_cash_fen(points_used, rules)
         if cash > amount_fen - off:
             raise Refusal("points_exceed_amount", "抵现金额超过订单金额")
+        if points_used > points.balance(m, local_day(now, rules.tz), rules):
+            points.spend(m, points_used, ref, now, rules)  # refuses: 积分不足
+    mult = rules.tier(m.tier).multiplier
+    # the campaign (targeted on the tier and segment before this order) and its budget: may
+    # ask the use case for a grant, before anything changed
+    camp, bonus = campaigns.award(m, amount_fen - off - cash, mult, store_id, paid_at, rules,
+                                  grants or {})
     spent_from: list[list] = []
     entries: list[Entry] = points.spend(m, points_used, ref, now, rules, reason="order",
                                         taken=spent_from)
@@ -61,26 +70,32 @@ def record(m: Member, order_id: str, amount_fen: int, paid_at: datetime, now: da
         coupon_code = c.code
         entries += e
     paid = amount_fen - off - cash
-    mult = rules.tier(m.tier).multiplier
-    earned = points.points_for_purchase(paid, mult, rules)
+    earned = points.points_for_purchase(paid, mult, rules) + bonus
     o = Order(order_id, amount_fen, paid, ts(paid_at), earned, mult, store_id, coupon_code,
-              points_used, body_hash=body_hash, points_expired=0, points_spent_from=spent_from)
+              points_used, body_hash=body_hash, points_expired=0, points_spent_from=spent_from,
+              campaign=camp.key if camp else "", campaign_points=bonus)
     m.orders[order_id] = o
     m.lifetime_spend += paid
     m.last_purchase = max(m.last_purchase or 0, o.paid_at)
     m.last_activity = max(m.last_activity, o.paid_at)
     entries.append(Entry("order", ts(now), amount_fen=paid, ref=ref,
                          data={"gross": amount_fen, "coupon_off": off, "points_cash": cash,
-                               "paid_at": o.paid_at, "store_id": store_id}))
-    entries += points.credit(m, earned, ref, paid_at, now, rules, reason="purchase")
+                               "paid_at": o.paid_at, "store_id": store_id,
+                               **({"campaign": o.campaign, "campaign_points": bonus}
+                                  if camp else {})}))
+    entries += points.credit_purchase(m, earned, ref, paid_at, now, rules)
     entries += tiers.evaluate(m, now, rules)
     return order_result(m, o, now, rules), entries
 
 
 def order_result(m: Member, o: Order, now: datetime, rules: Rules) -> dict:
+    today = local_day(now, rules.tz)
+    pending, pending_until = points.pending(m, today)
     return {"order_id": o.order_id, "member_code": m.member_code, "paid_fen": o.paid_fen,
             "points_earned": o.points, "points_used": o.points_used,
-            "coupon_code": o.coupon_code, "balance": points.balance(m, local_day(now, rules.tz)),
+            "coupon_code": o.coupon_code, "balance": points.balance(m, today, rules),
+            "points_pending": pending, "pending_until": pending_until,
+            "campaign": o.campaign or None, "campaign_points": o.campaign_points,
             "tier": m.tier, "body_hash": o.body_hash}
 
 
@@ -126,7 +141,11 @@ def refund(m: Member, order_id: str, refund_id: str, amount_fen: int | None, now
 def _earned_back(o: Order, now: datetime, rules: Rules) -> int:
     """Earned points to take back now: all that the refunded share earned, less what was
     taken back before and less what expired unspent (those are gone already)."""
-    due = o.points - points.points_for_purchase(o.net_fen, o.multiplier, rules)
+    base = o.points - o.campaign_points
+    due = base - points.points_for_purchase(o.net_fen, o.multiplier, rules)
+    if o.campaign_points:  # the campaign's share goes back in proportion too
+        keep = o.campaign_points * o.net_fen // o.paid_fen if o.paid_fen else 0
+        due += o.campaign_points - keep
     if o.points_expired is None:  # recorded before expiries were kept per order
         expired = add_months(day_of(o.paid_at, rules.tz), rules.points["expiry_months"])
         if expired < local_day(now, rules.tz):

@@ -5,23 +5,77 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from .config import Rules
-from .models import Entry, Lot, Member, Refusal
+from .models import Entry, Lot, Member, Pending, Refusal
 from .timeutil import add_months, local_day, ts
 
 
-def balance(m: Member, today: date) -> int:
-    """Unexpired remaining lots minus debt. A lot earned for ``today`` counts; expired ones not."""
+def _expiry(day: date, rules: Rules) -> str:
+    return add_months(day, rules.points["expiry_months"]).isoformat()
+
+
+def lots_as_of(m: Member, today: date, rules: Rules) -> list[Lot]:
+    """The member's lots as of ``today``: the stored ones and the pending points matured by
+    then (a read with a later ``now`` sees them available before any step converts them)."""
     iso = today.isoformat()
-    return sum(lot.remaining for lot in m.lots if lot.expires_on >= iso) - m.debt
+    due = [Lot(p.ref, p.matures_on, _expiry(date.fromisoformat(p.matures_on), rules),
+               p.amount, p.amount) for p in m.pending if p.matures_on <= iso]
+    return m.lots + due if due else m.lots
+
+
+def balance(m: Member, today: date, rules: Rules | None = None) -> int:
+    """Unexpired remaining lots minus debt. A lot earned for ``today`` counts; expired ones not.
+    With ``rules``, pending points matured by ``today`` count too (a step matures them)."""
+    iso = today.isoformat()
+    lots = m.lots if rules is None else lots_as_of(m, today, rules)
+    return sum(lot.remaining for lot in lots if lot.expires_on >= iso) - m.debt
+
+
+def pending(m: Member, today: date) -> tuple[int, str | None]:
+    """Purchase points still pending on ``today``, and the first day some become available."""
+    iso = today.isoformat()
+    left = [p for p in m.pending if p.matures_on > iso]
+    if not left:
+        return 0, None
+    return sum(p.amount for p in left), min(p.matures_on for p in left)
+
+
+def mature(m: Member, now: datetime, rules: Rules) -> list[Entry]:
+    """Pending points whose day has come become lots (debt paid first), their expiry counted
+    from the day they matured: one ``credit`` entry each, reason ``purchase``."""
+    iso = local_day(now, rules.tz).isoformat()
+    if not any(p.matures_on <= iso for p in m.pending):
+        return []
+    out: list[Entry] = []
+    for p in [p for p in m.pending if p.matures_on <= iso]:
+        out.append(Entry("credit", ts(now), points=p.amount, ref=p.ref,
+                         data={"reason": "purchase", "matured": p.matures_on}))
+        out += _add_lot(m, p.amount, p.ref, date.fromisoformat(p.matures_on), now, rules)
+    m.pending = [p for p in m.pending if p.matures_on > iso]
+    return out
+
+
+def _add_lot(m: Member, amount: int, ref: str, day: date, now: datetime,
+             rules: Rules) -> list[Entry]:
+    """Debt first, the rest a lot earned on ``day``."""
+    out: list[Entry] = []
+    pay = min(m.debt, amount)
+    if pay:
+        m.debt -= pay
+        out.append(Entry("debt_paid", ts(now), points=0, ref=ref, data={"paid": pay}))
+    if amount - pay:
+        m.lots.append(Lot(ref, day.isoformat(), _expiry(day, rules), amount - pay, amount - pay))
+        m.lots.sort(key=lambda x: (x.expires_on, x.earned_on))
+    return out
 
 
 def expire(m: Member, now: datetime, rules: Rules) -> list[Entry]:
-    """Drop lots whose last valid day is before today; one ``expire`` entry per lot.
+    """Mature pending points that are due, then drop lots whose last valid day is before
+    today; one ``expire`` entry per lot.
 
     An order remembers how many of its points expired unspent: a late refund does not take
     those back."""
     iso = local_day(now, rules.tz).isoformat()
-    out: list[Entry] = []
+    out: list[Entry] = mature(m, now, rules)
     keep: list[Lot] = []
     for lot in m.lots:
         if lot.expires_on < iso:
@@ -46,21 +100,26 @@ def credit(m: Member, amount: int, ref: str, earned: datetime, now: datetime, ru
     """
     if amount <= 0:
         return []
-    at = ts(now)
-    entries = [Entry("credit", at, points=amount, ref=ref, data={"reason": reason})]
-    pay = min(m.debt, amount)
-    if pay:
-        m.debt -= pay
-        entries.append(Entry("debt_paid", at, points=0, ref=ref, data={"paid": pay}))
-    rest = amount - pay
-    if rest:
-        d = local_day(earned, rules.tz)
-        exp = add_months(d, rules.points["expiry_months"])
-        lot = Lot(ref, d.isoformat(), exp.isoformat(), rest, rest)
-        m.lots.append(lot)
-        m.lots.sort(key=lambda x: (x.expires_on, x.earned_on))
-        entries.extend(expire(m, now, rules))
+    entries = [Entry("credit", ts(now), points=amount, ref=ref, data={"reason": reason})]
+    entries += _add_lot(m, amount, ref, local_day(earned, rules.tz), now, rules)
+    entries += expire(m, now, rules)
     return entries
+
+
+def credit_purchase(m: Member, amount: int, ref: str, paid: datetime, now: datetime,
+                    rules: Rules) -> list[Entry]:
+    """Purchase points: pending for ``points.pending_days`` days from the day paid (0: a lot
+    at once, as :func:`credit`). Points whose day has already come (an imported old order)
+    mature in this step."""
+    days = rules.points.get("pending_days", 0)
+    if amount <= 0 or not days:
+        return credit(m, amount, ref, paid, now, rules, reason="purchase")
+    day = local_day(paid, rules.tz)
+    m.pending.append(Pending(ref, day.isoformat(), (day + timedelta(days=days)).isoformat(),
+                             amount))
+    entries = [Entry("pending", ts(now), points=0, ref=ref,
+                     data={"amount": amount, "matures_on": m.pending[-1].matures_on})]
+    return entries + expire(m, now, rules)
 
 
 def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
@@ -72,7 +131,7 @@ def spend(m: Member, amount: int, ref: str, now: datetime, rules: Rules,
     if amount <= 0:
         return []
     # check before expiring anything: a refusal must leave the member untouched
-    have = balance(m, local_day(now, rules.tz))
+    have = balance(m, local_day(now, rules.tz), rules)
     if amount > have:
         raise Refusal("insufficient_points", f"积分不足：当前 {max(have, 0)} 分，需要 {amount} 分",
                       balance=have, needed=amount)
@@ -101,6 +160,14 @@ def reverse(m: Member, amount: int, lot_ref: str, ref: str, now: datetime,
         return []
     entries = expire(m, now, rules)
     left = amount
+    cancelled = 0
+    for p in m.pending:  # still pending (a refund inside the window): cancelled, no debt
+        if p.ref == lot_ref and left:
+            take = min(p.amount, left)
+            p.amount -= take
+            left -= take
+            cancelled += take
+    m.pending = [p for p in m.pending if p.amount]
     ordered = sorted(m.lots, key=lambda x: (x.ref != lot_ref, x.expires_on))
     for lot in ordered:
         if not left:
@@ -111,7 +178,13 @@ def reverse(m: Member, amount: int, lot_ref: str, ref: str, now: datetime,
     m.lots = [x for x in m.lots if x.remaining]
     m.debt += left
     data = {"lot": lot_ref, "debt": left, **({"reason": reason} if reason else {})}
-    entries.append(Entry("reverse", ts(now), points=-amount, ref=ref, data=data))
+    if cancelled:  # pending points were never in the balance: the entry moves only the rest
+        data["pending_cancelled"] = cancelled
+    if amount - cancelled:
+        entries.append(Entry("reverse", ts(now), points=-(amount - cancelled), ref=ref,
+                             data=data))
+    else:
+        entries.append(Entry("pending_cancel", ts(now), points=0, ref=ref, data=data))
     return entries
 
 
@@ -142,19 +215,29 @@ def restore(m: Member, pieces: list[list], ref: str, now: datetime,
     return entries
 
 
-def expiring_within(m: Member, today: date, days: int) -> tuple[int, str | None]:
+def expiring_within(m: Member, today: date, days: int,
+                    rules: Rules | None = None) -> tuple[int, str | None]:
     """Points whose lots end within ``days`` days of ``today``, and the soonest such date."""
     lo, hi = today.isoformat(), (today + timedelta(days=days)).isoformat()
-    soon = [x for x in m.lots if lo <= x.expires_on <= hi and x.remaining]
+    lots = m.lots if rules is None else lots_as_of(m, today, rules)
+    soon = [x for x in lots if lo <= x.expires_on <= hi and x.remaining]
     if not soon:
         return 0, None
     return sum(x.remaining for x in soon), min(x.expires_on for x in soon)
 
 
-def next_expiry(m: Member) -> str | None:
-    """The first day after which some points expire (for the points_expiry index)."""
+def next_expiry(m: Member, rules: Rules | None = None) -> str | None:
+    """The first day after which some points expire (for the points_expiry index): pending
+    points count with the expiry they will have once matured (12 months after that day)."""
     days = [x.expires_on for x in m.lots if x.remaining]
+    if rules is not None:
+        days += [_expiry(date.fromisoformat(p.matures_on), rules) for p in m.pending]
     return min(days) if days else None
+
+
+def next_maturity(m: Member) -> str | None:
+    """The first day some pending points become available (for the ``pending`` index)."""
+    return min((p.matures_on for p in m.pending), default=None)
 
 
 def points_for_purchase(paid_fen: int, multiplier: int, rules: Rules) -> int:

@@ -5,19 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from .config import Rules
-from .models import Member
+from .models import RFM_SEGMENTS, Member
 from .timeutil import add_months_dt, ts
 
-SEGMENTS = {
-    (True, True, True): "重要价值客户",
-    (True, False, True): "重要发展客户",
-    (False, True, True): "重要保持客户",
-    (False, False, True): "重要挽留客户",
-    (True, True, False): "一般价值客户",
-    (True, False, False): "一般发展客户",
-    (False, True, False): "一般保持客户",
-    (False, False, False): "一般挽留客户",
-}
+SEGMENTS = RFM_SEGMENTS
 
 
 def scores(m: Member, now: datetime, rules: Rules) -> tuple[int | None, int, int]:

@@ -34,3 +34,16 @@ def mark(m: Member, tier_name: str) -> dict[str, Any] | None:
     m.tag_seq += 1
     return {"kind": OUTBOX_KIND, "period": f"{m.tag_seq:010d}", "status": OUTBOX_STATUS,
             "data": {**want, "before": before}}
+
+
+def remark(m: Member, tier_name: str, owner: str) -> dict[str, Any] | None:
+    """The outbox entry that marks a linked member's tags again because its owner changed
+    (a handover, a new staff relation): WeCom keeps tags per staff relation, so the new
+    owner's relation carries none of them yet. None without a WeCom relation or tags."""
+    if not m.external_userid or not owner:
+        return None
+    before = dict(m.wecom_tags)
+    m.wecom_tags = wanted(m, tier_name)
+    m.tag_seq += 1
+    return {"kind": OUTBOX_KIND, "period": f"{m.tag_seq:010d}", "status": OUTBOX_STATUS,
+            "data": {**m.wecom_tags, "before": before, "owner": owner}}

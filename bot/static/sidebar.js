@@ -129,7 +129,9 @@
       set("progress", "已是最高等级");
       $("[data-field=progress_bar]").style.width = "100%";
     }
-    set("balance", String(c.balance) + (c.debt ? "（待抵扣 " + c.debt + "）" : ""));
+    set("balance", String(c.balance) + (c.debt ? "（待抵扣 " + c.debt + "）" : "")
+        + (c.pending && c.pending.points ? "（待生效 " + c.pending.points + "，"
+           + c.pending.date + " 起）" : ""));
     set("expiring", c.expiring.points ? c.expiring.points + " 分 · " + c.expiring.date + " 起到期" : "无");
     set("streak", c.streak + " 天" + (c.checked_in_today ? " · 今日已签" : ""));
     set("invites", c.invites + " 人");

@@ -37,6 +37,11 @@ async def test_every_write_of_an_update_lands_in_the_member_slot(cluster_url, mo
             seen.append(tuple(keys))
             return await real(keys, args)
 
+        def spy_submit(keys, args):  # the read, sent without waiting
+            seen.append(tuple(keys))
+            return real.submit(keys, args)
+
+        spy.submit = spy_submit
         s._commit = spy
         await s.update("m1", bump("m1", indexes={"tier": "gold", "last": 5},
                                   outbox=[{"kind": "k", "period": "p"}]), key="a")
@@ -211,5 +216,85 @@ async def test_a_reader_paging_by_id_never_passes_a_row_yet_to_be_published(clus
         assert [r.ref for r in await s.ledger(member_id="m1")] == ["m1"]
         await s._settle_own("m9", intent, prior)  # m9's update ends
         assert [r.ref for r in await s.ledger(after_id=first[-1])] == ["m1"]
+    finally:
+        await s.close()
+
+
+async def test_an_update_follows_its_member_to_another_node(cluster_url):
+    """Scripts go straight to the node the client believes serves the slot; when the slot
+    has moved (MOVED), the script did not run there and is sent again where it now lives."""
+    import redis.asyncio as aioredis
+
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        await s.update("m1", bump("m1"), key="a")
+        slot = await s.client.cluster_keyslot("{m:m1}")
+        src = s.client.get_node_from_key("{m:m1}:agg")
+        dst = next(n for n in s.client.get_nodes() if n.name != src.name)
+        a = aioredis.Redis(host=src.host, port=src.port)
+        b = aioredis.Redis(host=dst.host, port=dst.port)
+        try:
+            src_id, dst_id = await a.execute_command("CLUSTER MYID"), await b.execute_command(
+                "CLUSTER MYID")
+            await b.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+            await a.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+            keys = await a.execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+            await a.execute_command("MIGRATE", dst.host, dst.port, "", 0, 5000, "KEYS", *keys)
+            for c in (a, b):
+                await c.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finally:
+            await a.aclose()
+            await b.aclose()
+        # the store still routes the slot to src: MOVED, then the script runs on dst
+        assert await s.update("m1", bump("m1"), key="b") == {"n": 2}
+        assert (await s.get("m1")).checkin_total == 2
+        assert [r.ref for r in await s.ledger(member_id="m1")] == ["m1", "m1"]
+        assert s.client.get_node_from_key("{m:m1}:agg").name == dst.name  # map learnt
+    finally:
+        await s.close()
+
+
+async def test_a_publish_of_the_changed_terms_leaves_what_a_full_publish_leaves(cluster_url):
+    """A publish on top of the version before applies only the terms that changed; the
+    shard ends as a full comparison (a repair, a publish out of order) would leave it."""
+    s = await opened(cluster_url)
+    try:
+        await s.client.flushdb()
+        seen: list[str] = []
+        real = s._publish
+
+        async def spy(keys, args):
+            seen.append(args[7])
+            return await real(keys, args)
+
+        def spy_submit(keys, args):  # an update's own publish, not waited for
+            seen.append(args[7])
+            return real.submit(keys, args)
+
+        spy.submit = spy_submit
+        s._publish = spy
+        steps = [{"exp": 1, "tier": "a", "tags": ["x", "y"]},
+                 {"exp": 2, "tier": "b", "tags": ["y", "z"]},
+                 {"exp": None, "tier": "b", "tags": None, "birthday": 1225},
+                 {"exp": 3, "tier": None, "tags": ["x"], "birthday": 1225}]
+        for i, idx in enumerate(steps):
+            await s.update("m1", bump("m1", indexes=idx), key=f"k{i}")
+            await s.update("m2", bump("m2", indexes=idx), key=f"k{i}")
+        assert all(seen[2:]) and not any(seen[:2])  # the first commits publish in full
+
+        async def state() -> list:
+            return [await s.range("exp", 0, 10), await s.range("birthday", 0, 9999),
+                    await s.tag_counts("tier"), await s.tag_counts("tags"),
+                    await s.tagged("tags", "x"), await s.tagged("tags", "y")]
+
+        assert await state() == [[("m1", 3), ("m2", 3)], [("m1", 1225), ("m2", 1225)], {},
+                                 {"x": 2}, ["m1", "m2"], []]
+        before = await state()
+        for mid in ("m1", "m2"):  # forget what was published: a repair compares in full
+            g = rc.shard_of(mid)
+            await s.client.hdel(f"{g}:ver", mid)
+            await s._repair(mid)
+        assert await state() == before
     finally:
         await s.close()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from .server import LoopbackServer
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Call:
 
 
 @dataclass
-class FakeWeChatAPI:
+class FakeWeChatAPI(LoopbackServer):
     appid: str = "wxtestappid"
     secret: str = "test-app-secret"
     calls: list[Call] = field(default_factory=list)
@@ -74,7 +75,7 @@ class FakeWeChatAPI:
         return self.to(path)
 
     # -- server -----------------------------------------------------------------------------
-    async def start(self) -> str:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/cgi-bin/token", self.token)
         for path in ("/cgi-bin/message/custom/send", "/cgi-bin/message/template/send",
@@ -85,39 +86,7 @@ class FakeWeChatAPI:
             app.router.add_post(path, self.api)
         app.router.add_post("/cgi-bin/menu/create", self.api)
         app.router.add_get("/cgi-bin/menu/get", self.api)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        return self.base
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def start_thread(self) -> str:
-        """Serve from a thread (for a CLI under test that runs its own event loop)."""
-        ready = threading.Event()
-
-        def main() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.start())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.close())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.base
-
-    def stop_thread(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        return app
 
     def set_form(self, code: str, *, mobile: str = "", birthday: str = "",
                  sex: str = "") -> None:

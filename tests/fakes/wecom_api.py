@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from .server import LoopbackServer
 
 EC = "/cgi-bin/externalcontact/"
 TASK = EC + "get_groupmsg_task"
@@ -63,7 +64,7 @@ class Call:
 
 
 @dataclass
-class FakeWeComAPI:
+class FakeWeComAPI(LoopbackServer):
     corp_id: str = "wwtestcorp"
     secret: str = "test-contact-secret"
     oa_appid: str = "wxtestappid"
@@ -91,7 +92,7 @@ class FakeWeComAPI:
     _codes: set[str] = field(default_factory=set)
     _seq: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
+    _thread: Any = None
     _loop: asyncio.AbstractEventLoop | None = None
     _hold: asyncio.Event | None = None
 
@@ -171,41 +172,12 @@ class FakeWeComAPI:
 
     async def start(self) -> str:
         self._hold = asyncio.Event()
-        self._runner = web.AppRunner(self._app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        return self.base
+        return await super().start()
 
     async def close(self) -> None:
         if self._hold is not None:
             self._hold.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def start_thread(self) -> str:
-        ready = threading.Event()
-
-        def main() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self.start())
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self.close())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=main, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self.base
-
-    def stop_thread(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        await super().close()
 
     # -- handlers -------------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> Call:

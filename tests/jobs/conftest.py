@@ -1,4 +1,4 @@
-"""Job fixtures: a fake WeCom API on a port, a SQLite store, an Env wired to both."""
+"""Job fixtures: a fake WeCom API on a port, a SQLite store, an app context wired to both."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from bot.channels.wecom import Backoff, WeComClient
-from bot.jobs.env import Env
+from bot.context import Context, system_clock
 from bot.members import Members
 from storage import open_store
 from tests.conftest import make_settings
@@ -49,7 +49,7 @@ async def make_env(tmp_path, fake, rules):
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(store, *, oa: bool = False, wecom: bool = True, concurrency: int = 1,
-                   backoff: Backoff | None = None, **over) -> Env:
+                   backoff: Backoff | None = None, **over) -> Context:
         if oa:
             over = {"wechat_appid": fake.oa_appid, "wechat_appsecret": fake.oa_secret,
                     "wechat_api_base": fake.base, "wechat_template_id": "TPL1", **over}
@@ -65,8 +65,9 @@ async def make_env(tmp_path, fake, rules):
             from bot.channels.wechat import WeChatClient
 
             oa_client = WeChatClient(store, settings, session)
-        env = Env(settings, rules, store, Members(store, rules), client, oa_client, problems,
-                  concurrency=concurrency)
+        env = Context(settings, rules, store, Members(store, rules), system_clock(rules.tz),
+                      wechat=oa_client, wecom=client, problems=problems, lease=60.0,
+                      concurrency=concurrency)
         env.sleeps = sleeps
         await env.members.ensure_stock()
         return env

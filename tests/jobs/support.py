@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, datetime
 
-from bot.jobs.env import Env
+from bot.context import Context
 from bot.jobs.runner import run_kind
 from bot.rules.models import Change, Member
 from bot.rules.timeutil import local_day
@@ -18,7 +18,7 @@ def sh(y: int, mo: int, d: int, h: int = 12, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=SH)
 
 
-async def member(env: Env, name: str, at: datetime, *, staff: str | None = "staff1",
+async def member(env: Context, name: str, at: datetime, *, staff: str | None = "staff1",
                  order_fen: int = 0, paid_at: datetime | None = None,
                  birthday: str | None = None, opted_out: bool = False,
                  unionid: str | None = None) -> str:
@@ -39,7 +39,7 @@ async def member(env: Env, name: str, at: datetime, *, staff: str | None = "staf
     return mid
 
 
-async def put(store: Store, m: Member, env: Env, now: datetime) -> None:
+async def put(store: Store, m: Member, env: Context, now: datetime) -> None:
     """Write an aggregate as it is (a state that is slow to reach through use cases)."""
     from bot.rules import indexes
 
@@ -47,7 +47,7 @@ async def put(store: Store, m: Member, env: Env, now: datetime) -> None:
     await store.update(m.id, lambda _: Change(m, None, [], [], idx))
 
 
-async def run(env: Env, kind: str, day: date, *, dry_run: bool = False):
+async def run(env: Context, kind: str, day: date, *, dry_run: bool = False):
     """``jobs run KIND --as-of DAY`` without the CLI."""
     from bot.jobs.cli import as_of_time
 

@@ -59,9 +59,7 @@ async def test_a_resigned_staff_members_customers_and_a_transfer_fail_event(
         app_client, fake):  # noqa: F811
     client, wc = await app_client()
     ctx = client.server.app[CTX]
-    from bot.jobs.env import from_context
-
-    env = from_context(ctx)
+    env = ctx  # jobs receive the app's context
     for i in range(2):
         fake.contacts[f"ext-{i}"] = contact(f"u-{i}", "carol")
         await wc.event("add_external_contact", f"ext-{i}", "carol")

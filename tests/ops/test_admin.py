@@ -11,7 +11,6 @@ import pytest
 
 from bot import keys
 from bot.handlers import admin
-from bot.jobs.env import Env
 from bot.jobs.runner import run_kind
 from bot.web import CTX, create_app
 from tests.api.support import Clock
@@ -94,6 +93,9 @@ async def test_dashboard_shows_figures_stock_and_last_job_runs(client, monkeypat
     text = await (await client.get("/admin?as_of=2026-11-25&days=7")).text()
     assert re.search(r'data-kpi="card_conversion">75.0%<', text)
     assert re.search(r'data-kpi="arpu">¥5,563.33<', text)
+    assert re.search(r'data-kpi="aov">¥4,172.50<', text)  # the playbook's figures too
+    assert re.search(r'data-kpi="tier_promotion">16.7%<', text)
+    assert "积分账龄" in text and re.search(r'data-aged="points">[0-9,]+<', text)
     assert re.search(r'data-job="birthday">2026-11-25T09:30:00\+08:00<', text)
     assert "sent=12, failed=1" in text
     assert re.search(r'data-job="dormant">2026-11-25T10:30:00\+08:00<', text)
@@ -109,7 +111,7 @@ async def test_dashboard_shows_figures_stock_and_last_job_runs(client, monkeypat
 
 async def test_the_job_table_shows_the_last_result_the_runner_recorded(client, now):
     ctx = client.app[CTX]
-    env = Env(ctx.settings, ctx.rules, ctx.store, ctx.members)
+    env = ctx  # jobs receive the app's context
     summary = await run_kind(env, "housekeeping", now)
     assert summary.due == 0
     await login(client)

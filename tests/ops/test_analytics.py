@@ -38,6 +38,11 @@ async def test_the_seven_day_report_equals_the_hand_computed_figures(seeded, rul
         "checkin_dau": (4, 7),            # 11-24: a; 11-25: a, b, c
         "unsubscribe": (1, 6),            # c sent 退订
         "unfollow": (1, 6),               # d unfollowed on 11-24 (f's was in May)
+        "invite_per_inviter": (0, 0),     # no invites in the seed
+        "invite_per_new": (0, 3),
+        "tier_promotion": (1, 6),         # one member went up to gold
+        "aov": (1_669_000, 4),            # the net spend over the 4 orders paid
+        "points_issue_rate": (16_811, 1_669_000),  # 100 points = ¥1: a point is worth 1 fen
     }
     assert next(x for x in r["kpis"] if x["key"] == "arpu")["text"] == "¥5,563.33"
     assert r["members"] == {"total": 6, "new": 3, "new_followers": 4, "active": 3,

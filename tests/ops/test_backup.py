@@ -216,3 +216,31 @@ def test_backup_cli_while_another_process_writes_then_restore(tmp_path, rules, n
     asyncio.run(check())
     refused = cli(tmp_path, "new.db", "restore", str(tmp_path / "b.bak"))
     assert refused.exit_code == 1 and "not empty" in refused.output
+
+
+@pytest.mark.parametrize("target", ["sqlite", "redis", "postgresql"])
+async def test_campaign_budgets_used_survive_a_dump_and_restore(tmp_path, now, target):
+    """A restored store goes on from the budget the campaign had used: never overspent."""
+    import contextlib
+
+    from bot.rules.config import DEFAULTS, _merge, build_rules
+
+    rules = build_rules(_merge(DEFAULTS, {"campaigns": [
+        {"key": "wk", "name": "翻倍", "multiplier": 2, "budget": 300}]}))
+    with contextlib.ExitStack() as pg:
+        src = await make_store("sqlite", tmp_path, "bsrc", pg)
+        members = Members(src, rules)
+        mid = (await members.register("o-b", now))["member_id"]
+        await members.record_order(mid, "b-1", 20_000, now, now)  # 200 of 300
+        out = io.StringIO()
+        await dump(src, rules, out, now)
+        await src.close()
+        dst = await make_store(target, tmp_path, "bdst", pg)
+        try:
+            lines = out.getvalue().splitlines(keepends=True)
+            await restore(dst, rules, lambda: lines, "dump.jsonl", now)
+            assert await dst.budget_used("wk") == 200
+            res = await Members(dst, rules).record_order(mid, "b-2", 20_000, now, now)
+            assert res["campaign_points"] == 100 and await dst.budget_used("wk") == 300
+        finally:
+            await dst.close()

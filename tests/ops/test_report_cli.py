@@ -41,7 +41,10 @@ def test_json_output_has_every_figure(db):
     assert {k["key"]: k["text"] for k in r["kpis"]} == {
         "card_conversion": "75.0%", "active_ratio": "50.0%", "arpu": "¥5,563.33",
         "repurchase": "33.3%", "points_redeem": "3.0%", "checkin_dau": "0.57",
-        "unsubscribe": "16.7%", "unfollow": "16.7%"}
+        "unsubscribe": "16.7%", "unfollow": "16.7%",
+        # ¥16,690 over 4 orders; 1 of 6 members went up a tier; no rewarded invites
+        "aov": "¥4,172.50", "tier_promotion": "16.7%", "invite_per_inviter": "—",
+        "invite_per_new": "0.00", "points_issue_rate": "1.0%"}
     assert all(k["definition"] for k in r["kpis"])
 
 

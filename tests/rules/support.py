@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.rules import Entry, Member, load_rules
+from bot.rules import Entry, Member, Rules, load_rules
 from bot.rules.timeutil import ts
 
 RULES = load_rules()
@@ -31,3 +32,10 @@ def ledger_points(entries: Iterable[Entry]) -> int:
 
 def kinds(entries: Iterable[Entry]) -> list[str]:
     return [e.kind for e in entries]
+
+
+def rules_file(tmp_path: Path, text: str, name: str = "rules.toml") -> Rules:
+    """The rules of a file with ``text`` (the built-in defaults for what it leaves out)."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_rules(path)

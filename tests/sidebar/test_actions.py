@@ -4,6 +4,7 @@ and points within the role's rights, each once per request_id, CSRF-checked, aud
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -315,3 +316,15 @@ async def test_admins_read_the_audit_trail(make_client, fake, now):
     assert "2026-11-25 10:00:00" in html
     r = await client.get("/admin/audit", params={"staff": "nobody"})
     assert "没有员工操作" in await r.text()
+
+
+async def test_pending_points_are_shown_apart_from_the_balance(make_client, fake, now, tmp_path):
+    rules = tmp_path / "pending.toml"
+    rules.write_text("[points]\npending_days = 7\n", encoding="utf-8")
+    client = await make_client(rules_path=str(rules))
+    await seed_customer(ctx(client).members, now)  # the last order 3 days ago: 366 pending
+    await login(client, fake)
+    card = await (await client.get("/sidebar/api/customer",
+                                   params={"external_userid": CUSTOMER})).json()
+    assert card["pending"]["points"] == 366
+    assert card["pending"]["date"] == (now + timedelta(days=4)).date().isoformat()
