@@ -198,7 +198,7 @@ async def nonce_once(request: web.Request, channel: str, body: bytes) -> asyncio
                               request.query.get("nonce", "")[:64])
     digest = hashlib.sha256(body).hexdigest()[:32]
     ttl = 2 * g.window + 60
-    if not members.store.one_process:
+    if not members.one_process:
         if await members.cache(key, digest, ttl, only_new=True):
             return None
         if await members.cached(key) != digest:
