@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5, help="per timed wrk run")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--per-round", type=int, default=18_000,
+    ap.add_argument("--per-round", type=int, default=15_000,
                     help="most first check-ins (members) one wrk run may use")
     ap.add_argument("--peak-rate", type=float, default=500.0)
     ap.add_argument("--peak-seconds", type=int, default=60)
@@ -113,6 +113,8 @@ def run(args: argparse.Namespace, only: set[str], safe: SafeMode, tmp: Path,
                 if name == "first":
                     ids = [L.openid(f"new{r}", i) for i in range(args.per_round)]
                     fresh += len(ids)
+                elif name == "werobot":  # it keeps nothing: any followers will do
+                    ids = [L.openid(f"w{r}", i) for i in range(args.per_round)]
                 else:
                     ids = take(pool, args.per_round)
                 reqs = L.requests(safe, ids, "签到")
