@@ -2,7 +2,7 @@
 
 Seeds members, starts one ``memberbot serve`` on SQLite, records it with py-spy (``--idle``
 off: only samples where a thread runs) while wrk sends first check-ins, and prints the
-functions with the most samples of the event loop's thread, inclusive and own.
+functions with the most samples (all threads, or ``--loop-only``), inclusive and own.
 
     .venv/bin/python bench/oa_profile.py [--members 40000] [--seconds 10] [--top 25]
 """
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=40_000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--loop-only", action="store_true",
+                    help="only the event loop's thread (not the SQLite writer thread)")
     ap.add_argument("--first-contact", action="store_true",
                     help="first messages of never-seen followers instead")
     args = ap.parse_args()
@@ -48,13 +50,13 @@ def main() -> None:
         spy.wait(timeout=60)
         print(f"{res['rps']:.0f} req/s, p99 {res['p99']:.1f} ms, {res['cpu_us']:.0f} µs CPU "
               f"and {res['disk_kb']:.1f} KB to disk per request")
-        report(raw, args.top)
+        report(raw, args.top, args.loop_only)
     finally:
         srv.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(raw: Path, top: int) -> None:
+def report(raw: Path, top: int, loop_only: bool) -> None:
     total: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     samples = 0
@@ -63,8 +65,8 @@ def report(raw: Path, top: int) -> None:
         n = int(n)
         frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")")
                   for f in stack.split(";")]
-        if not any(f.startswith("_run_once") or "run_app" in f for f in frames):
-            continue  # the event loop's thread only (the writer thread waits in fsync)
+        if loop_only and not any("run_app" in f for f in frames):
+            continue  # the event loop's thread only
         samples += n
         for f in set(frames):
             total[f] += n
