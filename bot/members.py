@@ -16,13 +16,13 @@ from typing import Any
 from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
+from .campaign_grants import with_grants
 from .cards import CardHolders
 from .contacts import WeComContacts
 from .exchanges import Exchanges
 from .invite_binds import InviteBinds
 from .readmodels import ReadModels
 from .rules import (
-    campaigns,
     card,
     coupons,
     indexes,
@@ -502,46 +502,19 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
         if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
-        key = keys.order(order_id)
-        grants: dict[str, int] = {}  # campaign budget granted to this order (rules.campaigns)
-        token = secrets.token_hex(6)  # this attempt, in the grants it holds
         try:
-            while True:
-                try:
-                    # only the commit that records the order binds its id: a refused one
-                    # leaves it free
-                    res = await self.run(member_id, now, lambda m: orders.record(
-                        m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-                        coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
-                        grants=grants), key=key, claims=(("order", order_id),))
-                    break
-                except campaigns.NeedGrant as need:  # once per campaign: grants grows
-                    c = need.campaign
-                    grants[c.key] = await self.store.budget_take(c.key, key, need.want,
-                                                                 c.budget, token)
+            # only the commit that records the order binds its id: a refused one leaves it
+            # free; a campaign's budget is taken for it as the step asks (campaign_grants)
+            res = await with_grants(self.store, keys.order(order_id), lambda grants: self.run(
+                member_id, now, lambda m: orders.record(
+                    m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                    coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
+                    grants=grants), key=keys.order(order_id), claims=(("order", order_id),)))
         except UniqueTaken as e:
-            await self._release_grants(grants, key, token)
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
-        except Refusal:
-            await self._release_grants(grants, key, token)
-            raise
-        # any other failure (the store unreachable, perhaps after it committed) keeps the
-        # grant held by the order's key: its resend gets it again, it is never given twice
-        # a grant the recorded order does not use (its campaign changed between attempts)
-        await self._release_grants({k: v for k, v in grants.items()
-                                    if k != res.get("campaign")}, key, token)
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
-
-    async def _release_grants(self, grants: dict[str, int], key: str, token: str) -> None:
-        """Budget taken by attempt ``token`` of an order that it did not commit with goes
-        back, unless another attempt of the order holds it (storage/budgets.py)."""
-        for name in grants:
-            try:
-                await self.store.budget_release(name, key, token)
-            except Exception as e:  # it stays held: the budget falls short, never over
-                log.warning("campaign %s: grant of %s not given back (%s)", name, key, e)
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:

@@ -18,6 +18,9 @@ STORE_UPDATE_LATENCY = Histogram("memberbot_store_update_seconds", "store.update
                                  buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1))
 STORE_CONFLICTS = Counter("memberbot_store_conflicts_total", "version conflicts retried",
                           ["store"], registry=REGISTRY)
+STORE_UNAVAILABLE = Counter("memberbot_store_unavailable_total",
+                            "member updates refused by a store outage (busy, retry later)",
+                            ["store"], registry=REGISTRY)
 PUSHES = Counter("memberbot_pushes_total", "lifecycle pushes by kind and result",
                  ["kind", "result"], registry=REGISTRY)
 JOB_SECONDS = Histogram("memberbot_job_seconds", "job run durations", ["job"],
@@ -32,6 +35,9 @@ class PrometheusStoreMetrics(StoreMetrics):
 
     def conflicted(self, kind: str, n: int) -> None:
         STORE_CONFLICTS.labels(kind).inc(n)
+
+    def unavailable(self, kind: str) -> None:
+        STORE_UNAVAILABLE.labels(kind).inc()
 
 
 STORE_METRICS = PrometheusStoreMetrics()  # the app context installs it on its store

@@ -78,15 +78,20 @@ class OutboxRow:
 class StoreMetrics:
     """The metrics hooks of the contract, reported the same way by every backend: the base
     class times each backend's ``update`` (:meth:`updated`, once per call, retries
-    included) and reports each version conflict the backend retried (:meth:`conflicted`,
-    whenever its ``conflicts`` counter grows). These do nothing; the application installs
-    its own (``bot.metrics.STORE_METRICS``: memberbot_store_update_seconds and
-    memberbot_store_conflicts_total, labelled with the backend's ``kind``)."""
+    included), reports each version conflict the backend retried (:meth:`conflicted`,
+    whenever its ``conflicts`` counter grows) and each update refused by an outage
+    (:meth:`unavailable`: "busy, retry later"). These do nothing; the application installs
+    its own (``bot.metrics.STORE_METRICS``: memberbot_store_update_seconds,
+    memberbot_store_conflicts_total and memberbot_store_unavailable_total, labelled with
+    the backend's ``kind``)."""
 
     def updated(self, kind: str, seconds: float) -> None:
         pass
 
     def conflicted(self, kind: str, n: int) -> None:
+        pass
+
+    def unavailable(self, kind: str) -> None:
         pass
 
 
@@ -106,6 +111,9 @@ def _timed(update: Callable) -> Callable:
         t0 = time.perf_counter()
         try:
             return await update(self, *a, **kw)
+        except StoreUnavailable:
+            self.metrics.unavailable(self.kind)
+            raise
         finally:
             _TIMING.reset(token)
             self.metrics.updated(self.kind, time.perf_counter() - t0)

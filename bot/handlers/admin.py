@@ -240,8 +240,9 @@ async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
     for ep in delivery.endpoints:
         st = await delivery.state(ep)
         u = urlparse(ep.url)
+        # a webhook that delivered nothing yet (or only failed) has no last event
         out.append({"name": ep.name, "url": f"{u.scheme}://{u.netloc}{u.path}",
-                    "events": ep.events, **st})
+                    "events": ep.events, "last_event": None, "last_error": "", **st})
     return out
 
 
@@ -434,13 +435,11 @@ async def run_job(request: web.Request, sid: str) -> web.Response:
     now = ctx.now()
     if not preview:
         await ctx.members.ensure_stock()
-    summary = await run_kind(ctx, kind, now, dry_run=preview,
-                             show=3 if preview else 0)
+    summary = await run_kind(ctx, kind, now, dry_run=preview, show=3 if preview else 0)
     me = request[ADMIN]
     if not preview:
         info = ", ".join(f"{k}={v}" for k, v in summary.result().items())
-        await ctx.accounts.log(now, "run job", kind, "—", info,
-                                      by=f"admin:{me['name']}")
+        await ctx.accounts.log(now, "run job", kind, "—", info, by=f"admin:{me['name']}")
     return page("job_result.html", kind=kind, preview=preview,
                 lines=summary.lines() + summary.previews())
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.metrics import STORE_METRICS, PrometheusStoreMetrics
-from storage import Store, StoreMetrics
+from storage import Store, StoreMetrics, StoreUnavailable
 from tests.contract.test_store_raw import bump
 
 
@@ -15,12 +17,16 @@ class Recorder(StoreMetrics):
     def __init__(self) -> None:
         self.updates: list[tuple[str, float]] = []
         self.conflicts: list[tuple[str, int]] = []
+        self.outages: list[str] = []
 
     def updated(self, kind: str, seconds: float) -> None:
         self.updates.append((kind, seconds))
 
     def conflicted(self, kind: str, n: int) -> None:
         self.conflicts.append((kind, n))
+
+    def unavailable(self, kind: str) -> None:
+        self.outages.append(kind)
 
 
 async def test_every_backend_reports_update_latency_and_conflicts_through_the_hooks(
@@ -40,6 +46,13 @@ async def test_every_backend_reports_update_latency_and_conflicts_through_the_ho
     store.conflicts = 0  # a reset reports nothing
     assert sum(n for _, n in rec.conflicts) == before + 1
 
+    def outage(m):  # an outage met inside the update: "busy, retry later"
+        raise StoreUnavailable("the store went away")
+
+    with pytest.raises(StoreUnavailable):
+        await store.update("m1", outage, key="k-out")
+    assert rec.outages == [store.kind] and len(rec.updates) == 11
+
 
 def test_the_app_exports_the_hooks_to_prometheus():
     from bot.metrics import REGISTRY
@@ -49,9 +62,10 @@ def test_the_app_exports_the_hooks_to_prometheus():
     def value(name: str, kind: str) -> float:
         return REGISTRY.get_sample_value(name, {"store": kind}) or 0.0
 
-    before = (value("memberbot_store_update_seconds_count", "test-kind"),
-              value("memberbot_store_conflicts_total", "test-kind"))
+    names = ("memberbot_store_update_seconds_count", "memberbot_store_conflicts_total",
+             "memberbot_store_unavailable_total")
+    before = [value(n, "test-kind") for n in names]
     STORE_METRICS.updated("test-kind", 0.01)
     STORE_METRICS.conflicted("test-kind", 3)
-    assert value("memberbot_store_update_seconds_count", "test-kind") == before[0] + 1
-    assert value("memberbot_store_conflicts_total", "test-kind") == before[1] + 3
+    STORE_METRICS.unavailable("test-kind")
+    assert [value(n, "test-kind") - b for n, b in zip(names, before, strict=True)] == [1, 3, 1]

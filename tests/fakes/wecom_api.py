@@ -80,6 +80,9 @@ class FakeWeComAPI(LoopbackServer):
     create_before_hang: bool = False  # ... after WeCom created its task (the answer is lost)
     page_size: int | None = None  # send results / task lists in pages of this many
     tag_groups: list[dict] = field(default_factory=list)  # get_corp_tag_list
+    mark_gate: asyncio.Event | None = None  # when set: mark_tag calls wait for it to open
+    marking: int = 0  # mark_tag calls in flight now, and the most at once
+    most_marking: int = 0
     ways: dict[str, dict] = field(default_factory=dict)  # config_id -> add_contact_way body
     transfers: dict[tuple[str, str, str], int] = field(default_factory=dict)  # status
     transfer_refuse: set[str] = field(default_factory=set)  # customers who refuse: status 3
@@ -249,6 +252,13 @@ class FakeWeComAPI(LoopbackServer):
             msgid, fail = self._new_task(body)
             return self._answer(call, {"errcode": 0, "errmsg": "ok", "fail_list": fail,
                                        "msgid": msgid})
+        if request.path == MARK_TAG and self.mark_gate is not None:
+            self.marking += 1
+            self.most_marking = max(self.most_marking, self.marking)
+            try:
+                await self.mark_gate.wait()
+            finally:
+                self.marking -= 1
         handler = self._more.get(request.path)
         if handler is not None:
             return self._answer(call, handler(self, body))

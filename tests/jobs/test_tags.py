@@ -57,3 +57,19 @@ async def test_a_member_without_wecom_gets_no_tag_rows(store, make_env, fake):
                                    sh(2026, 11, 25, 10))
     assert await store.outbox(kind="wecom_tag") == []
     assert (await run_kind(env, "tags", NOW)).due == 0 and not fake.to(MARK_TAG)
+
+
+async def test_at_most_five_mark_tag_calls_at_once(store, make_env, fake):
+    env = await make_env(store)
+    for i in range(12):
+        await member(env, f"c{i}", sh(2026, 11, 1), staff=f"s{i}")
+    fake.mark_gate = asyncio.Event()
+    run = asyncio.create_task(run_kind(env, "tags", NOW))
+    for _ in range(3000):  # event-based: until WeCom holds five calls (≤ 30 s when loaded)
+        if fake.marking >= 5 or run.done():
+            break
+        await asyncio.sleep(0.01)
+    fake.mark_gate.set()
+    assert (await run).tagged == 12
+    assert fake.most_marking == 5  # WeCom's concurrency limit for mark_tag
+    assert len(fake.to(MARK_TAG)) == 12
