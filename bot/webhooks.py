@@ -142,8 +142,7 @@ class Delivery:
     async def state(self, ep: Endpoint) -> dict[str, Any]:
         raw = await self.store.kv_get(keys.webhook_state(ep.name))
         return orjson.loads(raw) if raw else {"cursor": 0, "delivered": 0, "failed": 0,
-                                              "attempts": 0, "last_event": "",
-                                              "last_error": ""}
+                                              "attempts": 0}
 
     async def _save(self, ep: Endpoint, st: dict[str, Any]) -> None:
         await self.store.kv_set(keys.webhook_state(ep.name), orjson.dumps(st).decode())
