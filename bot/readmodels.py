@@ -99,6 +99,12 @@ class ReadModels:
     async def invite_owner(self, code: str) -> str | None:
         return await self.store.lookup("invite_code", code)
 
+    @property
+    def one_process(self) -> bool:
+        """Whether only one serving process writes the store (SQLite): then what this process
+        holds in memory and what is stored is all there is (callback nonces)."""
+        return self.store.one_process
+
     async def cached(self, key: str) -> str | None:
         """A small value kept in the store's kv (a QR link, a mark) under ``keys.*``."""
         return await self.store.kv_get(key)

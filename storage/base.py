@@ -136,6 +136,9 @@ class Store(abc.ABC):
     kind: str = "?"
     codec: Hasher
     metrics: StoreMetrics = StoreMetrics()
+    # Only one serving process writes it (SQLite: --workers N is refused), so what that process
+    # holds in memory is all there is besides what is stored (callback nonces, bot.handlers.guard).
+    one_process: bool = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
