@@ -62,6 +62,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "task_lifetime_cap": (422, "the task's lifetime cap is reached for this member"),
     "task_before_join": (422, "the event is dated before the member joined"),
     "task_too_old": (422, "the event's day is older than events are reported"),
+    "task_in_future": (422, "the event lies ahead of now"),
     "store_unavailable": (503, "service busy, retry later"),
 }
 ZH_DEFAULTS = {"api_disabled": "接口未启用", "not_found": "接口不存在",

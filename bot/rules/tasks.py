@@ -11,13 +11,13 @@ from typing import Any
 
 from . import points
 from .models import PROFILE, Entry, Member, Refusal, Task
-from .timeutil import from_ts, local_day
+from .timeutil import from_ts, local_day, start_of_day
 
 # An event may be reported up to MAX_AGE_DAYS calendar days after its day; the member keeps the
 # per-day counts of exactly those days, so the daily cap holds for every day an event can name.
 MAX_AGE_DAYS = 30
-# Reporting systems' clocks drift: an event dated up to this long before the member joined
-# still counts (the store API also takes ``at`` up to 10 minutes ahead of now).
+# Reporting systems' clocks drift: an event dated up to this long ahead of now, or before the
+# member joined, still counts.
 CLOCK_SKEW = timedelta(minutes=10)
 # A task with an end day takes reports for its days until the end of the day after its end.
 REPORT_GRACE_DAYS = 1
@@ -29,14 +29,17 @@ def earliest_day(now: datetime, tz: Any) -> date:
 
 
 def _check_when(m: Member, task: Task, at: datetime, now: datetime, rules: Any) -> date:
-    """The calendar day of ``at``; refused when that day's count is no longer kept, when it
-    lies before the member joined, or when the task was closed on it or is closed now."""
-    day = local_day(at, rules.tz)
+    """The calendar day of ``at``; refused when that day's count is no longer kept (or ``at``
+    lies ahead), when it lies before the member joined, or when the task was closed on it or
+    is closed now. Compared before ``at`` is moved into the zone: any instant is answered."""
     oldest = earliest_day(now, rules.tz)
-    if day < oldest:
+    if at < start_of_day(oldest, rules.tz):
         raise Refusal("task_too_old", f"任务完成时间早于 {oldest.isoformat()}，超过 "
-                      f"{MAX_AGE_DAYS} 天不能再上报", task=task.key, day=day.isoformat(),
+                      f"{MAX_AGE_DAYS} 天不能再上报", task=task.key,
                       earliest=oldest.isoformat())
+    if at > now + CLOCK_SKEW:
+        raise Refusal("task_in_future", "任务完成时间是将来的时间", task=task.key)
+    day = local_day(at, rules.tz)
     joined = from_ts(m.joined_at, rules.tz)
     if at < joined - CLOCK_SKEW:
         raise Refusal("task_before_join", "任务完成时间早于入会时间", task=task.key,

@@ -111,3 +111,14 @@ def test_the_last_day_of_a_window_may_be_reported_the_next_day():
     later = with_window(sh(2026, 12, 1).date(), None)
     assert refused(m, "survey", "L2", sh(2026, 11, 30, 10), sh(2026, 11, 30, 10),
                    later).code == "task_closed"
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_an_instant_at_the_ends_of_the_calendar_is_refused_not_raised(at):
+    from datetime import datetime
+    m = new_member()
+    now = sh(2026, 11, 30, 10)
+    e = refused(m, "share", "X", datetime.fromisoformat(at), now)
+    assert e.code in ("task_too_old", "task_in_future")
+    ahead = refused(m, "share", "Y", now + CLOCK_SKEW + timedelta(seconds=1), now)
+    assert ahead.code == "task_in_future"

@@ -59,9 +59,11 @@ def test_lifetime_cap_window_unknown_and_profile_refusals(tmp_path):
     m = new_member()
     now = sh(2026, 3, 10)
     for i in range(2):
-        complete(m, rules.tasks, "launch", f"l{i}", now + timedelta(days=i), now, rules)
+        day = now + timedelta(days=i)
+        complete(m, rules.tasks, "launch", f"l{i}", day, day, rules)
     codes = []
-    for key, at, when in (("launch", now, sh(2026, 4, 1)), ("launch", sh(2026, 4, 1), now),
+    for key, at, when in (("launch", now, sh(2026, 4, 1)),
+                          ("launch", sh(2026, 4, 1), sh(2026, 4, 1, 13)),
                           ("launch", sh(2026, 2, 28), now), ("share", now, now),
                           ("profile", now, now)):
         with pytest.raises(Refusal) as e:
