@@ -447,11 +447,15 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     return out
 
 
+RUNG_MAX = {"invites": 100_000, "points": 1_000_000}
+
+
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
     out: list[Rung] = []
     for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
-        rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
+        rung = Rung(_int(r, "invites", p, minimum=1, maximum=RUNG_MAX["invites"]),
+                    _int(r, "points", p, maximum=RUNG_MAX["points"]), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
             raise RulesError(f"{p}.coupon: no coupon template {r['coupon']!r}")
         if rung.coupon and coupons[rung.coupon].tiers:
