@@ -161,8 +161,10 @@ def period(as_of: date, days: int, rules: Rules) -> tuple[int, int]:
     return ts(start), ts(start_of_day(as_of + timedelta(days=1), rules.tz))
 
 
-async def compute(store: Store, rules: Rules, as_of: date, days: int = 30) -> dict[str, Any]:
-    """Every figure of PRODUCT.md 7 for the ``days`` days ending with ``as_of``."""
+async def compute(store: Store, rules: Rules, as_of: date, days: int = 30, *,
+                  reuse_age: bool = False) -> dict[str, Any]:
+    """Every figure of PRODUCT.md 7 for the ``days`` days ending with ``as_of``
+    (``reuse_age``: a points-age curve of the day up to an hour old will do)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     since, until = period(as_of, days, rules)
@@ -186,7 +188,7 @@ async def compute(store: Store, rules: Rules, as_of: date, days: int = 30) -> di
                     "stock": o.stock or None,
                     "left": (await store.stock(keys.offer_stock(o.key))) if o.limited else None}
                    for o in rules.catalogue]
-    r["points_age"] = await points_age.curve(store, rules, as_of)
+    r["points_age"] = await points_age.curve(store, rules, as_of, reuse=reuse_age)
     return r
 
 

@@ -3,6 +3,7 @@ external contact connect (link to the OA member by unionid, or create one) or di
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import datetime
 
@@ -128,13 +129,11 @@ class WeComContacts:
 
         return await self.run(member_id, now, body)
 
-    async def unlink_wecom(self, external_userid: str, staff: str, now: datetime, *,
-                           left: bool = False) -> dict:
-        """Staff and contact no longer connected (either side deleted the other). The owner
-        passes to another follow user. ``left`` (del_follow_user: the owner is gone, the
-        customer is not): with no other follow user the member keeps ``staff`` as owner, so
-        a handover from it finds the member, and its pushes wait (``owner_left``) until a
-        new owner is known; otherwise (del_external_contact) it has no owner any more."""
+    async def unlink_wecom(self, external_userid: str, staff: str, now: datetime) -> dict:
+        """Staff and contact no longer connected: the customer deleted the staff member
+        (del_follow_user) or the staff member deleted the customer (del_external_contact).
+        The owner passes to another follow user, else the member has no WeCom owner any more
+        (a push goes by the OA fallback or is unreachable: nobody can reach them on WeCom)."""
         mid = await self.store.lookup("external_userid", external_userid)
         if mid is None:
             return {"changed": False}
@@ -145,17 +144,76 @@ class WeComContacts:
             m.follow_users = [u for u in m.follow_users if u != staff]
             out: list[dict] = []
             if m.owner_userid == staff:
-                if m.follow_users:
-                    m.owner_userid = m.follow_users[0]
-                    out = self._owner_tags(m, staff, False)
-                elif left:
-                    m.owner_left = {"staff": staff, "at": ts(now)}
-                else:
-                    m.owner_userid = None
-            return {"changed": True, "member_id": m.id, "waiting": bool(m.owner_left)}, [
-                Entry("wecom_unlink", ts(now), data={"staff": staff, "left": left})], out
+                m.owner_userid = m.follow_users[0] if m.follow_users else None
+                m.owner_left = {}
+                out = self._owner_tags(m, staff, False)
+            return {"changed": True, "member_id": m.id}, [
+                Entry("wecom_unlink", ts(now), data={"staff": staff})], out
 
         return await self.run(mid, now, body)
+
+    # -- a staff member leaves the company (address book: change_contact / delete_user) -------
+    async def staff_left(self, staff: str, now: datetime) -> int:
+        """``staff`` left the company: each customer it owns passes to another follow user,
+        or keeps ``staff`` as owner and waits (``owner_left``) for a handover (离职继承) or a
+        new contact; its pushes are held, never failed. The departure is noted in the store
+        first and dropped when every customer is done, so a crash midway is finished by
+        :meth:`finish_departures` (the handover job runs it). Returns the members changed."""
+        await self.note_departure(staff, now)
+        changed = 0
+        after = ""
+        while ids := await self.store.tagged("owner", staff, after=after, limit=500):
+            for mid in ids:
+                changed += bool((await self.owner_departed(mid, staff, now))["changed"])
+            after = ids[-1]
+        await self._departures_edit(lambda d: {k: v for k, v in d.items() if k != staff})
+        return changed
+
+    async def note_departure(self, staff: str, now: datetime) -> None:
+        """Note in the store that ``staff`` left (before its customers are marked)."""
+        await self._departures_edit(lambda d: d if staff in d else {**d, staff: ts(now)})
+
+    async def finish_departures(self, now: datetime) -> int:
+        """Finish every departure a crash left half done (see :meth:`staff_left`)."""
+        raw = await self.store.kv_get(keys.staff_departures())
+        return sum([await self.staff_left(s, now) for s in json.loads(raw or "{}")])
+
+    async def owner_departed(self, member_id: str, staff: str, now: datetime) -> dict:
+        """One customer of a staff member who left (see :meth:`staff_left`); idempotent."""
+
+        def body(m: Member) -> tuple[dict, list[Entry], list[dict]]:
+            if m.owner_userid != staff or m.owner_left or not m.external_userid:
+                return {"changed": False}, [], []
+            m.follow_users = [u for u in m.follow_users if u != staff]
+            out: list[dict] = []
+            if m.follow_users:
+                m.owner_userid = m.follow_users[0]
+                out = self._owner_tags(m, staff, False)
+            else:
+                m.owner_left = {"staff": staff, "at": ts(now)}
+            return {"changed": True}, [Entry("owner_left", ts(now), data={
+                "staff": staff, "waiting": bool(m.owner_left)})], out
+
+        return await self.run(member_id, now, body)
+
+    async def _departures_edit(self, edit) -> None:
+        key = keys.staff_departures()
+        for _ in range(50):  # compare-and-set: concurrent departures never lose each other
+            raw = await self.store.kv_get(key)
+            new = edit(json.loads(raw or "{}"))
+            if new == json.loads(raw or "{}"):
+                return
+            if not new:
+                if await self.store.kv_delete(key, expect=raw):
+                    return
+                continue
+            value = json.dumps(new, sort_keys=True)
+            if raw is None:
+                if await self.store.kv_set(key, value, only_new=True):
+                    return
+            elif await self.store.kv_set(key, value, expect=raw):
+                return
+        raise RuntimeError("staff departures kept changing under this update")
 
     def _owner_tags(self, m: Member, before: str | None, waited: bool) -> list[dict]:
         """The tag mark for a new owner (or a relation made anew), in the same commit."""

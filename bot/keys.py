@@ -74,6 +74,11 @@ def redeem(code: str, order_id: str) -> str:
     return f"redeem:{code}:{order_id}"
 
 
+def points_age(day: str) -> str:
+    """The points-age curve of ``day``, kept a while for the dashboard (kv)."""
+    return f"report:points_age:{day}"
+
+
 def offer_stock(offer: str) -> str:
     """The stock counter of a limited catalogue item (限时爆款), beside the coupon templates'."""
     return f"offer:{offer}"
@@ -209,6 +214,12 @@ def wecom_ticket(corp_id: str, agent_id: str, kind: str) -> str:
 def sidebar_state(nonce: str) -> str:
     """An OAuth ``state`` nonce of the sidebar login, marked when it is used (once)."""
     return f"sidebar:state:{nonce}"
+
+
+def staff_departures() -> str:
+    """Staff members who left the company whose customers are still being marked (kv, JSON
+    {staff: time}); a departure is dropped from it once every customer is done."""
+    return "wecom:staff-left"
 
 
 def sidebar_quota(staff: str, day: str) -> str:

@@ -16,13 +16,13 @@ from typing import Any
 from storage.base import OutOfStock, Store, UniqueTaken
 
 from . import keys
+from .campaign_grants import with_grants
 from .cards import CardHolders
 from .contacts import WeComContacts
 from .exchanges import Exchanges
 from .invite_binds import InviteBinds
 from .readmodels import ReadModels
 from .rules import (
-    campaigns,
     card,
     coupons,
     indexes,
@@ -182,6 +182,11 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
         """Follow: create the member (or re-activate, or link by unionid) and give the
         new-member coupon once. Safe to repeat and to run concurrently."""
         mid = await self.store.lookup("openid", openid)
+        if mid is None and not unionid:
+            joined = await self._join(openid, now, nickname)
+            if joined is not None:
+                return joined
+            mid = await self.store.lookup("openid", openid)  # registered concurrently
         if mid is None and unionid:
             mid = await self.store.lookup("unionid", unionid)
         if mid is None:
@@ -202,12 +207,8 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
 
         def step(m: Member | None) -> Change:
             if m is None:
-                m = Member(id=mid, member_code=code, openid=openid, unionid=unionid,
-                           nickname=nickname, joined_at=ts(now), last_activity=ts(now),
-                           invite_code=invite, tier=self.rules.tiers[0].key)
-                entries = [Entry("join", ts(now), ref=keys.register(openid),
-                                 data={"followed": True})]
-                return self._finish(m, now, {"new": True, "reactivated": False}, entries, [])
+                return self._new_member(mid, openid, now, code, invite, unionid=unionid,
+                                        nickname=nickname)
             entries, returns = self.normalise(m, now)
             m.openid = m.openid or openid
             m.unionid = m.unionid or unionid
@@ -223,6 +224,78 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
 
         res = await self._update(mid, step, None)
         m = await self._release_unused(mid, code, invite)
+        return await self._welcome({**res, "member_id": mid, "member_code": m.member_code,
+                                    "invite_code": m.invite_code}, now)
+
+    def _new_member(self, mid: str, openid: str, now: datetime, code: str, invite: str, *,
+                    unionid: str | None = None, nickname: str | None = None,
+                    then: Body | None = None) -> Change:
+        """The change creating a member; ``then`` (a step body) runs on it before its
+        indexes are derived and gives the change's result."""
+        m = Member(id=mid, member_code=code, openid=openid, unionid=unionid, nickname=nickname,
+                   joined_at=ts(now), last_activity=ts(now), invite_code=invite,
+                   tier=self.rules.tiers[0].key)
+        entries = [Entry("join", ts(now), ref=keys.register(openid), data={"followed": True})]
+        result: Any = {"new": True, "reactivated": False}
+        if then is not None:
+            result, more = then(m)[:2]
+            entries += more
+        return self._finish(m, now, result, entries, [])
+
+    async def _join(self, openid: str, now: datetime, nickname: str | None) -> dict | None:
+        """A follower never seen, in two commits instead of one per part: the openid's claim
+        (where concurrent first messages meet), then the member with its member code and
+        invite code claims and the welcome coupon with its code's claim and unit of stock
+        under the coupon's key (as ``issue_coupon`` would, so a later issue under that key
+        finds it); without stock or coupon, the member alone. None when the openid is
+        another member's or the member was created meanwhile: the general path goes on."""
+        tpl = self.rules.coupons.get("welcome")
+        if tpl is not None:
+            await self.ensure_stock(templates=("welcome",), items=())
+        mid = secrets.token_hex(8)
+        if await self.store.claim("openid", openid, mid) != mid:
+            return None
+        ref = keys.coupon(mid, "welcome", "join")
+        for _ in range(20):
+            code = new_member_code()
+            invite = _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH)
+            coupon = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH) if tpl else None
+
+            def give(m: Member, coupon: str | None = coupon,
+                     tpl: Any = tpl) -> tuple[dict, list[Entry]]:
+                c, more = coupons.issue(m, tpl, coupon, ref, now, self.rules)
+                return {"code": c.code, "template": tpl.key, "name": tpl.name,
+                        "label": tpl.label(), "valid_until": c.valid_until,
+                        "points_spent": 0}, more
+
+            def step(m: Member | None, code: str = code, invite: str = invite,
+                     coupon: str | None = coupon, give: Body = give) -> Change:
+                if m is not None:  # created meanwhile by the general path: nothing written
+                    raise UniqueTaken("member_id", mid, mid)
+                change = self._new_member(mid, openid, now, code, invite, nickname=nickname,
+                                          then=give if coupon else None)
+                change.claims = [("member_code", code), ("invite_code", invite)]
+                if coupon is not None:
+                    change.claims.append(("coupon_code", coupon))
+                    change.stock_takes = [("welcome", ref)]
+                return change
+
+            try:
+                res = await self._update(mid, step, ref if coupon else None)
+            except UniqueTaken as e:
+                if e.kind == "member_id":
+                    return None
+                continue  # a member code, invite code or coupon code drawn twice
+            except (OutOfStock, Refusal):
+                tpl = None  # no welcome coupon to give: the member alone
+                continue
+            return {"new": True, "reactivated": False, "member_id": mid, "member_code": code,
+                    "invite_code": invite, "coupon": res if coupon else None}
+        raise RuntimeError("could not find a free member code and invite code")
+
+    async def _welcome(self, res: dict, now: datetime) -> dict:
+        """The new-member coupon, once (its ref is its key)."""
+        mid = res["member_id"]
         coupon = None
         try:
             coupon = await self.issue_coupon(mid, "welcome", keys.coupon(mid, "welcome", "join"),
@@ -233,8 +306,7 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
             c = coupons.find(await self.store.get(mid), coupon["code"])
             if c is None or c.status != "issued" or c.valid_until < ts(now):
                 coupon = None
-        return {**res, "member_id": mid, "member_code": m.member_code,
-                "invite_code": m.invite_code, "coupon": coupon}
+        return {**res, "coupon": coupon}
 
     async def unfollow(self, member_id: str, now: datetime) -> dict:
         def body(m: Member) -> tuple[dict, list[Entry]]:
@@ -430,46 +502,19 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
                 raise Refusal("coupon_owner", "该优惠券不属于此会员", code=coupon_code)
         if await self.store.lookup("order", order_id) not in (None, member_id):
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id)
-        key = keys.order(order_id)
-        grants: dict[str, int] = {}  # campaign budget granted to this order (rules.campaigns)
-        token = secrets.token_hex(6)  # this attempt, in the grants it holds
         try:
-            while True:
-                try:
-                    # only the commit that records the order binds its id: a refused one
-                    # leaves it free
-                    res = await self.run(member_id, now, lambda m: orders.record(
-                        m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
-                        coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
-                        grants=grants), key=key, claims=(("order", order_id),))
-                    break
-                except campaigns.NeedGrant as need:  # once per campaign: grants grows
-                    c = need.campaign
-                    grants[c.key] = await self.store.budget_take(c.key, key, need.want,
-                                                                 c.budget, token)
+            # only the commit that records the order binds its id: a refused one leaves it
+            # free; a campaign's budget is taken for it as the step asks (campaign_grants)
+            res = await with_grants(self.store, keys.order(order_id), lambda grants: self.run(
+                member_id, now, lambda m: orders.record(
+                    m, order_id, amount_fen, paid_at, now, self.rules, store_id=store_id,
+                    coupon_code=coupon_code, points_used=points_used, body_hash=body_hash,
+                    grants=grants), key=keys.order(order_id), claims=(("order", order_id),)))
         except UniqueTaken as e:
-            await self._release_grants(grants, key, token)
             raise Refusal("order_conflict", "订单号已被其他会员使用", order_id=order_id) from e
-        except Refusal:
-            await self._release_grants(grants, key, token)
-            raise
-        # any other failure (the store unreachable, perhaps after it committed) keeps the
-        # grant held by the order's key: its resend gets it again, it is never given twice
-        # a grant the recorded order does not use (its campaign changed between attempts)
-        await self._release_grants({k: v for k, v in grants.items()
-                                    if k != res.get("campaign")}, key, token)
         if body_hash and res.get("body_hash") and res["body_hash"] != body_hash:
             raise Refusal("order_conflict", "订单号已存在且内容不同", order_id=order_id)
         return res
-
-    async def _release_grants(self, grants: dict[str, int], key: str, token: str) -> None:
-        """Budget taken by attempt ``token`` of an order that it did not commit with goes
-        back, unless another attempt of the order holds it (storage/budgets.py)."""
-        for name in grants:
-            try:
-                await self.store.budget_release(name, key, token)
-            except Exception as e:  # it stays held: the budget falls short, never over
-                log.warning("campaign %s: grant of %s not given back (%s)", name, key, e)
 
     async def refund(self, order_id: str, refund_id: str, amount_fen: int | None,
                      now: datetime) -> dict:

@@ -4,14 +4,19 @@ liability the programme should wake, before it expires)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import date
 from typing import Any
 
 from storage import Store
 
+from . import keys
 from .rules.config import Rules
 
 PAGE = 1000
+READS_IN_FLIGHT = 32
+KEEP_S = 3600  # the dashboard shows a curve of the day up to an hour old
 FLAG_MONTHS = 6
 # [from, to) in months of age; the last bucket is open
 BUCKETS = ((0, 3), (3, 6), (6, 9), (9, 12), (12, None))
@@ -28,16 +33,33 @@ def label(lo: int, hi: int | None) -> str:
     return f"{lo}–{hi} 个月" if hi is not None else f"{lo} 个月以上"
 
 
-async def curve(store: Store, rules: Rules, today: date) -> dict[str, Any]:
-    """Unspent, unexpired points by age as of ``today`` (the members' current lots)."""
+async def curve(store: Store, rules: Rules, today: date, *,
+                reuse: bool = False) -> dict[str, Any]:
+    """Unspent, unexpired points by age as of ``today`` (the members' current lots). It reads
+    every member: ``reuse`` takes a curve of the same day computed within the hour (the
+    dashboard), and each computation is kept for that."""
+    key = keys.points_age(today.isoformat())
+    if reuse and (kept := await store.kv_get(key)):
+        return json.loads(kept)
+    out = await _scan(store, today)
+    await store.kv_set(key, json.dumps(out), ttl=KEEP_S)
+    return out
+
+
+async def _scan(store: Store, today: date) -> dict[str, Any]:
     points = [0] * len(BUCKETS)
     holders = [0] * len(BUCKETS)
     flagged_points, flagged_members = 0, 0
     after = ""
     while True:
         ids = await store.member_ids(after=after, limit=PAGE)
-        for mid in ids:
-            m = await store.get(mid)
+        # a few reads at once share the round trips on Redis and PostgreSQL (not more: a
+        # connection pool holds about a hundred)
+        got = []
+        for i in range(0, len(ids), READS_IN_FLIGHT):
+            got += await asyncio.gather(*(store.get(mid)
+                                          for mid in ids[i:i + READS_IN_FLIGHT]))
+        for m in got:
             if m is None:
                 continue
             mine = [0] * len(BUCKETS)

@@ -99,6 +99,12 @@ class ReadModels:
     async def invite_owner(self, code: str) -> str | None:
         return await self.store.lookup("invite_code", code)
 
+    @property
+    def one_process(self) -> bool:
+        """Whether only one serving process writes the store (SQLite): then what this process
+        holds in memory and what is stored is all there is (callback nonces)."""
+        return self.store.one_process
+
     async def cached(self, key: str) -> str | None:
         """A small value kept in the store's kv (a QR link, a mark) under ``keys.*``."""
         return await self.store.kv_get(key)
@@ -164,8 +170,9 @@ class ReadModels:
 
     async def report(self, as_of: date, days: int) -> dict[str, Any]:
         """The operators' figures (:func:`bot.analytics.compute`) for the days up to
-        ``as_of``."""
-        return await analytics.compute(self.store, self.rules, as_of, days)
+        ``as_of``, for the dashboard: its points-age curve (a read of every member) may be
+        up to an hour old."""
+        return await analytics.compute(self.store, self.rules, as_of, days, reuse_age=True)
 
     async def count(self, key: str, window: float) -> int:
         """One more in a counter that lives ``window`` seconds (rate limits)."""

@@ -6,10 +6,11 @@ with WECOM_AES_KEY / WECOM_CORP_ID (wechatpy's enterprise PrpCrypto, 400) → pa
 ``change_external_contact``: on add_external_contact / add_half_external_contact the contact is
 looked up (externalcontact/get), linked to the OA member by unionid (or created), its staff
 recorded, and the welcome sent with the event's WelcomeCode right here, before answering —
-the code lives 20 s. del_external_contact / del_follow_user drop the staff relation; after
-del_follow_user of the last staff member the member's pushes wait for a new owner (a
-handover or a new add_external_contact). Every step is idempotent, so WeCom's retries change
-nothing twice.
+the code lives 20 s. del_external_contact (the staff member deleted the customer) and
+del_follow_user (the customer deleted the staff member) drop the staff relation.
+``change_contact`` / ``delete_user`` (the address book: a staff member left the company) makes
+the pushes of its customers wait for a new owner (a handover, 离职继承, or a new
+add_external_contact). Every step is idempotent, so WeCom's retries change nothing twice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from wechatpy.enterprise.crypto import PrpCrypto
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, MAX_BODY, Context
 from ..jobs import welcome
-from .guard import nonce_once, timestamp_fresh
+from .guard import nonce_once, nonce_stored, timestamp_fresh
 from .wxproto import DECRYPT_FAILED, BadRequest, parse_xml, signature_ok
 
 log = logging.getLogger("memberbot.wecom")
@@ -65,7 +66,8 @@ class WeComCallback:
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         yield
-        for t in set(self._tasks):  # only link retries: the next event links again anyway
+        # link retries (the next event links again) and departures (the handover job ends them)
+        for t in set(self._tasks):
             t.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
@@ -112,13 +114,17 @@ class WeComCallback:
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
         self._check_signature(encrypt, request.query)
-        await nonce_once(request, "wecom", body)
+        pending = await nonce_once(request, "wecom", body)
         try:
             event = parse_xml(self._decrypt(encrypt, request.query))
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
         if event.get("MsgType") == "event" and event.get("Event") == "change_external_contact":
             await self.contact_changed(event)
+        elif (event.get("MsgType") == "event" and event.get("Event") == "change_contact"
+              and event.get("ChangeType") == "delete_user" and event.get("UserID")):
+            await self.staff_left(event["UserID"])
+        await nonce_stored(pending)
         return web.Response(text="success")
 
     # -- events -----------------------------------------------------------------------------------
@@ -128,9 +134,8 @@ class WeComCallback:
         if not eu or not staff:
             return
         now = self.ctx.now()
-        if change in REMOVED:  # del_follow_user: the owner is gone, its pushes wait
-            await self.ctx.members.unlink_wecom(eu, staff, now,
-                                                left=change == "del_follow_user")
+        if change in REMOVED:
+            await self.ctx.members.unlink_wecom(eu, staff, now)
         elif change in ADDED:
             await self.added(eu, staff, ev.get("WelcomeCode", ""), ev.get("State", ""))
         elif change == "transfer_fail":  # UserID is the staff member who was to take over
@@ -140,6 +145,13 @@ class WeComCallback:
                                                     reason=ev.get("FailReason", ""))
         elif change == "edit_external_contact" and (contact := await self._contact(eu)):
             await self._link(eu, staff, contact)
+
+    async def staff_left(self, staff: str) -> None:
+        """Noted before answering; its customers are marked in the background (a crash
+        midway is finished by the handover job)."""
+        now = self.ctx.now()
+        await self.ctx.members.note_departure(staff, now)
+        self.spawn(self.ctx.members.staff_left(staff, now))
 
     async def _contact(self, eu: str) -> dict | None:
         if self.wecom is None:

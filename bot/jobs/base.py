@@ -390,7 +390,8 @@ def route(m: Member, env: Context) -> tuple[str, str, str] | None:
 
 def waits_for_owner(m: Member, env: Context) -> bool:
     """The member's WeCom pushes wait for a new owner: a handover is pending, or its owner
-    left it (del_follow_user). Held, never failed or skipped; sent from the new owner."""
+    left the company (change_contact delete_user). Held, never failed or skipped; sent from
+    the new owner."""
     return env.wecom is not None and m.awaits_owner
 
 

@@ -94,6 +94,7 @@ async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
     if dry_run or env.wecom is None:
         summary.due = len(await tagged(env.members, "handover", "pending"))
         return
+    await env.members.finish_departures(now)  # staff who left, their customers half marked
     await check(env, now, summary)
 
 

@@ -172,7 +172,7 @@ class Member:
     tag_seq: int = 0  # wecom_tag outbox entries so far
     # a customer handover in progress: {"from", "to", "resigned", "at"}; pushes wait for it
     handover: dict[str, Any] = field(default_factory=dict)
-    # the owner staff left the customer (del_follow_user, none other follows it): {"staff",
+    # the owner staff left the company (address book delete_user; none other follows): {"staff",
     # "at"}; pushes wait until a new owner is known (a handover, a new add_external_contact)
     owner_left: dict[str, Any] = field(default_factory=dict)
     version: int = 0

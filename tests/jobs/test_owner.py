@@ -1,9 +1,13 @@
-"""A member's owner staff: pushes wait when the owner left (del_follow_user) until a new one is
-known, and a new owner gets the tier and segment tags marked anew, once (fake WeCom API)."""
+"""A member's owner staff: pushes wait when the owner left the company (address book
+delete_user) until a new one is known, and a new owner gets the tier and segment tags marked
+anew, once (fake WeCom API). A customer deleting the staff member (del_follow_user) only drops
+the relation: nobody can reach them on WeCom, so nothing waits."""
 
 from __future__ import annotations
 
-from bot import analytics
+import asyncio
+
+from bot import analytics, keys
 from bot.jobs import handover
 from bot.jobs.base import Summary
 from bot.jobs.outbox import deliver
@@ -26,9 +30,8 @@ async def _due(env, names, staff="alice"):
 async def test_pushes_of_a_member_whose_owner_left_wait_for_a_handover(store, make_env, fake):
     env = await make_env(store)
     ids = await _due(env, ["m0", "m1"])
-    for eu in ("ext-m0", "ext-m1"):  # the customer deleted alice, its only staff member
-        res = await env.members.unlink_wecom(eu, "alice", NOW, left=True)
-        assert res["waiting"] is True
+    assert await env.members.staff_left("alice", NOW) == 2  # alice left the company
+    assert await env.members.staff_left("alice", NOW) == 0  # a repeat changes nothing
     m = await store.get(ids[0])
     assert m.owner_left["staff"] == "alice" and m.follow_users == []
     assert m.owner_userid == "alice"  # kept: a handover from alice finds the member
@@ -60,7 +63,7 @@ async def test_pushes_of_a_member_whose_owner_left_wait_for_a_handover(store, ma
 async def test_a_new_add_external_contact_ends_the_wait(store, make_env, fake):
     env = await make_env(store)
     (mid,) = await _due(env, ["m0"])
-    await env.members.unlink_wecom("ext-m0", "alice", NOW, left=True)
+    await env.members.staff_left("alice", NOW)
     assert (await run(env, "points_expiry", DAY)).held["no_owner"] == 1
     await env.members.link_wecom("ext-m0", NOW, staff="carol", unionid="u-m0")
     m = await store.get(mid)
@@ -74,27 +77,55 @@ async def test_removing_one_of_two_staff_passes_the_owner_on_without_waiting(sto
     env = await make_env(store)
     (mid,) = await _due(env, ["m0"])
     await env.members.link_wecom("ext-m0", NOW, staff="bob", unionid="u-m0")
-    await env.members.unlink_wecom("ext-m0", "alice", NOW, left=True)
+    await env.members.staff_left("alice", NOW)
     m = await store.get(mid)
     assert (m.owner_userid, m.owner_left) == ("bob", {})
     assert (await run(env, "points_expiry", DAY)).sent == 1
     assert [c.body["sender"] for c in fake.to(ADD)] == ["bob"]
 
 
-async def test_del_follow_user_makes_pushes_wait_and_del_external_contact_does_not(
+async def test_a_staff_member_leaving_makes_pushes_wait_and_a_deletion_does_not(
         app_client, fake):  # noqa: F811
     client, wc = await app_client()
     ctx = client.server.app[CTX]
-    for eu in ("ext-a", "ext-b"):
-        fake.contacts[eu] = contact(f"u-{eu}", "alice")
-        await wc.event("add_external_contact", eu, "alice")
-    await wc.event("del_follow_user", "ext-a", "alice", created=1764000100)
-    await wc.event("del_external_contact", "ext-b", "alice", created=1764000200)
-    a = await ctx.store.get(await ctx.store.lookup("external_userid", "ext-a"))
-    b = await ctx.store.get(await ctx.store.lookup("external_userid", "ext-b"))
+    for eu, staff in (("ext-a", "alice"), ("ext-b", "bob"), ("ext-c", "bob")):
+        fake.contacts[eu] = contact(f"u-{eu}", staff)
+        await wc.event("add_external_contact", eu, staff)
+    # the customer deleted bob / bob deleted the customer: nobody reaches them on WeCom
+    await wc.event("del_follow_user", "ext-b", "bob", created=1764000100)
+    await wc.event("del_external_contact", "ext-c", "bob", created=1764000200)
+    r = await wc.staff_deleted("alice")  # alice left the company
+    assert r.status == 200 and await r.text() == "success"
+
+    async def get(eu):
+        return await ctx.store.get(await ctx.store.lookup("external_userid", eu))
+
+    for _ in range(500):  # her customers are marked in the background
+        if (await get("ext-a")).owner_left:
+            break
+        await asyncio.sleep(0.02)
+    a, b, c = await get("ext-a"), await get("ext-b"), await get("ext-c")
     assert a.owner_left and a.awaits_owner and a.owner_userid == "alice"
-    assert not b.owner_left and b.owner_userid is None
+    for m in (b, c):
+        assert not m.owner_left and m.owner_userid is None and m.follow_users == []
     assert await ctx.store.tag_counts("handover") == {"owner_left": 1}
+    for _ in range(500):  # done: the departure note is dropped
+        if await ctx.store.kv_get(keys.staff_departures()) is None:
+            break
+        await asyncio.sleep(0.02)
+    assert await ctx.store.kv_get(keys.staff_departures()) is None
+
+
+async def test_a_departure_cut_off_by_a_crash_is_finished_by_the_handover_job(store, make_env,
+                                                                             fake):
+    env = await make_env(store)
+    ids = await _due(env, ["m0", "m1"])
+    await env.members.note_departure("alice", NOW)  # noted; then the process died
+    assert not (await store.get(ids[0])).owner_left
+    await run_kind(env, "handover", NOW)
+    assert all([(await store.get(i)).owner_left for i in ids])
+    assert await store.kv_get(keys.staff_departures()) is None
+    assert (await run(env, "points_expiry", DAY)).held["no_owner"] == 2
 
 
 async def test_a_handover_marks_the_tags_again_under_the_new_owner_once(store, make_env,
@@ -129,7 +160,7 @@ async def test_a_handover_marks_the_tags_again_under_the_new_owner_once(store, m
 async def test_tag_marks_wait_for_the_new_owner_too(store, make_env, fake):
     env = await make_env(store)
     (mid,) = await _due(env, ["m0"])
-    await env.members.unlink_wecom("ext-m0", "alice", NOW, left=True)
+    await env.members.staff_left("alice", NOW)
     res = await run_kind(env, "tags", NOW)
     assert res.tagged == 0 and res.held["no_owner"] == 1 and not fake.to(MARK_TAG)
     assert {r.status for r in await store.outbox(kind="wecom_tag")} == {"tag_pending"}

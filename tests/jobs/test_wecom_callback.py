@@ -55,6 +55,16 @@ class WeCom:
         q, body = self._sign(xml)
         return await self.client.post("/wecom", params=q, data=body)
 
+    async def staff_deleted(self, staff: str, *, created: int = 1764000000) -> object:
+        """The address book's ``change_contact`` / ``delete_user``: ``staff`` left."""
+        xml = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName><FromUserName>"
+               f"<![CDATA[sys]]></FromUserName><CreateTime>{created}</CreateTime><MsgType>"
+               f"<![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event>"
+               f"<ChangeType><![CDATA[delete_user]]></ChangeType><UserID><![CDATA[{staff}]]>"
+               f"</UserID></xml>")
+        q, body = self._sign(xml)
+        return await self.client.post("/wecom", params=q, data=body)
+
 
 @pytest.fixture
 async def app_client(aiohttp_client, tmp_path, fake):

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from bot import analytics
+from bot import analytics, points_age
 from bot.members import Members
 from bot.points_age import months_between
 from bot.report import tables
@@ -73,3 +73,16 @@ def test_months_are_whole_calendar_months():
     assert months_between(date(2026, 5, 20), date(2026, 11, 20)) == 6
     assert months_between(date(2026, 5, 20), date(2026, 11, 19)) == 5
     assert months_between(date(2025, 12, 31), date(2026, 1, 1)) == 0
+
+
+async def test_the_dashboard_reuses_the_days_points_age_curve_for_an_hour(members, rules):
+    now = datetime(2026, 11, 25, 12, tzinfo=rules.tz)
+    mid = (await members.register("o-age", now))["member_id"]
+    await members.record_order(mid, "AGE-1", 10_000, now, now)
+    first = await points_age.curve(members.store, rules, AS_OF, reuse=True)
+    assert first["buckets"][0]["points"] == 100
+    await members.record_order(mid, "AGE-2", 20_000, now, now)
+    assert await points_age.curve(members.store, rules, AS_OF, reuse=True) == first
+    fresh = await points_age.curve(members.store, rules, AS_OF)  # memberbot report
+    assert fresh["buckets"][0]["points"] == 300
+    assert await points_age.curve(members.store, rules, AS_OF, reuse=True) == fresh

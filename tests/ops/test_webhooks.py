@@ -181,6 +181,23 @@ async def test_the_server_delivers_in_the_background_and_admin_shows_it(
     assert [e["type"] for e in receiver.accepted] == ["member.created"]
     r = await client.post("/admin/login", data={"password": "pw-for-admin"},
                           allow_redirects=True)
+    delivery = app[CTX].webhooks
+    for _ in range(500):  # the receiver answered; the delivery's state is saved just after
+        if (await delivery.state(delivery.endpoints[0]))["delivered"]:
+            break
+        await asyncio.sleep(0.01)
     text = await (await client.get("/admin")).text()
     assert r.status == 200 and 'data-webhook="crm"' in text
     assert '<td data-field="delivered">1</td>' in text
+
+
+async def test_admin_shows_a_webhook_that_delivered_nothing_yet(aiohttp_client, tmp_path):
+    hooks = json.dumps([{"name": "crm", "url": "http://127.0.0.1:9/never", "secret": SECRET,
+                         "events": ["member.created"]}])
+    app = create_app(make_settings(tmp_path, webhooks=hooks, admin_password="pw-for-admin"))
+    client = await aiohttp_client(app)
+    await client.post("/admin/login", data={"password": "pw-for-admin"})
+    r = await client.get("/admin")
+    text = await r.text()
+    assert r.status == 200 and 'data-webhook="crm"' in text
+    assert '<td data-field="delivered">0</td>' in text

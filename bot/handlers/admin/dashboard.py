@@ -64,8 +64,9 @@ async def _webhooks(ctx: Context) -> list[dict[str, Any]]:
     for ep in delivery.endpoints:
         st = await delivery.state(ep)
         u = urlparse(ep.url)
+        # a webhook that delivered nothing yet (or only failed) has no last event
         out.append({"name": ep.name, "url": f"{u.scheme}://{u.netloc}{u.path}",
-                    "events": ep.events, **st})
+                    "events": ep.events, "last_event": None, "last_error": "", **st})
     return out
 
 
