@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bot.rules import RulesError, load_rules
+from bot.rules.config import RUNG_MAX
 from bot.rules.fields import MAX_DAYS, MAX_WHOLE, bound
 
 HUGE = "99999999999999999999"  # past SQLite's INTEGER
@@ -62,7 +63,7 @@ def test_nan_and_inf_are_refused_naming_the_field(tmp_path, text, field, value):
      "stock = 1\nper_member_limit = 1\nvalid_days = 100000\n", "coupons[0].valid_days",
      MAX_DAYS),
     ("[[invite_ladder]]\ninvites = 3\npoints = 10000000000\n", "invite_ladder[0].points",
-     MAX_WHOLE),
+     RUNG_MAX["points"]),
     ('[[tiers]]\nkey = "n"\nname = "n"\nmetric = "lifetime"\nthreshold_fen = 0\n'
      "multiplier = 1000\n", "tiers[0].multiplier", 10),
 ])
