@@ -162,9 +162,11 @@ def parse(items: Any, tier_keys: list[str], member_day: int, tz: ZoneInfo
         if md:
             days = tuple(sorted({*days, member_day}))
         segs = _list(c, "segments", p, str, tuple(RFM_SEGMENTS.values()))
+        stores = _list(c, "stores", p, str)
+        if any(not s.strip() for s in stores):  # an order without store_id has ""
+            raise CampaignRulesError(f"{p}.stores: must list store ids, not an empty text")
         camp = Campaign(key, name, _tenths(c["multiplier"], p), start, end,
-                        _list(c, "tiers", p, str, tier_keys), segs,
-                        tuple(str(s) for s in _list(c, "stores", p, str)), days,
+                        _list(c, "tiers", p, str, tier_keys), segs, stores, days,
                         _list(c, "weekdays", p, int, range(1, 8)), budget)
         if any(x.key == key for x in out):
             raise CampaignRulesError(f"{p}.key: duplicate campaign key {key!r}")

@@ -53,6 +53,8 @@ def camp(key: str = "wk", **kw) -> dict:
     ({"key": "x", "name": "n", "multiplier": 2, "member_day": "yes"},
      r"campaigns\[0\]\.member_day"),
     ({"key": "x", "name": "n", "multiplier": 2, "stores": "S1"}, r"campaigns\[0\]\.stores"),
+    ({"key": "x", "name": "n", "multiplier": 2, "stores": ["S1", " "]},
+     r"campaigns\[0\]\.stores: must list store ids"),
 ])
 def test_bad_entries_name_the_field(entry, field):
     with pytest.raises(RulesError, match=field):
