@@ -81,6 +81,68 @@ def test_a_wrong_experiment_names_the_field(tmp_path, text, field):
     assert field in str(e.value)
 
 
+B_TEXT = 'text = "{{ points }} 积分 {{ date }} 到期，快来兑换！"'
+
+
+@pytest.mark.parametrize(("variant", "field", "why"), [
+    ('template = "nonexistent.j2"', "experiments[0].variants[1].template",
+     "no template 'nonexistent.j2' in the built-in templates"),
+    ('text = "{{ points / 0 }}"', "experiments[0].variants[1].text",
+     "ZeroDivisionError: division by zero"),
+    ('text = "{{ (points / 0) }} {{ nosuch.attr.x }}"', "experiments[0].variants[1].text",
+     "ZeroDivisionError"),
+    ('text = "{{ nosuch.attr.x }}"', "experiments[0].variants[1].text",
+     "'nosuch' is undefined"),
+    ('text = "{{ coupon.name }}"', "experiments[0].variants[1].text",
+     "'None' has no attribute 'name'"),
+    ('text = "{{ points|nofilter }}"', "experiments[0].variants[1].text", "nofilter"),
+])
+def test_a_variant_that_does_not_render_is_refused_when_the_rules_load(
+        tmp_path, variant, field, why):
+    """A missing template or a text failing at render stopped the job at the first member
+    of its arm, on every run; the rules load now renders each variant once against a
+    made-up push of its kind and names the field."""
+    with pytest.raises(RulesError) as e:
+        load(tmp_path, EXP.replace(B_TEXT, variant))
+    assert str(e.value).startswith(f"{field}: does not render a sample points_expiry message")
+    assert why in str(e.value)
+    assert "Traceback" not in str(e.value)
+
+
+def test_a_variant_template_in_the_operators_folder_is_found(tmp_path):
+    from bot import templating
+    from bot.jobs.registry import load_rules
+    from tests.conftest import make_settings
+
+    folder = tmp_path / "tpl"
+    (folder / "ab").mkdir(parents=True)
+    (folder / "ab" / "expiry_b.j2").write_text("{{ points }} 积分快到期（{{ tier_name }}）",
+                                               encoding="utf-8")
+    path = tmp_path / "rules.toml"
+    path.write_text(EXP.replace(B_TEXT, 'template = "ab/expiry_b.j2"'), encoding="utf-8")
+    try:
+        rules = load_rules(make_settings(tmp_path, rules_path=str(path),
+                                         templates=str(folder)))
+        assert rules.experiments[0].variants[1].template == "ab/expiry_b.j2"
+        with pytest.raises(RulesError, match=r"variants\[1\]\.template: .*no template "
+                                             r"'ab/expiry_b.j2' in .*tpl2"):
+            load_rules(make_settings(tmp_path, rules_path=str(path),
+                                     templates=str(tmp_path / "tpl2")))
+    finally:
+        templating.use(None)
+
+
+def test_each_push_kind_renders_its_own_message_with_its_sample(tmp_path):
+    """The made-up push of each kind (``Job.sample``) holds every fact its template uses:
+    a variant without template or text (the kind's own message) loads for every kind."""
+    from bot.jobs.registry import default_priority
+
+    for kind in default_priority():
+        text = (f'[[experiments]]\nname = "t"\nkind = "{kind}"\n'
+                '[[experiments.variants]]\nkey = "a"\n')
+        assert load(tmp_path, text).experiments[0].kind == kind
+
+
 def test_the_interval_of_the_difference_to_the_holdout():
     d, lo, hi = diff_interval(30, 100, 20, 100)
     se = math.sqrt(0.3 * 0.7 / 100 + 0.2 * 0.8 / 100)
