@@ -37,8 +37,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# every benchmark, each bounded in time; the output goes to the screen and bench/last-run.txt
+# (copy its figures into bench/RESULTS.md). Not a test: figures vary with the machine's load.
 bench: $(STAMP)
-	$(BIN)/python bench/store_bench.py
+	@( echo "== $$(date -u '+%F %T UTC'); $$(uname -srm); $$(nproc) CPUs; $$(uptime)"; \
+	  echo "== bench/store_bench.py"; timeout 900 $(BIN)/python bench/store_bench.py --members 5000; \
+	  echo "== bench/jobs_bench.py (short sizes)"; \
+	  timeout 900 $(BIN)/python bench/jobs_bench.py --sizes 10000 50000 --runs 1; \
+	  echo "== bench/oa_bench.py (a) check-ins (b) first contact (c) peak (d) start and size"; \
+	  timeout 1500 $(BIN)/python bench/oa_bench.py; \
+	  echo "== $$(uptime)" ) 2>&1 | tee bench/last-run.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,295 +1,219 @@
-"""Benchmark of the Official Account callback (not a test).
+"""Benchmark of the Official Account callback (not a test): what the server answered, side by
+side with WeRoBot in one run.
 
-Drives encrypted safe-mode ``签到`` messages from rotating members for a fixed time at a fixed
-number of connections against, side by side in one run:
+  (a) check-ins: encrypted ``签到`` where every request is a registered member's FIRST check-in
+      of the day (members seeded through the store before the run; each is sent one message;
+      the ledger's check-in count after the run shows every answer was a credit), wrk with
+      ``--connections``, against one ``memberbot serve`` on SQLite, and against WeRoBot safe
+      mode (gunicorn, 2 sync workers, no storage) with the same messages; rounds alternate.
+  (b) first contact: the first ``签到`` of followers memberbot has never seen (each registers
+      a member and checks in); the member count after the run shows every one registered.
+  (c) peak: ``--peak-rate`` (150 % of the README's brand peak) first check-ins per second for
+      ``--peak-seconds`` at a fixed rate (open loop), every reply decrypted and checked.
+  (d) start and size: ``memberbot serve`` to a 200 ``/healthz`` on the seeded store, and its
+      RSS after start and at its peak over the run.
 
-  (a) memberbot: one ``memberbot serve`` process on SQLite in a temporary data folder;
-  (b) a WeRoBot safe-mode echo server with no storage: gunicorn with 2 sync workers when
-      gunicorn is installed, else WeRoBot's own server (the output says which).
+Server CPU (µs/request) and bytes written per request come from /proc/<pid> of the server
+(gunicorn: master and workers). Only 127.0.0.1; every process stops with the run.
 
-Load comes from wrk (``/usr/bin/wrk``, with a Lua script rotating through pre-signed requests)
-or, without wrk, from an aiohttp load generator. Only 127.0.0.1; every loop stops by itself.
-
-    .venv/bin/python bench/oa_bench.py [--seconds 8] [--connections 32] [--members 3000]
+    .venv/bin/python bench/oa_bench.py [--members 100000] [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import itertools
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bot.handlers.wxproto import SafeMode, callback_xml, signature, signed_query  # noqa: E402
+import oa_load as L  # noqa: E402
 
-TOKEN = "benchtoken"
-APPID = "wxbench0000000001"
-AES_KEY = base64.b64encode(b"memberbot-benchmark-aes-key-32by").decode().rstrip("=")
-GH = "gh_bench"
-BIN = Path(sys.executable).parent
-WRK = shutil.which("wrk") or ("/usr/bin/wrk" if Path("/usr/bin/wrk").exists() else None)
+from bot.handlers.wxproto import SafeMode  # noqa: E402
 
-WEROBOT_APP = f'''
-from werobot import WeRoBot
-robot = WeRoBot(token={TOKEN!r}, encoding_aes_key={AES_KEY!r}, app_id={APPID!r})
-robot.config["SESSION_STORAGE"] = False  # no storage (its default is a SQLite session file)
-@robot.text
-def echo(message):
-    return message.content
-app = robot.wsgi
-'''
-
-WRK_LUA = '''
-local reqs = {}
-local n = 0
-init = function(args)
-  for line in io.lines(args[1]) do
-    local path, body = line:match("^(%S+) (.*)$")
-    reqs[#reqs + 1] = wrk.format("POST", path, {["Content-Type"] = "text/xml"}, body)
-  end
-end
-request = function()
-  n = n + 1
-  if n > #reqs then n = 1 end
-  return reqs[n]
-end
-'''
+CREDIT = "签到成功"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise SystemExit(f"{what} did not start:\n{out}") from None
-            time.sleep(0.1)
-
-
-def verify_url(port: int) -> str:
-    ts, nonce = str(int(time.time())), "benchverify"
-    q = urllib.parse.urlencode({"signature": signature(TOKEN, ts, nonce), "timestamp": ts,
-                                "nonce": nonce, "echostr": "up"})
-    return f"http://127.0.0.1:{port}/wechat?{q}"
-
-
-def make_requests(safe: SafeMode, members: int, count: int,
-                  group: int = 0) -> list[tuple[str, str]]:
-    """``count`` distinct check-in messages (unique MsgId) from ``members`` rotating members
-    of member group ``group``."""
-    base_id = int(time.time()) * 10**7 + group * 10**6
-    out = []
-    for i in range(count):
-        openid = f"o_bench_{group}_{i % members:06d}"
-        xml = callback_xml(GH, openid, "text", content="签到", msg_id=str(base_id + i))
-        query, body = signed_query(TOKEN, openid, safe, xml)
-        out.append(("/wechat?" + urllib.parse.urlencode(query), body))
+def take(pool: list[str], n: int) -> list[str]:
+    if len(pool) < n:
+        raise SystemExit(f"not enough seeded members left ({len(pool)} < {n}): raise --members")
+    out, pool[:] = pool[:n], pool[n:]
     return out
 
 
-async def warm_up(port: int, safe: SafeMode, members: int, groups: int) -> None:
-    """Every member follows first (untimed), as they would have before checking in."""
-    ids = iter([(g, i) for g in range(groups) for i in range(members)])
-    t0 = int(time.time())
-    async with aiohttp.ClientSession() as http:
-        async def worker() -> None:
-            for g, i in ids:
-                openid = f"o_bench_{g}_{i:06d}"
-                xml = callback_xml(GH, openid, "event", event="subscribe", create_time=t0)
-                query, body = signed_query(TOKEN, openid, safe, xml)
-                async with http.post(f"http://127.0.0.1:{port}/wechat", params=query,
-                                     data=body) as r:
-                    if r.status != 200:
-                        raise SystemExit(f"warm-up failed: HTTP {r.status}")
-                    await r.read()
-
-        await asyncio.gather(*(worker() for _ in range(32)))
+def row(name: str, r: dict) -> str:
+    return (f"  {name:<22} {r['rps']:>8.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+            f"{r['cpu_us']:>8.0f} {r['disk_kb']:>8.1f} {r['wchar_kb']:>8.1f} {r['requests']:>8}"
+            f" {r['errors']:>6}" + (f"  socket errors: {r['socket_errors']}"
+                                     if r.get("socket_errors") else ""))
 
 
-async def check_reply(port: int, safe: SafeMode, path: str, body: str, expect: str) -> None:
-    async with aiohttp.ClientSession() as http, \
-            http.post(f"http://127.0.0.1:{port}{path}", data=body) as r:
-        raw = await r.text()
-    content = re.search(r"<Content><!\[CDATA\[(.*?)\]\]>", safe.open_envelope(raw), re.S)
-    if r.status != 200 or not content or expect not in content.group(1):
-        raise SystemExit(f"unexpected reply on port {port}: {r.status} {content}")
-
-
-def parse_ms(s: str) -> float:
-    num, unit = re.match(r"([\d.]+)(\w+)", s).groups()
-    return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def run_wrk(port: int, reqfile: Path, script: Path, seconds: int, conns: int) -> dict:
-    out = subprocess.run([WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
-                          str(script), f"http://127.0.0.1:{port}", "--", str(reqfile)],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50": parse_ms(lat["50"]), "p99": parse_ms(lat["99"]),
-            "requests": total, "non2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": sock.group(1) if sock else ""}
-
-
-async def run_aiohttp(port: int, reqs: list[tuple[str, str]], seconds: int,
-                      conns: int) -> dict:
-    lat: list[float] = []
-    bad = 0
-    it = itertools.cycle(reqs)
-    conn = aiohttp.TCPConnector(limit=conns)
-    async with aiohttp.ClientSession(connector=conn) as http:
-        end = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal bad
-            while time.perf_counter() < end:
-                path, body = next(it)
-                t = time.perf_counter()
-                async with http.post(f"http://127.0.0.1:{port}{path}", data=body) as r:
-                    await r.read()
-                    bad += r.status != 200
-                lat.append(time.perf_counter() - t)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(conns)))
-        elapsed = time.perf_counter() - t0
-    lat.sort()
-    return {"rps": len(lat) / elapsed, "p50": lat[len(lat) // 2] * 1000,
-            "p99": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat), "non2xx": bad,
-            "socket_errors": ""}
+HEAD = (f"  {'server':<22} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>8} "
+        f"{'disk KB':>8} {'write KB':>8} {'requests':>8} {'errors':>6}   (per request)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--members", type=int, default=100_000, help="seeded before the run")
+    ap.add_argument("--seconds", type=int, default=5, help="per timed wrk run")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--members", type=int, default=2000)
-    ap.add_argument("--requests", type=int, default=80_000,
-                    help="distinct messages prepared per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tool", choices=["wrk", "aiohttp"], default="wrk" if WRK else "aiohttp")
+    ap.add_argument("--per-round", type=int, default=15_000,
+                    help="most first check-ins (members) one wrk run may use")
+    ap.add_argument("--peak-rate", type=float, default=500.0)
+    ap.add_argument("--peak-seconds", type=int, default=60)
+    ap.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,d")
     args = ap.parse_args()
-    safe = SafeMode(TOKEN, AES_KEY, APPID)
+    if not L.WRK:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+    only = set(args.only.split(","))
+    safe = SafeMode(L.TOKEN, L.AES_KEY, L.APPID)
     tmp = Path(tempfile.mkdtemp(prefix="memberbot-bench-"))
-    procs: list[subprocess.Popen] = []
+    srv = L.Servers(tmp)
     try:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MEMBERBOT_", "WECHAT_", "WECOM_"))}
-        env.update(MEMBERBOT_DATA_DIR=str(tmp / "data"), WECHAT_TOKEN=TOKEN,
-                   WECHAT_AES_KEY=AES_KEY, WECHAT_APPID=APPID, MEMBERBOT_LOG="WARNING")
-        pa, pb = free_port(), free_port()
-        procs.append(subprocess.Popen(
-            [str(BIN / "memberbot"), "serve", "--port", str(pa), "--no-scheduler"], cwd=tmp,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        (tmp / "werobot_echo.py").write_text(WEROBOT_APP)
-        if (BIN / "gunicorn").exists():
-            baseline = "WeRoBot safe mode, gunicorn 2 sync workers, no storage"
-            cmd = [str(BIN / "gunicorn"), "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{pb}",
-                   "--log-level", "warning", "--chdir", str(tmp), "werobot_echo:app"]
-        else:
-            baseline = "WeRoBot safe mode, WeRoBot's own server (no gunicorn), no storage"
-            cmd = [sys.executable, "-c", f"import werobot_echo as m; m.robot.run("
-                   f"host='127.0.0.1', port={pb}, enable_pretty_logging=False)"]
-        procs.append(subprocess.Popen(cmd, cwd=tmp, env={**env, "PYTHONPATH": str(tmp)},
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-        wait_up(f"http://127.0.0.1:{pa}/healthz", procs[0], "memberbot serve")
-        wait_up(verify_url(pb), procs[1], "WeRoBot")
-        t = time.perf_counter()
-        asyncio.run(warm_up(pa, safe, args.members, args.rounds))
-        print(f"warm-up: {args.rounds} x {args.members} members followed in "
-              f"{time.perf_counter() - t:.1f}s", file=sys.stderr)
-        script = tmp / "rotate.lua"
-        script.write_text(WRK_LUA)
-        rounds = []
-        for r in range(args.rounds):
-            # fresh members each round: a round never meets the rate-limit window of the last
-            reqs = make_requests(safe, args.members, args.requests, group=r)
-            asyncio.run(check_reply(pa, safe, *reqs[-1], "签到成功"))
-            asyncio.run(check_reply(pb, safe, *reqs[-1], "签到"))
-            reqfile = tmp / f"requests{r}.txt"
-            reqfile.write_text("".join(f"{p} {b}\n" for p, b in reqs[:-1]))
-            order = (("memberbot", pa), ("werobot", pb))
-            results = {}
-            for name, port in order if r % 2 == 0 else order[::-1]:  # alternate: no drift
-                if args.tool == "wrk":
-                    results[name] = run_wrk(port, reqfile, script, args.seconds,
-                                            args.connections)
-                else:
-                    results[name] = asyncio.run(run_aiohttp(port, reqs[:-1], args.seconds,
-                                                            args.connections))
-            rounds.append(results)
-        report(rounds, args, baseline)
+        run(args, only, safe, tmp, srv)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            if p.stdout:
-                p.stdout.close()
+        srv.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(rounds: list[dict], args: argparse.Namespace, baseline: str) -> None:
-    tool = f"wrk -t1 -c{args.connections} -d{args.seconds}s" if args.tool == "wrk" else \
-        f"aiohttp load generator, {args.connections} connections, {args.seconds}s"
-    print(f"load: {tool}; encrypted 签到 from {args.members} rotating members (fresh ones "
-          f"each round); {len(rounds)} rounds, order alternating; {os.cpu_count()} CPUs")
-    print("(a) memberbot serve, 1 process, SQLite: verify, decrypt, dedup, rate limit, "
-          f"check-in use case, reply, encrypt\n(b) {baseline}")
-    print(f"{'round':<6} {'server':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'requests':>9} {'non-2xx':>8}")
-    for i, results in enumerate(rounds, 1):
-        for name in ("memberbot", "werobot"):
-            r = results[name]
-            print(f"{i:<6} {name:<10} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                  f"{r['requests']:>9} {r['non2xx']:>8}"
-                  + (f"  socket errors: {r['socket_errors']}" if r["socket_errors"] else ""))
-    med = {name: {k: statistics.median(r[name][k] for r in rounds)
-                  for k in ("rps", "p50", "p99", "requests")}
-           for name in ("memberbot", "werobot")}
-    for name, r in med.items():
-        print(f"{'median':<6} {name:<10} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
-    a, b = med["memberbot"], med["werobot"]
-    ratio = a["rps"] / b["rps"] if b["rps"] else float("inf")
-    print(f"ratio a/b (medians): {ratio:.2f} (target >= 1.0: "
-          f"{'met' if ratio >= 1.0 else 'NOT met'}); memberbot p99 {a['p99']:.1f} ms "
-          f"(target <= 20 ms: {'met' if a['p99'] <= 20 else 'NOT met'})")
-    # the limit's window is a minute: what one member sent within it
-    per_member = a["requests"] / args.members / max(args.seconds / 60, 1.0)
-    if per_member > 20:
-        print(f"note: {per_member:.0f} messages per member per minute exceed the default rate "
-              "limit (20/min): later ones got the polite 'too frequent' reply; raise --members")
+def run(args: argparse.Namespace, only: set[str], safe: SafeMode, tmp: Path,
+        srv: L.Servers) -> None:
+    settings = srv.settings()
+    db = tmp / "data" / "memberbot.db"
+    secs = asyncio.run(L.seed(settings, args.members))
+    print(f"setup: {args.members:,} members seeded through the store in {secs:.1f} s "
+          f"({os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f})")
+    pool = [L.openid("m", i) for i in range(args.members)]
+    mb, port, start_s = srv.memberbot()
+    rss0 = L.rss_mb(mb.pid)[0]
+    results: dict[str, list[dict]] = {"memberbot": [], "werobot": [], "first": []}
+    what = ""
+    conns = args.connections
+    if "a" in only or "b" in only:
+        wr, wport, what = srv.werobot()
+        sample = L.requests(safe, take(pool, 1), "签到")[0]
+        got = asyncio.run(L.ask(safe, port, *sample))
+        if CREDIT not in got:
+            raise SystemExit(f"memberbot did not credit a first check-in: {got!r}")
+        if "签到" not in asyncio.run(L.ask(safe, wport, *sample)):
+            raise SystemExit("WeRoBot did not echo")
+        fresh = 0
+        for r in range(args.rounds):
+            order = ["memberbot", "werobot", "first"]
+            for name in order if r % 2 == 0 else order[::-1]:
+                if name == "first" and "b" not in only or name != "first" and "a" not in only:
+                    continue
+                if name == "first":
+                    ids = [L.openid(f"new{r}", i) for i in range(args.per_round)]
+                    fresh += len(ids)
+                elif name == "werobot":  # it keeps nothing: any followers will do
+                    ids = [L.openid(f"w{r}", i) for i in range(args.per_round)]
+                else:
+                    ids = take(pool, args.per_round)
+                reqs = L.requests(safe, ids, "签到")
+                pid, p = (wr.pid, wport) if name == "werobot" else (mb.pid, port)
+                before = (L.ledger_count(db, "checkin"), L.member_count(db))
+                res = L.run_wrk(pid, p, reqs, tmp, args.seconds, conns)
+                time.sleep(0.3)  # what was in flight when wrk stopped is committed
+                after = (L.ledger_count(db, "checkin"), L.member_count(db))
+                res["credits"], res["registered"] = (after[0] - before[0],
+                                                     after[1] - before[1])
+                results[name].append(res)
+        srv.stop(wr)
+        report_ab(args, results, what, fresh)
+    rss_peak = L.rss_mb(mb.pid)[1]
+    if "c" in only:
+        n = int(args.peak_rate * args.peak_seconds)
+        reqs = L.requests(safe, take(pool, n), "签到")
+        before = L.ledger_count(db, "checkin")
+        res = asyncio.run(L.fixed_rate(safe, mb.pid, port, reqs, args.peak_rate, CREDIT))
+        res["credits"] = L.ledger_count(db, "checkin") - before
+        report_c(args, res)
+        rss_peak = L.rss_mb(mb.pid)[1]
+    srv.stop(mb)
+    if "d" in only:
+        mb2, _, start2 = srv.memberbot()
+        rss2 = L.rss_mb(mb2.pid)[0]
+        srv.stop(mb2)
+        members = L.member_count(db)
+        print(f"(d) start: memberbot serve to a 200 /healthz in {start_s:.2f} s on "
+              f"{args.members:,} members, {start2:.2f} s again on {members:,} "
+              f"(target < 1.5 s: {'met' if max(start_s, start2) < 1.5 else 'NOT met'})")
+        print(f"    RSS: {rss0:.0f} MB after start, {rss2:.0f} MB after a restart on "
+              f"{members:,} members, {rss_peak:.0f} MB peak under the runs above "
+              f"(target < 150 MB: {'met' if max(rss0, rss2, rss_peak) < 150 else 'NOT met'})")
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def report_ab(args: argparse.Namespace, results: dict, what: str, fresh: int) -> None:
+    conns = args.connections
+    print(f"load: wrk -t1 -c{conns} -d{args.seconds}s per run (or until its members are "
+          f"spent: each member is sent one message), {args.rounds} rounds, order alternating")
+    print(f"  memberbot = one `memberbot serve`, SQLite;  werobot = {what}")
+    print(HEAD)
+    for r in range(args.rounds):
+        print(f" round {r + 1}")
+        for name in ("memberbot", "werobot", "first"):
+            if len(results[name]) > r:
+                print(row({"memberbot": "memberbot check-in", "werobot": "werobot echo",
+                           "first": "memberbot first contact"}[name], results[name][r]))
+    med = {k: {f: statistics.median(x[f] for x in v) for f in ("rps", "p99", "cpu_us")}
+           for k, v in results.items() if v}
+    for k, v in results.items():
+        if not v:
+            continue
+        answered = sum(x["requests"] for x in v)
+        field = "registered" if k == "first" else "credits"
+        if k != "werobot":
+            made = sum(x[field] for x in v)
+            ok = answered <= made <= answered + 2 * conns * len(v) and \
+                sum(x["errors"] for x in v) == 0
+            one = "registration" if k == "first" else "credit"
+            verdict = f"every answer was a {one}" if ok else f"NOT every answer was a {one}"
+            print(f"  {k}: {answered} replies counted by wrk, {made} "
+                  f"{'new members' if k == 'first' else 'check-in credits'} in the store "
+                  f"({verdict}; "
+                  f"the store may count up to {conns} more per run: requests in flight "
+                  "when wrk stopped)")
+    if "memberbot" in med and "werobot" in med:
+        a, b = med["memberbot"], med["werobot"]
+        ratio = a["rps"] / b["rps"]
+        print(f"(a) check-ins: memberbot {a['rps']:.0f} req/s, p99 {a['p99']:.1f} ms, "
+              f"{a['cpu_us']:.0f} µs CPU/req; werobot {b['rps']:.0f} req/s, p99 "
+              f"{b['p99']:.1f} ms, {b['cpu_us']:.0f} µs CPU/req (medians)")
+        print(f"    ratio {ratio:.2f}x WeRoBot (target >= 1.5: "
+              f"{'met' if ratio >= 1.5 else 'NOT met'}); p99 {a['p99']:.1f} ms (target <= 15: "
+              f"{'met' if a['p99'] <= 15 else 'NOT met'})")
+    if "first" in med and "memberbot" in med:
+        f, a = med["first"], med["memberbot"]
+        ratio = f["rps"] / a["rps"]
+        extra = f"; {f['rps'] / med['werobot']['rps']:.2f}x WeRoBot" if "werobot" in med else ""
+        print(f"(b) first contact: {f['rps']:.0f} req/s, p99 {f['p99']:.1f} ms, "
+              f"{f['cpu_us']:.0f} µs CPU/req; {ratio:.2f}x the check-in figure{extra} "
+              f"(target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+
+
+def report_c(args: argparse.Namespace, r: dict) -> None:
+    errors = sum(r["errors"].values())
+    print(f"(c) peak: {args.peak_rate:.0f} first check-ins/s due for {args.peak_seconds} s "
+          f"(150 % of the README's peak), open loop: {r['requests']} answered in "
+          f"{r['seconds']:.1f} s ({r['rps']:.0f}/s), {r['credits']} credits in the store, "
+          f"errors {errors} {r['errors'] or ''}")
+    print(f"    latency from when each was due: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+          f"max {r['max']:.0f} ms; {r['cpu_us']:.0f} µs CPU and {r['disk_kb']:.1f} KB "
+          f"to disk per request (target 0 errors, p99 <= 50 ms: "
+          f"{'met' if errors == 0 and r['p99'] <= 50 else 'NOT met'})")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except subprocess.TimeoutExpired as e:
+        raise SystemExit(f"timed out: {e}") from None

@@ -6,6 +6,11 @@ anything; the budget is taken for the order's idempotency key in the store
 attempt surely did not commit: the step was refused (or its id belongs to another member).
 Any other failure — the store unreachable, perhaps after it committed — keeps the grant held
 by the order's key, so the resend gets it again and the budget is never given twice.
+
+A committed order settles its grants: what it did not use goes back (its tier fell to a
+concurrent refund between the grant and the commit, so it earned a smaller share; or it got
+another campaign). Settling lowers the grant to the points the order was awarded, which a
+resend does again without effect: the budget used equals the points awarded.
 """
 
 from __future__ import annotations
@@ -27,8 +32,7 @@ async def with_grants(store: Store, key: str,
                       attempt: Callable[[dict[str, int]], Awaitable[dict]]) -> dict:
     """``attempt(grants)`` (one idempotent store update under ``key``) until it no longer asks
     for a grant; the grants it was given are a dict campaign key -> points. Returns its
-    result; a grant the committed result does not use (its campaign changed between
-    attempts) goes back."""
+    result; the part of a grant the committed result does not use goes back."""
     grants: dict[str, int] = {}
     token = secrets.token_hex(6)  # this attempt, among those that hold a grant
     try:
@@ -42,7 +46,16 @@ async def with_grants(store: Store, key: str,
     except (Refusal, UniqueTaken):
         await _release(store, grants, key, token)
         raise
-    await _release(store, [k for k in grants if k != res.get("campaign")], key, token)
+    camp = res.get("campaign")
+    if not grants and camp:  # a resend of a committed order: settle again (no-op if done)
+        grants = {camp: res.get("campaign_points", 0) + 1}
+    for name, granted in grants.items():
+        used = res.get("campaign_points", 0) if camp == name else 0
+        if granted > used:
+            try:
+                await store.budget_settle(name, key, used)
+            except Exception as e:  # it stays held until a resend: short, never over
+                log.warning("campaign %s: unused grant of %s not given back (%s)", name, key, e)
     return res
 
 

@@ -3,7 +3,9 @@ window, budget and the points of it used so far (the store's counter, storage/bu
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.table import Table
 
@@ -19,13 +21,22 @@ async def figures(store: Store, rules: Rules) -> list[dict[str, Any]]:
         used = await store.budget_used(c.key) if c.budget else None
         out.append({
             "key": c.key, "name": c.name, "multiplier": c.multiplier,
-            "start": c.start.isoformat() if c.start else None,
-            "end": c.end.isoformat() if c.end else None,
+            "start": _shown(c.start, rules.tz, time(0)),
+            "end": _shown(c.end, rules.tz, time(23, 59, 59)),
             "budget": c.budget or None, "used": used,
             "left": None if used is None else max(c.budget - used, 0),
             "spent": used is not None and used >= c.budget,
         })
     return out
+
+
+def _shown(at: datetime | None, tz: ZoneInfo, whole_day: time) -> str | None:
+    """A window's end in the rules' zone: its date when it bounds a whole day (as written in
+    the rules file), else the date and time to the minute."""
+    if at is None:
+        return None
+    at = at.astimezone(tz)
+    return at.date().isoformat() if at.time() == whole_day else f"{at:%Y-%m-%d %H:%M}"
 
 
 def tables(rows: list[dict[str, Any]]) -> list[Table]:

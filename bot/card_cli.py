@@ -9,11 +9,11 @@ from typing import Any
 import aiohttp
 import click
 
-from . import cards
-from .channels.wechat import WeChatAPIError, WeChatClient
+from .channels.wechat import WeChatAPIError
 from .channels.wechat_card import CardAPI
+from .context import Context
 from .members import Members
-from .offline import OperatorError, run_with_members
+from .offline import OperatorError, run_with_context
 from .operator import load_settings
 from .rules.models import Refusal
 from .settings import Settings
@@ -21,25 +21,23 @@ from .settings import Settings
 
 def _with_api(settings: Settings, fn: Callable[[Members, CardAPI, datetime], Awaitable[Any]]
               ) -> Any:
-    async def go(members: Members, now: datetime) -> Any:
-        if members.rules.card is None:
+    async def go(ctx: Context) -> Any:
+        if ctx.rules.card is None:
             raise OperatorError("the rules file has no [card] section (see docs/card.md)")
-        async with aiohttp.ClientSession() as session:
-            client = WeChatClient(members.store, settings, session)
-            if not client.configured:
-                raise OperatorError("WECHAT_APPID and WECHAT_APPSECRET must be set to use the "
-                                    "card API")
-            try:
-                return await fn(members, CardAPI(client), now)
-            except WeChatAPIError as e:
-                raise OperatorError(f"WeChat refused the call: errcode {e.errcode} "
-                                    f"{e.errmsg}") from e
-            except Refusal as e:
-                raise OperatorError(e.message) from e
-            except (aiohttp.ClientError, TimeoutError) as e:
-                raise OperatorError(f"WECHAT_API_BASE unreachable: {e}") from e
+        if ctx.oa is None:
+            raise OperatorError("WECHAT_APPID and WECHAT_APPSECRET must be set to use the "
+                                "card API")
+        try:
+            return await fn(ctx.members, CardAPI(ctx.oa), ctx.now())
+        except WeChatAPIError as e:
+            raise OperatorError(f"WeChat refused the call: errcode {e.errcode} "
+                                f"{e.errmsg}") from e
+        except Refusal as e:
+            raise OperatorError(e.message) from e
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise OperatorError(f"WECHAT_API_BASE unreachable: {e}") from e
 
-    return run_with_members(settings, go)
+    return run_with_context(settings, go)
 
 
 def register(main: click.Group) -> None:
@@ -51,8 +49,8 @@ def register(main: click.Group) -> None:
     def create() -> None:
         """Create the card from the rules file's [card] (once) and set its activation form."""
         async def go(members: Members, api: CardAPI, now: datetime) -> dict:
-            res = await cards.create_card(members.store, api, members.rules, now)
-            res["qr"] = await cards.card_qr(members.store, api, "admin")
+            res = await members.create_card(api, now)
+            res["qr"] = await members.card_qr(api, "admin")
             return res
 
         r = _with_api(load_settings(), go)
@@ -68,12 +66,12 @@ def register(main: click.Group) -> None:
     def show() -> None:
         """The card id kept in the store and its status at WeChat."""
         async def go(members: Members, api: CardAPI, now: datetime) -> dict | None:
-            known = await cards.definition(members.store)
+            known = await members.card_definition()
             if known is None:
                 return None
             info = await api.get(known["card_id"])
             return {**known, "status": (info.get("card") or {}).get("status", "?"),
-                    "qr": await cards.card_qr(members.store, api, "admin")}
+                    "qr": await members.card_qr(api, "admin")}
 
         r = _with_api(load_settings(), go)
         if r is None:
@@ -84,7 +82,7 @@ def register(main: click.Group) -> None:
     def update() -> None:
         """Push the rules file's changed [card] to WeChat (card/update)."""
         async def go(members: Members, api: CardAPI, now: datetime) -> dict:
-            return await cards.update_card(members.store, api, members.rules)
+            return await members.update_card(api)
 
         r = _with_api(load_settings(), go)
         check = " (WeChat reviews the change first)" if r["send_check"] else ""

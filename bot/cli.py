@@ -68,7 +68,7 @@ def _serve_one(host: str, port: int, scheduler: bool, reuse_port: bool) -> None:
     accounts = [0]
 
     async def count_accounts(app: web.Application) -> None:  # the store is open by now
-        accounts[0] = len(await admins.Accounts(app[CTX].store).names())
+        accounts[0] = len(await app[CTX].accounts.names())
 
     app.on_startup.append(count_accounts)
     logging.basicConfig(level=settings.log_level,

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time
 from typing import IO, Any
 
-from storage import Store
-
+from .admins import Accounts
 from .masking import mask_phone
+from .members import Members
 from .rules import points
 from .rules.config import Rules
 from .rules.timeutil import local_day
@@ -56,44 +56,34 @@ def _iso(t: int | None, rules: Rules) -> str | None:
 class Codes:
     """member id -> member code, read once each."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, reads: Members) -> None:
+        self.reads = reads
         self.cache: dict[str, str] = {}
 
     async def __call__(self, mid: str) -> str:
         if mid not in self.cache:
-            m = await self.store.get(mid)
+            m = await self.reads.get(mid)
             self.cache[mid] = m.member_code if m is not None else ""
         return self.cache[mid]
 
 
-async def ledger_rows(store: Store, since: int | None, kinds: list[str] | None = None):
-    after = 0
-    while True:
-        rows = await store.ledger(since=since, kinds=kinds, after_id=after, limit=PAGE)
-        for r in rows:
-            yield r
-        if len(rows) < PAGE:
-            return
-        after = rows[-1].id
-
-
-async def members(store: Store, rules: Rules, since: int | None, now: datetime,
+async def members(reads: Members, rules: Rules, since: int | None, now: datetime,
                   with_pii: bool, progress: Progress) -> AsyncIterator[dict[str, Any]]:
     """Every member, or with ``since`` those with any change since then."""
     today = local_day(now, rules.tz)
     if since is None:
-        progress.start(await store.count_members())
+        progress.start(await reads.count_members())
         ids: list[str] = []
         after = ""
-        while page := await store.member_ids(after, PAGE):
+        while page := await reads.member_ids(after, PAGE):
             ids += page
             after = page[-1]
     else:
-        ids = list(dict.fromkeys([r.member_id async for r in ledger_rows(store, since)]))
+        changed = reads.ledger_since(since, page=PAGE)
+        ids = list(dict.fromkeys([r.member_id async for r in changed]))
         progress.start(len(ids))
     for mid in ids:
-        m = await store.get(mid)
+        m = await reads.get(mid)
         progress.advance()
         if m is None:
             continue
@@ -110,20 +100,20 @@ async def members(store: Store, rules: Rules, since: int | None, now: datetime,
         }
 
 
-async def ledger(store: Store, rules: Rules, since: int | None, progress: Progress,
+async def ledger(reads: Members, rules: Rules, since: int | None, progress: Progress,
                  kinds: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
-    codes = Codes(store)
+    codes = Codes(reads)
     progress.start(None)  # type: ignore[arg-type]  # the count is not known up front
-    async for r in ledger_rows(store, since, kinds):
+    async for r in reads.ledger_since(since, kinds, page=PAGE):
         progress.advance()
         yield {"id": r.id, "at": _iso(r.at, rules), "member_code": await codes(r.member_id),
                "kind": r.kind, "points": r.points, "amount_fen": r.amount_fen, "ref": r.ref,
                "data": r.data}
 
 
-async def orders(store: Store, rules: Rules, since: int | None,
+async def orders(reads: Members, rules: Rules, since: int | None,
                  progress: Progress) -> AsyncIterator[dict[str, Any]]:
-    async for r in ledger(store, rules, since, progress, kinds=["order", "refund"]):
+    async for r in ledger(reads, rules, since, progress, kinds=["order", "refund"]):
         d = r["data"] or {}
         order = r["kind"] == "order"
         yield {"id": r["id"], "at": r["at"], "member_code": r["member_code"],
@@ -159,14 +149,14 @@ def _cell(v: Any) -> Any:
     return v
 
 
-async def export(store: Store, rules: Rules, what: str, since: date | None, fmt: str,
+async def export(reads: Members, rules: Rules, what: str, since: date | None, fmt: str,
                  out: IO[str], now: datetime, *, with_pii: bool = False,
                  progress: Progress | None = None) -> int:
     progress = progress or Progress()
     t = since_ts(since, rules)
-    source = {"members": lambda: members(store, rules, t, now, with_pii, progress),
-              "ledger": lambda: ledger(store, rules, t, progress),
-              "orders": lambda: orders(store, rules, t, progress)}[what]()
+    source = {"members": lambda: members(reads, rules, t, now, with_pii, progress),
+              "ledger": lambda: ledger(reads, rules, t, progress),
+              "orders": lambda: orders(reads, rules, t, progress)}[what]()
     write = writer(fmt, what, out)
     n = 0
     async for row in source:
@@ -175,16 +165,15 @@ async def export(store: Store, rules: Rules, what: str, since: date | None, fmt:
     return n
 
 
-async def _admin_only(store: Store, settings: Any, name: str, password: str,
+async def _admin_only(accounts: Accounts, settings: Any, name: str, password: str,
                       what: str) -> None:
     """Personal data leaves only for an admin account whose password was given; recorded
     in the accounts' audit trail (/admin/audit)."""
     import hashlib
     import hmac
 
-    from .admins import BOOTSTRAP, Accounts
+    from .admins import BOOTSTRAP
 
-    accounts = Accounts(store)
     name = name.strip().lower()
     if name == BOOTSTRAP:
         pw = settings.admin_password
@@ -201,18 +190,16 @@ async def _admin_only(store: Store, settings: Any, name: str, password: str,
 
 
 def register(main: Any) -> None:
-    import asyncio
     import contextlib
     import re
     import sys
 
     import click
 
-    from storage import StoreError, open_store
-
+    from .context import Context
+    from .offline import run_with_context
     from .operator import fail, load_settings
-    from .rules.config import RulesError
-    from .settings import SettingsError, rules_for
+    from .settings import SettingsError
 
     @main.command("export")
     @click.argument("what", type=click.Choice(["members", "ledger", "orders"]))
@@ -247,32 +234,25 @@ def register(main: Any) -> None:
                 fail(f"--since {since!r} is not a date YYYY-MM-DD")
         settings = load_settings()
 
-        async def go() -> int:
+        async def go(ctx: Context) -> int:
             from .jobs.cli import Bar
 
-            rules = rules_for(settings)
-            store = open_store(settings.store_url, settings.data_key)
-            await store.open()
-            try:
-                if with_pii:
-                    await _admin_only(store, settings, as_user or "", password, what)
-                    log.warning("export %s --with-pii by %s: personal data in clear", what,
-                                as_user)
-                    click.echo(f"warning: exporting {what} with phones and birthdays in clear",
-                               err=True)
-                with contextlib.ExitStack() as stack:
-                    out = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) \
-                        if output else sys.stdout
-                    bar = stack.enter_context(Bar(f"export {what}"))
-                    return await export(store, rules, what, day, fmt, out,
-                                        datetime.now(rules.tz), with_pii=with_pii,
-                                        progress=bar)
-            finally:
-                await store.close()
+            if with_pii:
+                await _admin_only(ctx.accounts, settings, as_user or "", password, what)
+                log.warning("export %s --with-pii by %s: personal data in clear", what,
+                            as_user)
+                click.echo(f"warning: exporting {what} with phones and birthdays in clear",
+                           err=True)
+            with contextlib.ExitStack() as stack:
+                out = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) \
+                    if output else sys.stdout
+                bar = stack.enter_context(Bar(f"export {what}"))
+                return await export(ctx.members, ctx.rules, what, day, fmt, out, ctx.now(),
+                                    with_pii=with_pii, progress=bar)
 
         try:
-            n = asyncio.run(go())
-        except (StoreError, RulesError, SettingsError, PermissionError) as e:
+            n = run_with_context(settings, go)
+        except (SettingsError, PermissionError) as e:
             fail(str(e))
         except OSError as e:
             fail(f"cannot write {output} ({e.strerror})")

@@ -233,7 +233,7 @@ async def import_orders(members: Members, path: Path, now: datetime, *,
 async def _record(members: Members, mid: str, r: Row, now: datetime, summary: Summary) -> None:
     o = r.order
     h = schema.order_hash(o)
-    done, prev = await members.store.seen(mid, keys.order(o["order_id"]))
+    done, prev = await members.seen(mid, keys.order(o["order_id"]))
     if done and isinstance(prev, dict) and prev.get("body_hash") in (h, "", None):
         summary.already += 1
         return

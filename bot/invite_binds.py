@@ -80,7 +80,8 @@ class InviteBinds:
                               now: datetime) -> dict:
         """The inviter's reward and the ladder rung it reaches, in one step under ``key``.
         A rung with a coupon takes a claimed code and a unit of its stock in that commit; with
-        none left the rung gives its points alone (and says so in the ledger)."""
+        none left, or a coupon the inviter may not receive, the rung gives its points alone
+        (and says so in the ledger)."""
         ladder: dict = {}
         for _ in range(5):
             takes = ladder.pop("_takes", ())
@@ -103,6 +104,11 @@ class InviteBinds:
             except OutOfStock:
                 await self._drop_code(inviter_id, ladder)
                 ladder = {"out_of_stock": True}
+                continue
+            except invites.LadderCouponRefused:
+                # the inviter may not receive it (any more): the rung counts without it
+                await self._drop_code(inviter_id, ladder)
+                ladder = {}
                 continue
             got = ((res.get("ladder") or {}).get("coupon") or {}).get("code")
             if ladder.get("coupon_code") and ladder["coupon_code"] != got:

@@ -20,7 +20,7 @@ async def backfill(members: Members, now: datetime) -> dict[str, int]:
     out = {"members": 0, "inviters": 0, "backfilled": 0, "invites_added": 0}
     after = ""
     while True:
-        ids = await members.store.member_ids(after=after, limit=PAGE)
+        ids = await members.member_ids(after, PAGE)
         for mid in ids:
             out["members"] += 1
             res = await members.backfill_invites(mid, now)

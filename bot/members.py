@@ -182,6 +182,11 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
         """Follow: create the member (or re-activate, or link by unionid) and give the
         new-member coupon once. Safe to repeat and to run concurrently."""
         mid = await self.store.lookup("openid", openid)
+        if mid is None and not unionid:
+            joined = await self._join(openid, now, nickname)
+            if joined is not None:
+                return joined
+            mid = await self.store.lookup("openid", openid)  # registered concurrently
         if mid is None and unionid:
             mid = await self.store.lookup("unionid", unionid)
         if mid is None:
@@ -202,12 +207,8 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
 
         def step(m: Member | None) -> Change:
             if m is None:
-                m = Member(id=mid, member_code=code, openid=openid, unionid=unionid,
-                           nickname=nickname, joined_at=ts(now), last_activity=ts(now),
-                           invite_code=invite, tier=self.rules.tiers[0].key)
-                entries = [Entry("join", ts(now), ref=keys.register(openid),
-                                 data={"followed": True})]
-                return self._finish(m, now, {"new": True, "reactivated": False}, entries, [])
+                return self._new_member(mid, openid, now, code, invite, unionid=unionid,
+                                        nickname=nickname)
             entries, returns = self.normalise(m, now)
             m.openid = m.openid or openid
             m.unionid = m.unionid or unionid
@@ -223,6 +224,78 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
 
         res = await self._update(mid, step, None)
         m = await self._release_unused(mid, code, invite)
+        return await self._welcome({**res, "member_id": mid, "member_code": m.member_code,
+                                    "invite_code": m.invite_code}, now)
+
+    def _new_member(self, mid: str, openid: str, now: datetime, code: str, invite: str, *,
+                    unionid: str | None = None, nickname: str | None = None,
+                    then: Body | None = None) -> Change:
+        """The change creating a member; ``then`` (a step body) runs on it before its
+        indexes are derived and gives the change's result."""
+        m = Member(id=mid, member_code=code, openid=openid, unionid=unionid, nickname=nickname,
+                   joined_at=ts(now), last_activity=ts(now), invite_code=invite,
+                   tier=self.rules.tiers[0].key)
+        entries = [Entry("join", ts(now), ref=keys.register(openid), data={"followed": True})]
+        result: Any = {"new": True, "reactivated": False}
+        if then is not None:
+            result, more = then(m)[:2]
+            entries += more
+        return self._finish(m, now, result, entries, [])
+
+    async def _join(self, openid: str, now: datetime, nickname: str | None) -> dict | None:
+        """A follower never seen, in two commits instead of one per part: the openid's claim
+        (where concurrent first messages meet), then the member with its member code and
+        invite code claims and the welcome coupon with its code's claim and unit of stock
+        under the coupon's key (as ``issue_coupon`` would, so a later issue under that key
+        finds it); without stock or coupon, the member alone. None when the openid is
+        another member's or the member was created meanwhile: the general path goes on."""
+        tpl = self.rules.coupons.get("welcome")
+        if tpl is not None:
+            await self.ensure_stock(templates=("welcome",), items=())
+        mid = secrets.token_hex(8)
+        if await self.store.claim("openid", openid, mid) != mid:
+            return None
+        ref = keys.coupon(mid, "welcome", "join")
+        for _ in range(20):
+            code = new_member_code()
+            invite = _code(invites.INVITE_ALPHABET, invites.INVITE_LENGTH)
+            coupon = _code(coupons.CODE_ALPHABET, coupons.CODE_LENGTH) if tpl else None
+
+            def give(m: Member, coupon: str | None = coupon,
+                     tpl: Any = tpl) -> tuple[dict, list[Entry]]:
+                c, more = coupons.issue(m, tpl, coupon, ref, now, self.rules)
+                return {"code": c.code, "template": tpl.key, "name": tpl.name,
+                        "label": tpl.label(), "valid_until": c.valid_until,
+                        "points_spent": 0}, more
+
+            def step(m: Member | None, code: str = code, invite: str = invite,
+                     coupon: str | None = coupon, give: Body = give) -> Change:
+                if m is not None:  # created meanwhile by the general path: nothing written
+                    raise UniqueTaken("member_id", mid, mid)
+                change = self._new_member(mid, openid, now, code, invite, nickname=nickname,
+                                          then=give if coupon else None)
+                change.claims = [("member_code", code), ("invite_code", invite)]
+                if coupon is not None:
+                    change.claims.append(("coupon_code", coupon))
+                    change.stock_takes = [("welcome", ref)]
+                return change
+
+            try:
+                res = await self._update(mid, step, ref if coupon else None)
+            except UniqueTaken as e:
+                if e.kind == "member_id":
+                    return None
+                continue  # a member code, invite code or coupon code drawn twice
+            except (OutOfStock, Refusal):
+                tpl = None  # no welcome coupon to give: the member alone
+                continue
+            return {"new": True, "reactivated": False, "member_id": mid, "member_code": code,
+                    "invite_code": invite, "coupon": res if coupon else None}
+        raise RuntimeError("could not find a free member code and invite code")
+
+    async def _welcome(self, res: dict, now: datetime) -> dict:
+        """The new-member coupon, once (its ref is its key)."""
+        mid = res["member_id"]
         coupon = None
         try:
             coupon = await self.issue_coupon(mid, "welcome", keys.coupon(mid, "welcome", "join"),
@@ -233,8 +306,7 @@ class Members(WeComContacts, ReadModels, InviteBinds, CardHolders, Exchanges):
             c = coupons.find(await self.store.get(mid), coupon["code"])
             if c is None or c.status != "issued" or c.valid_until < ts(now):
                 coupon = None
-        return {**res, "member_id": mid, "member_code": m.member_code,
-                "invite_code": m.invite_code, "coupon": coupon}
+        return {**res, "coupon": coupon}
 
     async def unfollow(self, member_id: str, now: datetime) -> dict:
         def body(m: Member) -> tuple[dict, list[Entry]]:

@@ -1,21 +1,25 @@
 """Read models of the use-case layer: what handlers and jobs show or check, read from the
 store here so that they never touch it themselves (the member's statement, balance by day,
 a message's stored reply, who owns an invite code, small cached values and once-marks, the
-indexes jobs find members by, the outbox rows they deliver and move, the store's health).
+indexes jobs find members by, the outbox rows they deliver and move, the store's health),
+and what the operator commands read of the whole programme (every member, the ledger in
+order, the report figures).
 
 :class:`bot.members.Members` carries these, so a handler has one object for all it needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from storage import OutboxRow, Store
+from storage import LedgerRow, OutboxRow, Store
 
-from . import analytics, changes
+from . import analytics, campaign_report, changes, experiment_report
 from .rules import points
 from .rules.config import Rules
+from .rules.experiments import Experiment
 from .rules.models import Change, Member
 from .rules.timeutil import from_ts, local_day
 
@@ -95,6 +99,12 @@ class ReadModels:
     async def invite_owner(self, code: str) -> str | None:
         return await self.store.lookup("invite_code", code)
 
+    @property
+    def one_process(self) -> bool:
+        """Whether only one serving process writes the store (SQLite): then what this process
+        holds in memory and what is stored is all there is (callback nonces)."""
+        return self.store.one_process
+
     async def cached(self, key: str) -> str | None:
         """A small value kept in the store's kv (a QR link, a mark) under ``keys.*``."""
         return await self.store.kv_get(key)
@@ -167,3 +177,32 @@ class ReadModels:
     async def count(self, key: str, window: float) -> int:
         """One more in a counter that lives ``window`` seconds (rate limits)."""
         return await self.store.incr_window(key, window)
+
+    # -- what the operator commands read of the whole programme ----------------------------
+    async def member_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """Up to ``limit`` member ids in id order after ``after`` (a page of all members)."""
+        return await self.store.member_ids(after, limit)
+
+    async def count_members(self) -> int:
+        return await self.store.count_members()
+
+    async def ledger_since(self, since: int | None, kinds: list[str] | None = None,
+                           page: int = 1000) -> AsyncIterator[LedgerRow]:
+        """Every ledger row (of ``kinds``) at or after ``since``, oldest first, read a page
+        of ``page`` rows at a time."""
+        after = 0
+        while True:
+            rows = await self.store.ledger(since=since, kinds=kinds, after_id=after, limit=page)
+            for r in rows:
+                yield r
+            if len(rows) < page:
+                return
+            after = rows[-1].id
+
+    async def campaign_figures(self) -> list[dict[str, Any]]:
+        """Each campaign's figures (:func:`bot.campaign_report.figures`)."""
+        return await campaign_report.figures(self.store, self.rules)
+
+    async def experiment_figures(self, exp: Experiment) -> dict[str, Any]:
+        """An A/B test's figures per variant (:func:`bot.experiment_report.compute`)."""
+        return await experiment_report.compute(self.store, self.rules, exp)

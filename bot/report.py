@@ -158,7 +158,7 @@ def register(main: click.Group) -> None:
                     names = ", ".join(e.name for e in members.rules.experiments) or "none"
                     raise OperatorError(f"--experiment: no experiment {experiment!r} in the "
                                         f"rules file (known: {names})")
-                return await experiment_report.compute(members.store, members.rules, exp)
+                return await members.experiment_figures(exp)
 
             r = run_with_members(settings, one)
             click.echo(json.dumps(r, ensure_ascii=False, indent=2) if as_json
@@ -167,8 +167,8 @@ def register(main: click.Group) -> None:
 
         async def go(members: Members, now: datetime) -> dict[str, Any]:
             day: date = as_of.date() if as_of else now.date()
-            r = await analytics.compute(members.store, members.rules, day, days)
-            r["campaigns"] = await campaign_report.figures(members.store, members.rules)
+            r = await members.report(day, days)
+            r["campaigns"] = await members.campaign_figures()
             return r
 
         r = run_with_members(settings, go)

@@ -90,7 +90,9 @@ class Field:
 
 
 def parse_time(name: str, value: str, tz: ZoneInfo) -> datetime:
-    """ISO 8601; a time without an offset is read in the configured zone."""
+    """ISO 8601; a time without an offset is read in the configured zone. Every date-time
+    field is then bounded both ways (:func:`check_paid_at`, :func:`check_at`) by comparisons,
+    which hold for any instant, before anything moves it into a zone."""
     try:
         t = datetime.fromisoformat(value.strip())
     except ValueError as e:
@@ -218,15 +220,22 @@ EVENT = Body("TaskEvent", "A task a member completed (分享好友, 问卷, 阅�
     Field("task", "string", "the task key from the rules file ([[tasks]] key)", required=True,
           max_length=32, pattern=r"^[a-z][a-z0-9_]*$", example="share"),
     Field("at", "date-time", "when the member completed it, ISO 8601; the day of it counts "
-          "for the daily cap; at most 10 minutes ahead", required=True,
+          "for the daily cap; at most 10 minutes ahead and at most 30 days back (the day 30 "
+          "days before today is the oldest taken)", required=True,
           example="2026-11-25T10:00:00+08:00"),
 ), one_of=MEMBER_FIELDS)
 
 
-def check_at(name: str, at: datetime, now: datetime) -> None:
-    """An event time not ahead of now (+ 10 minutes of clock drift)."""
+def check_at(name: str, at: datetime, now: datetime, earliest: date, tz: ZoneInfo) -> None:
+    """An event time not ahead of now (+ 10 minutes of clock drift), nor before the day
+    ``earliest`` (how long ago an event may still be reported)."""
     if at > now + FUTURE_SLACK:
         raise BadField(name, f"字段 {name} 是将来的时间", f"field {name} lies in the future")
+    if at < datetime.combine(earliest, time(0), tzinfo=tz):
+        days = (now.astimezone(tz).date() - earliest).days
+        raise BadField(name, f"字段 {name} 早于 {earliest.isoformat()}：任务事件须在 {days} "
+                       "天内上报", f"field {name} lies before {earliest.isoformat()}: a task "
+                       f"event is reported within {days} days of its day")
 
 
 def order_hash(order: dict[str, Any]) -> str:

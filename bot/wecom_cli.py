@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from datetime import datetime
@@ -17,7 +16,7 @@ from .contacts import CHANNEL_STATES, INVITE_STATE, MAX_STATE
 from .context import Context
 from .jobs import handover
 from .jobs.base import Summary
-from .jobs.cli import open_context
+from .offline import run_with_context
 from .operator import OperatorError, load_settings
 
 
@@ -35,7 +34,7 @@ def check_state(state: str) -> str:
 async def _create(env: Context, staff: str, state: str, remark: str) -> dict[str, Any]:
     if state.startswith(INVITE_STATE):
         code = state[len(INVITE_STATE):].upper()
-        if await env.store.lookup("invite_code", code) is None:
+        if await env.members.invite_owner(code) is None:
             raise OperatorError(f"--state: no member has the invite code {code!r}")
         state = INVITE_STATE + code
     if env.wecom is None or not env.wecom.configured:
@@ -47,26 +46,21 @@ async def _create(env: Context, staff: str, state: str, remark: str) -> dict[str
     row = {**way, "staff": staff, "state": state, "remark": remark,
            "created_at": int(time.time())}
     for _ in range(20):  # append to the list, compare-and-set
-        raw = await env.store.kv_get(keys.CONTACT_WAYS)
+        raw = await env.members.cached(keys.CONTACT_WAYS)
         ways = json.loads(raw) if raw else []
         new = json.dumps([*ways, row], ensure_ascii=False)
-        if await (env.store.kv_set(keys.CONTACT_WAYS, new, expect=raw) if raw else
-                  env.store.kv_set(keys.CONTACT_WAYS, new, only_new=True)):
+        if await env.members.cache(keys.CONTACT_WAYS, new, only_new=not raw, expect=raw or None):
             break
     return row
 
 
 async def _list(env: Context) -> list[dict[str, Any]]:
-    raw = await env.store.kv_get(keys.CONTACT_WAYS)
+    raw = await env.members.cached(keys.CONTACT_WAYS)
     return json.loads(raw) if raw else []
 
 
 def _with_env(fn: Any, *args: Any) -> Any:
-    async def go() -> Any:
-        async with open_context(load_settings()) as env:
-            return await fn(env, *args)
-
-    return asyncio.run(go())
+    return run_with_context(load_settings(), lambda env: fn(env, *args))
 
 
 async def _handover(env: Context, frm: str, to: str, resigned: bool) -> Summary:

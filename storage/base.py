@@ -136,6 +136,9 @@ class Store(abc.ABC):
     kind: str = "?"
     codec: Hasher
     metrics: StoreMetrics = StoreMetrics()
+    # Only one serving process writes it (SQLite: --workers N is refused), so what that process
+    # holds in memory is all there is besides what is stored (callback nonces, bot.handlers.guard).
+    one_process: bool = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -275,6 +278,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def budget_release(self, name: str, key: str, token: str) -> None:
         """Attempt ``token`` did not commit: its grant goes back when no attempt holds it."""
+
+    @abc.abstractmethod
+    async def budget_settle(self, name: str, key: str, amount: int) -> None:
+        """``key`` committed using ``amount`` of its grant: the rest goes back (once)."""
 
     @abc.abstractmethod
     async def budget_used(self, name: str) -> int: ...

@@ -10,6 +10,10 @@ A grant is taken for an idempotency key (an order) before the member's step and 
   refused). The grant goes back to the budget only when no other attempt holds it: an
   attempt that committed, or that crashed before it could tell, never releases, so the
   counter can fall short of what members got only by grants nobody used, never exceed it.
+- ``budget_settle(name, key, amount)``: the order under ``key`` committed using only
+  ``amount`` of its grant (its tier fell meanwhile, or its campaign changed): the grant
+  shrinks to ``amount`` and the rest goes back. Lowering to the same amount again changes
+  nothing, so resends settle once; the grant stays (smaller) with ``key``.
 - ``budget_used(name)``: points granted so far.
 
 Each operation is one atomic step of its backend (a transaction, a Lua script on one key).
@@ -86,6 +90,18 @@ class SQLiteBudgets:
     async def budget_release(self, name: str, key: str, token: str) -> None:
         await self._write(lambda c: self._budget_release(c, name, key, token))
 
+    @staticmethod
+    def _budget_settle(c: sqlite3.Connection, name: str, key: str, amount: int) -> None:
+        row = c.execute("SELECT amount FROM budget_grant WHERE name=? AND key=?",
+                        (name, key)).fetchone()
+        if row is None or row[0] <= amount:
+            return
+        c.execute("UPDATE budget_grant SET amount=? WHERE name=? AND key=?", (amount, name, key))
+        c.execute("UPDATE budget SET used=used-? WHERE name=?", (row[0] - amount, name))
+
+    async def budget_settle(self, name: str, key: str, amount: int) -> None:
+        await self._write(lambda c: self._budget_settle(c, name, key, amount))
+
     async def budget_used(self, name: str) -> int:
         row = self._r.execute("SELECT used FROM budget WHERE name=?", (name,)).fetchone()
         return row[0] if row else 0
@@ -131,6 +147,17 @@ class PostgresBudgets:
             await c.execute("UPDATE budget SET used=used-$2 WHERE name=$1", name,
                             row["amount"])
 
+    async def budget_settle(self, name: str, key: str, amount: int) -> None:
+        async with self.pool.acquire() as c, c.transaction():
+            await c.fetchval("SELECT used FROM budget WHERE name=$1 FOR UPDATE", name)
+            had = await c.fetchval("SELECT amount FROM budget_grant WHERE name=$1 AND key=$2",
+                                   name, key)
+            if had is None or had <= amount:
+                return
+            await c.execute("UPDATE budget_grant SET amount=$3 WHERE name=$1 AND key=$2",
+                            name, key, amount)
+            await c.execute("UPDATE budget SET used=used-$2 WHERE name=$1", name, had - amount)
+
     async def budget_used(self, name: str) -> int:
         return await self.pool.fetchval("SELECT used FROM budget WHERE name=$1", name) or 0
 
@@ -170,6 +197,15 @@ end
 return 1
 """
 
+BUDGET_SETTLE = """
+local g = tonumber(redis.call('HGET', KEYS[1], 'g:' .. ARGV[1]) or '-1')
+local a = tonumber(ARGV[2])
+if g <= a then return 0 end
+redis.call('HSET', KEYS[1], 'g:' .. ARGV[1], a)
+redis.call('HINCRBY', KEYS[1], 'used', a - g)
+return 1
+"""
+
 
 class RedisBudgets:
     """For the Redis stores (one server, Sentinel, Cluster): a Lua script on one hash."""
@@ -180,11 +216,12 @@ class RedisBudgets:
     def _budget_key(name: str) -> str:
         return f"budget:{{{name}}}"
 
-    def _budget(self) -> tuple[Any, Any]:
+    def _budget(self) -> tuple[Any, Any, Any]:
         # bound to the client of the moment (a reopened store has a new one); redis-py
         # loads a script the server does not have yet and runs it by its hash after
         return (self.client.register_script(BUDGET_TAKE),
-                self.client.register_script(BUDGET_RELEASE))
+                self.client.register_script(BUDGET_RELEASE),
+                self.client.register_script(BUDGET_SETTLE))
 
     async def budget_take(self, name: str, key: str, want: int, total: int,
                           token: str) -> int:
@@ -193,6 +230,9 @@ class RedisBudgets:
 
     async def budget_release(self, name: str, key: str, token: str) -> None:
         await self._budget()[1](keys=[self._budget_key(name)], args=[key, token])
+
+    async def budget_settle(self, name: str, key: str, amount: int) -> None:
+        await self._budget()[2](keys=[self._budget_key(name)], args=[key, amount])
 
     async def budget_used(self, name: str) -> int:
         n = await self.client.hget(self._budget_key(name), "used")

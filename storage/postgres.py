@@ -130,6 +130,7 @@ class PostgresStore(PostgresBudgets, Store):
         self.pool: asyncpg.Pool | None = None
         self._turns = MemberTurns()
         self._reads = Batcher(lambda items: self._read_batch(items), inflight=2)
+        self._gets = Batcher(lambda ids: self._get_batch(ids), inflight=2)
         self._commits = Batcher(lambda items: self._commit_batch(items), inflight=2)
         self.commits = 0
         self.conflicts = 0
@@ -182,6 +183,7 @@ class PostgresStore(PostgresBudgets, Store):
     async def close(self) -> None:
         if self.pool is not None:
             await self._reads.drain()  # let the statements already sent come back
+            await self._gets.drain()
             await self._commits.drain()
             pool, self.pool = self.pool, None
             try:
@@ -198,9 +200,11 @@ class PostgresStore(PostgresBudgets, Store):
 
     # -- members ------------------------------------------------------------------------
     async def get(self, member_id: str) -> Member | None:
-        row = await self.pool.fetchrow("SELECT version, data FROM members WHERE id=$1",
-                                       member_id)
-        return None if row is None else self.codec.decode(row[1], row[0])
+        row = await self._gets.call(member_id)  # gets waiting together: one statement
+        return None if row["data"] is None else self.codec.decode(row["data"], row["version"])
+
+    async def _get_batch(self, ids: list[str]) -> list[Any]:
+        return await self.pool.fetch(GET_SQL, ids)
 
     async def seen(self, member_id: str, key: str) -> tuple[bool, Any]:
         row = await self.pool.fetchrow("SELECT result FROM idem WHERE member_id=$1 AND key=$2",
@@ -526,6 +530,9 @@ READ_SQL = ("SELECT (SELECT result FROM idem WHERE member_id=x.id AND key=x.k) A
             "m.version, m.data, m.idx FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
             "AS x(id, k, n) LEFT JOIN LATERAL (SELECT version, data, idx FROM members "
             "WHERE id=x.id OFFSET 0) AS m ON true ORDER BY x.n")
+GET_SQL = ("SELECT m.version, m.data FROM unnest($1::text[]) WITH ORDINALITY AS x(id, n) "
+           "LEFT JOIN LATERAL (SELECT version, data FROM members WHERE id=x.id OFFSET 0) AS m "
+           "ON true ORDER BY x.n")
 BATCH_SQL = ("SELECT memberbot_commit_batch($1,$2,$3,$4,$5::jsonb[],$6,$7,$8,$9,$10,$11,$12,"
              "$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30)")
 COMMIT_SQL = ("SELECT memberbot_commit($1,$2,$3,$4,$5::jsonb,$6,$7,$8,$9,$10,$11,$12,$13,$14,"

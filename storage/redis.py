@@ -25,7 +25,6 @@ Durability is Redis's own: run it with ``appendonly yes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import random
@@ -67,7 +66,7 @@ from .redis_lua import (
     STOCK_RETURN,
     STOCK_TAKE,
 )
-from .shared import MemberTurns
+from .shared import Batcher, MemberTurns
 from .shared import index_terms as _terms
 
 MAX_TRIES = 50
@@ -145,8 +144,7 @@ class RedisStore(RedisBudgets, Store):
                       if "@" in p.netloc else url)
         self.client: aioredis.Redis | None = None
         self._turns = MemberTurns()
-        self._pending: list[tuple[Any, Any, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._commits = Batcher(lambda batch: self._run_commits(batch), inflight=1)
         self.commits = 0
         self.conflicts = 0
 
@@ -182,9 +180,7 @@ class RedisStore(RedisBudgets, Store):
         return aioredis.Redis.from_url(self.url, **self.client_options(), **extra)
 
     async def close(self) -> None:
-        if self._flusher is not None:  # let commits already sent come back
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._flusher
+        await self._commits.drain()  # let commits already sent come back
         if self.client is not None:
             client, self.client = self.client, None
             await client.aclose()
@@ -244,43 +240,22 @@ class RedisStore(RedisBudgets, Store):
     async def _batched(self, keys: tuple[str, ...], args: Any) -> Any:
         """Run the commit script; calls waiting at the same moment share one pipeline (one
         round trip, like SQLite's group commit). Each script call stays atomic by itself."""
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await fut
+        return await self._commits.call((keys, args))
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
+    async def _run_commits(self, batch: list[tuple[Any, Any]]) -> list[Any]:
+        if len(batch) == 1:
+            return [await self._commit(*batch[0])]
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in batch:
+            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+        results = await pipe.execute(raise_on_error=False)
+        for n, ((keys, args), r) in enumerate(zip(batch, results, strict=True)):
+            if isinstance(r, rx.NoScriptError):  # Redis restarted: load and redo
                 try:
-                    if len(batch) == 1:
-                        results = [await self._commit(batch[0][0], batch[0][1])]
-                    else:
-                        pipe = self.client.pipeline(transaction=False)
-                        for keys, args, _ in batch:
-                            pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-                        results = await pipe.execute(raise_on_error=False)
-                except BaseException as e:  # the connection failed: every caller hears it
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for (keys, args, fut), r in zip(batch, results, strict=True):
-                    if isinstance(r, rx.NoScriptError):  # Redis restarted: load and redo
-                        try:
-                            r = await self._commit(keys, args)
-                        except Exception as e:
-                            r = e
-                    if fut.done():
-                        continue
-                    if isinstance(r, Exception):
-                        fut.set_exception(r)
-                    else:
-                        fut.set_result(r)
-        finally:
-            self._flusher = None
+                    results[n] = await self._commit(keys, args)
+                except Exception as e:
+                    results[n] = e
+        return results
 
     def _commit_args(self, member_id: str, key: str | None, version: int, x: bytes | None,
                      change: Change) -> list[Any]:

@@ -66,6 +66,7 @@ from .redis_cluster_lua import (
     STOCK_TAKE,
 )
 from .redis_lua import CLAIM, INCR_WINDOW, KV_CAD, KV_CAS, RELEASE
+from .shared import Batcher
 from .shared import index_terms as _terms
 
 SHARDS = 16
@@ -153,9 +154,10 @@ class RedisClusterStore(RedisStore):
         self.user, password, self.nodes, _ = parse_nodes(url)
         self.where = url.replace(f":{password}@", "@") if password else url
         self.password = password
-        self._cpending: list[Any] = []
+        # script calls waiting at one moment share one flush; one flush at a time, as it
+        # uses one connection per node
+        self._scripts = Batcher(lambda batch: self._run_scripts(batch), inflight=1)
         self._direct: dict[str, Any] = {}  # node name -> the flusher's connection to it
-        self._cflusher: asyncio.Task | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -202,9 +204,7 @@ class RedisClusterStore(RedisStore):
                              f"{hint}") from e
 
     async def close(self) -> None:
-        if self._cflusher is not None:  # let the script calls already sent come back
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._cflusher
+        await self._scripts.drain()  # let the script calls already sent come back
         direct, self._direct = self._direct, {}
         for conn in direct.values():
             with contextlib.suppress(Exception):
@@ -240,11 +240,7 @@ class RedisClusterStore(RedisStore):
     # -- batching: script calls waiting at the same moment share one cluster pipeline ------
     def _batched_script(self, script: Any) -> Any:
         def submit(keys: Any = (), args: Any = ()) -> asyncio.Future:
-            fut = asyncio.get_running_loop().create_future()
-            self._cpending.append((script, tuple(keys), tuple(args), fut))
-            if self._cflusher is None:
-                self._cflusher = asyncio.get_running_loop().create_task(self._cflush())
-            return fut
+            return self._scripts.submit((script, tuple(keys), tuple(args)))
 
         async def call(keys: Any = (), args: Any = ()) -> Any:
             return await submit(keys, args)
@@ -258,7 +254,7 @@ class RedisClusterStore(RedisStore):
         slot (the cluster pipeline's routing costs more than the scripts): a reply is the
         script's result or its error; a connection that fails fails its node's scripts."""
         groups: dict[str, list[int]] = defaultdict(list)
-        for i, (_, keys, _, _) in enumerate(batch):
+        for i, (_, keys, _) in enumerate(batch):
             groups[self.client.get_node_from_key(keys[0]).name].append(i)
         results: list[Any] = [None] * len(batch)
         sent: list[tuple[str, Any, list[int]]] = []
@@ -290,33 +286,17 @@ class RedisClusterStore(RedisStore):
             raise
         return results
 
-    async def _cflush(self) -> None:
-        try:
-            while self._cpending:
-                batch, self._cpending = self._cpending, []
+    async def _run_scripts(self, batch: list[tuple[Any, tuple, tuple]]) -> list[Any]:
+        results = await self._send(batch)
+        for n, ((script, keys, args), r) in enumerate(zip(batch, results, strict=True)):
+            # a node restarted (load and redo) or a slot moved (the cluster client follows
+            # it and learns the new map): the script did not run, redo it
+            if isinstance(r, rx.NoScriptError | rx.AskError | rx.TryAgainError):
                 try:
-                    results = await self._send(batch)
-                except BaseException as e:  # the connection failed: every caller hears it
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(e)
-                    continue
-                for (script, keys, args, fut), r in zip(batch, results, strict=True):
-                    # a node restarted (load and redo) or a slot moved (the cluster client
-                    # follows it and learns the new map): the script did not run, redo it
-                    if isinstance(r, rx.NoScriptError | rx.AskError | rx.TryAgainError):
-                        try:
-                            r = await script(keys, args)
-                        except Exception as e:
-                            r = e
-                    if fut.done():
-                        continue
-                    if isinstance(r, Exception):
-                        fut.set_exception(r)
-                    else:
-                        fut.set_result(r)
-        finally:
-            self._cflusher = None
+                    results[n] = await script(keys, args)
+                except Exception as e:
+                    results[n] = e
+        return results
 
     async def _update(self, member_id: str, step: Step, key: str | None) -> Any:
         # Claims and stock takes live in other slots: they are taken before the commit and

@@ -89,13 +89,17 @@ class Batcher:
         self._scheduled = False
 
     async def call(self, item: Any) -> Any:
+        return await self.submit(item)
+
+    def submit(self, item: Any) -> asyncio.Future:
+        """Queue ``item``; its future holds the outcome (await it, or leave it to run)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((item, fut))
         if not self._scheduled:  # after the callers woken with this one have queued theirs
             self._scheduled = True
             loop.call_soon(self._start)
-        return await fut
+        return fut
 
     def _start(self) -> None:
         self._scheduled = False
@@ -127,6 +131,9 @@ class Batcher:
                 self._start()
 
     async def drain(self) -> None:
-        """Wait for the runs already started (before closing the connection they use)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until everything queued has run (before closing the connection it uses)."""
+        while self._tasks or self._pending:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:  # queued this turn: its run starts on the next
+                await asyncio.sleep(0)

@@ -1,10 +1,10 @@
 """SQLite backend: WAL, one writer connection that group-commits, reads inline.
 
 Every write (member update, claim, stock, outbox, kv) is a small function queued to the one
-writer. The writer runs the functions waiting at that moment in one transaction, each inside
-its own savepoint (a step that raises rolls back only itself), commits once, and only then
-resolves the callers' futures: nothing is acknowledged before it is durable, and one fsync
-serves a whole burst.
+writer task. It runs the functions waiting at that moment in one transaction on the event loop,
+each inside its own savepoint (a step that raises rolls back only itself), commits once on its
+thread (the fsync), and only then resolves the callers' futures: nothing is acknowledged
+before it is durable, and one fsync serves a whole burst.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _single(fn: Any) -> Any:
 
 class SQLiteStore(SQLiteBudgets, Store):
     kind = "sqlite"
+    one_process = True
 
     def __init__(self, path: str, codec: Codec, *, synchronous: str = "FULL") -> None:
         self.path = path
@@ -129,6 +130,10 @@ class SQLiteStore(SQLiteBudgets, Store):
         return await fut
 
     async def _writer(self) -> None:
+        """Runs the statements of the updates waiting now on the event loop (each is a few
+        SQLite calls: no thread hop per call, no GIL convoy with a writer thread) and hands
+        only the COMMIT, whose fsync is the slow part, to the writer thread; the loop serves
+        requests meanwhile and the next batch gathers. Futures resolve after the commit."""
         loop = asyncio.get_running_loop()
         while not self._closing or self._queue:
             await self._wake.wait()
@@ -136,8 +141,10 @@ class SQLiteStore(SQLiteBudgets, Store):
             while self._queue:
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 try:
-                    outcomes = await loop.run_in_executor(self._pool, self._run_batch, batch)
+                    outcomes = self._run_batch(batch)
+                    await loop.run_in_executor(self._pool, self._commit)
                 except sqlite3.Error as e:
+                    self._rollback()
                     err = StoreUnavailable(f"SQLite write failed: {e}")
                     for _, fut in batch:
                         if not fut.done():
@@ -151,41 +158,46 @@ class SQLiteStore(SQLiteBudgets, Store):
                     else:
                         fut.set_exception(val)
 
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
+
     def _run_batch(self, batch: list[tuple[Any, asyncio.Future]]) -> list[tuple[bool, Any]]:
+        """The batch's statements in one open transaction (``_commit`` ends it)."""
         c = self._w
         c.execute("BEGIN IMMEDIATE")
         out: list[tuple[bool, Any]] = []
-        try:
-            for fn, _ in batch:
-                if getattr(fn, "single", False):  # one statement: atomic without a savepoint
-                    try:
-                        out.append((True, fn(c)))
-                    except sqlite3.OperationalError:
-                        raise
-                    except Exception as e:
-                        out.append((False, e))
-                    continue
-                c.execute("SAVEPOINT op")
+        for fn, _ in batch:
+            if getattr(fn, "single", False):  # one statement: atomic without a savepoint
                 try:
                     out.append((True, fn(c)))
-                    c.execute("RELEASE op")
                 except sqlite3.OperationalError:
-                    raise  # disk full, I/O error: the whole batch fails, nothing is acknowledged
-                except Exception as e:  # a step's own refusal or bug: only this op rolls back
-                    c.execute("ROLLBACK TO op")
-                    c.execute("RELEASE op")
+                    raise
+                except Exception as e:
                     out.append((False, e))
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
+                continue
+            c.execute("SAVEPOINT op")
+            try:
+                out.append((True, fn(c)))
+                c.execute("RELEASE op")
+            except sqlite3.OperationalError:
+                raise  # disk full, I/O error: the whole batch fails, nothing is acknowledged
+            except Exception as e:  # a step's own refusal or bug: only this op rolls back
+                c.execute("ROLLBACK TO op")
+                c.execute("RELEASE op")
+                out.append((False, e))
+        return out
+
+    def _commit(self) -> None:
+        """On the writer thread: COMMIT (the fsync) releases the GIL while it waits."""
+        c = self._w
+        c.execute("COMMIT")
         self.commits += 1
         if self.commits % PURGE_EVERY == 0:  # expired counters, locks and marks
             # after the commit: a failure here must not fail what was acknowledged
             with contextlib.suppress(sqlite3.Error):
                 c.execute("DELETE FROM kv WHERE expires <= ?", (time.time(),))
-        return out
 
     # -- members ----------------------------------------------------------------------------
     async def get(self, member_id: str) -> Member | None:
@@ -230,7 +242,13 @@ class SQLiteStore(SQLiteBudgets, Store):
                 if cur.rowcount != 1:  # cannot happen under BEGIN IMMEDIATE; guard anyway
                     raise StoreUnavailable("version conflict")
             self._write_idx(c, member_id, old_idx, new_idx)
-        if change.entries:
+        if len(change.entries) == 1:
+            e = change.entries[0]
+            c.execute("INSERT INTO ledger (member_id, kind, at, points, amount_fen, ref, data) "
+                      "VALUES (?,?,?,?,?,?,?)", (member_id, e.kind, e.at, e.points,
+                                                 e.amount_fen, e.ref,
+                                                 dumps(e.data) if e.data else None))
+        elif change.entries:
             c.executemany(
                 "INSERT INTO ledger (member_id, kind, at, points, amount_fen, ref, data) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -270,13 +288,23 @@ class SQLiteStore(SQLiteBudgets, Store):
 
     @staticmethod
     def _write_idx(c: sqlite3.Connection, member_id: str, old: dict, new: dict) -> None:
-        changed = [n for n in set(old) | set(new) if old.get(n) != new.get(n)]
-        if not changed:
-            return
-        c.executemany("DELETE FROM idx WHERE name=? AND member_id=?",
-                      [(n, member_id) for n in changed])
-        rows = [(n, member_id, num, tag) for name in changed
-                for n, num, tag in _idx_rows(name, new.get(name))]
+        """Only the index values that changed; a value of one row (a number, one tag) that
+        stays one row is updated in place, so the row and the B-tree pages of the indexes
+        whose column did not change are not written again."""
+        gone, rows, moved = [], [], []
+        for name in set(old) | set(new):
+            if old.get(name) == new.get(name):
+                continue
+            before, after = _idx_rows(name, old.get(name)), _idx_rows(name, new.get(name))
+            if len(before) == 1 and len(after) == 1:
+                moved.append((after[0][1], after[0][2], name, member_id))
+                continue
+            gone.append((name, member_id))
+            rows += [(n, member_id, num, tag) for n, num, tag in after]
+        for args in moved:
+            c.execute("UPDATE idx SET num=?, tag=? WHERE name=? AND member_id=?", args)
+        if gone:
+            c.executemany("DELETE FROM idx WHERE name=? AND member_id=?", gone)
         if rows:
             c.executemany("INSERT INTO idx (name, member_id, num, tag) VALUES (?,?,?,?)", rows)
 
@@ -464,6 +492,8 @@ class SQLiteStore(SQLiteBudgets, Store):
 
     # -- kv -----------------------------------------------------------------------------------
     async def kv_get(self, key: str) -> str | None:
+        if self._r is None:
+            raise StoreUnavailable("the store is closed")
         row = self._r.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()
         if row is None or (row[1] is not None and row[1] <= time.time()):
             return None
@@ -471,6 +501,19 @@ class SQLiteStore(SQLiteBudgets, Store):
 
     async def kv_set(self, key: str, value: str, *, ttl: float | None = None,
                      only_new: bool = False, expect: str | None = None) -> bool:
+        if expect is None:  # one statement (a callback nonce, a mark): no savepoint
+            now = time.time()
+            expires = None if ttl is None else now + ttl
+            if only_new:  # written unless a live value is there
+                return await self._write(_single(lambda c: c.execute(
+                    "INSERT INTO kv (key, value, expires) VALUES (?,?,?) ON CONFLICT(key) "
+                    "DO UPDATE SET value=excluded.value, expires=excluded.expires "
+                    "WHERE kv.expires IS NOT NULL AND kv.expires <= ? RETURNING 1",
+                    (key, value, expires, now)).fetchall() != []))
+            return await self._write(_single(lambda c: c.execute(
+                "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?,?,?)",
+                (key, value, expires)).rowcount == 1))
+
         def fn(c: sqlite3.Connection) -> bool:
             now = time.time()
             row = c.execute("SELECT value, expires FROM kv WHERE key=?", (key,)).fetchone()

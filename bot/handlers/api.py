@@ -20,6 +20,7 @@ from storage import ConflictError
 from .. import schema
 from ..context import CTX, Context
 from ..jsonout import iso, json_response
+from ..rules import tasks
 from ..rules.models import Refusal
 
 log = logging.getLogger("memberbot.api")
@@ -59,6 +60,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "task_closed": (422, "the task is outside its active window"),
     "task_daily_cap": (422, "the task's daily cap is reached for this member"),
     "task_lifetime_cap": (422, "the task's lifetime cap is reached for this member"),
+    "task_before_join": (422, "the event is dated before the member joined"),
+    "task_too_old": (422, "the event's day is older than events are reported"),
     "store_unavailable": (503, "service busy, retry later"),
 }
 ZH_DEFAULTS = {"api_disabled": "接口未启用", "not_found": "接口不存在",
@@ -195,7 +198,7 @@ async def redeem_coupon(request: web.Request, ctx: Context, raw: bytes) -> web.R
 async def report_event(request: web.Request, ctx: Context, raw: bytes) -> web.Response:
     body = schema.EVENT.parse(raw, ctx.rules.tz)
     now = ctx.now()
-    schema.check_at("at", body["at"], now)
+    schema.check_at("at", body["at"], now, tasks.earliest_day(now, ctx.rules.tz), ctx.rules.tz)
     mid = await _member_id(ctx, body)
     res = await ctx.members.report_task(mid, body["event_id"], body["task"], body["at"], now)
     return json_response({k: v for k, v in res.items() if k != "at"})

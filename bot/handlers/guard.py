@@ -22,8 +22,9 @@ import logging
 import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web, web_response
@@ -73,6 +74,7 @@ class Guard:
     metrics_networks: tuple[Network, ...]
     metrics_token: str
     pending: int = 0
+    nonces: Nonces = field(default_factory=lambda: Nonces())
 
     @classmethod
     def from_settings(cls, s: Settings) -> Guard:
@@ -157,21 +159,78 @@ def timestamp_fresh(request: web.Request) -> None:
                                      "from now")
 
 
-async def nonce_once(request: web.Request, channel: str, body: bytes) -> None:
+class Nonces:
+    """The callback nonces this process saw within the window: (digest, expiry, the store's
+    pending write or None), oldest first. Two copies in one process are told apart here at
+    once, without waiting for the store."""
+
+    MAX = 200_000
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, tuple[str, float, asyncio.Future | None]] = OrderedDict()
+
+    def get(self, key: str) -> tuple[str, float, asyncio.Future | None] | None:
+        now = time.monotonic()
+        while self._seen:  # expired ones first out
+            k, v = next(iter(self._seen.items()))
+            if v[1] > now and len(self._seen) <= self.MAX:
+                break
+            del self._seen[k]
+        return self._seen.get(key)
+
+    def put(self, key: str, digest: str, ttl: float, pending: asyncio.Future | None) -> None:
+        self._seen[key] = (digest, time.monotonic() + ttl, pending)
+
+
+async def nonce_once(request: web.Request, channel: str, body: bytes) -> asyncio.Future | None:
     """403 when the (timestamp, nonce) of this callback came before with another body.
 
-    Kept in the store, so it holds across processes. The same body again is WeChat's or
-    WeCom's retry, which the dedup keys answer once."""
+    Kept in the store, so it holds across processes and restarts. The same body again is
+    WeChat's or WeCom's retry, which the dedup keys answer once. On a store only this process
+    writes (``one_process``: SQLite), this process's memory and a read of the store decide at
+    once and the nonce's write is returned pending: it shares the group commit of the
+    message's own update, and the caller awaits it before it answers (so a nonce is durable
+    before any reply to its callback leaves). Elsewhere the write is awaited here."""
     timestamp_fresh(request)
     g = request.app[GUARD]
     members = request.app[CTX].members
     key = keys.callback_nonce(channel, request.query["timestamp"],
                               request.query.get("nonce", "")[:64])
     digest = hashlib.sha256(body).hexdigest()[:32]
-    if await members.cache(key, digest, 2 * g.window + 60, only_new=True):
+    ttl = 2 * g.window + 60
+    if not members.one_process:
+        if await members.cache(key, digest, ttl, only_new=True):
+            return None
+        if await members.cached(key) != digest:
+            raise web.HTTPForbidden(text="this nonce was already used")
+        return None
+    known = g.nonces.get(key)
+    if known is not None:
+        if known[0] != digest:
+            raise web.HTTPForbidden(text="this nonce was already used")
+        return known[2]
+    g.nonces.put(key, digest, ttl, None)  # before any await: a concurrent copy finds it
+    stored = await members.cached(key)  # stored before this process started
+    if stored is not None:
+        g.nonces.put(key, stored, ttl, None)
+        if stored != digest:
+            raise web.HTTPForbidden(text="this nonce was already used")
+        return None
+    pending = asyncio.ensure_future(members.cache(key, digest, ttl, only_new=True))
+    pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if unawaited
+    g.nonces.put(key, digest, ttl, pending)
+    return pending
+
+
+async def nonce_stored(pending: asyncio.Future | None) -> None:
+    """Wait for the nonce write ``nonce_once`` returned pending (before answering)."""
+    if pending is None:
         return
-    if await members.cached(key) != digest:
-        raise web.HTTPForbidden(text="this nonce was already used")
+    try:
+        if not await pending:
+            log.warning("a callback nonce was stored meanwhile by another process")
+    except StoreError as e:
+        log.warning("a callback nonce was not stored: %s", e)
 
 
 # -- what the server says about itself ----------------------------------------------------

@@ -26,7 +26,7 @@ from ..rules.timeutil import local_day
 from ..settings import SettingsError
 from ..templating import render
 from . import card, commands
-from .guard import nonce_once, timestamp_fresh
+from .guard import nonce_once, nonce_stored, timestamp_fresh
 from .late import LateReplies, Recomputed
 from .ratelimit import CommandLimit
 from .unionid import UnionIds
@@ -128,8 +128,9 @@ class OfficialAccount:
             raise web.HTTPForbidden(text="bad signature")
         body = await request.read()  # aiohttp answers 413 past client_max_size (chunked too)
         # plain mode signs the URL, not the body: a signed URL is good for one body, briefly
+        pending = None
         try:
-            await nonce_once(request, "wechat", body)
+            pending = await nonce_once(request, "wechat", body)
             busy = False
         except StoreError as e:  # nothing is applied; the member gets the polite busy reply
             log.warning("wechat callback answered busy: the nonce was not checked: %s", e)
@@ -150,6 +151,7 @@ class OfficialAccount:
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
         text = render("replies/busy.j2") if busy else await self.answer(msg)
+        await nonce_stored(pending)
         if not text:
             return web.Response(text="success")
         xml = text_reply(msg.from_user, msg.to_user, text, int(time.time()))

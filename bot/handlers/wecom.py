@@ -26,7 +26,7 @@ from wechatpy.enterprise.crypto import PrpCrypto
 from ..channels.wecom import WeComClient, WeComError
 from ..context import CTX, MAX_BODY, Context
 from ..jobs import welcome
-from .guard import nonce_once, timestamp_fresh
+from .guard import nonce_once, nonce_stored, timestamp_fresh
 from .wxproto import DECRYPT_FAILED, BadRequest, parse_xml, signature_ok
 
 log = logging.getLogger("memberbot.wecom")
@@ -114,7 +114,7 @@ class WeComCallback:
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
         self._check_signature(encrypt, request.query)
-        await nonce_once(request, "wecom", body)
+        pending = await nonce_once(request, "wecom", body)
         try:
             event = parse_xml(self._decrypt(encrypt, request.query))
         except BadRequest as e:
@@ -124,6 +124,7 @@ class WeComCallback:
         elif (event.get("MsgType") == "event" and event.get("Event") == "change_contact"
               and event.get("ChangeType") == "delete_user" and event.get("UserID")):
             await self.staff_left(event["UserID"])
+        await nonce_stored(pending)
         return web.Response(text="success")
 
     # -- events -----------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
 """Campaigns (积分翻倍): points multipliers on purchases, with a window, targeting and a points
 budget. The ``[[campaigns]]`` rules section and the pure choice of the campaign an order gets.
 
-- **Applies** to an order paid (``paid_at``, in the configured zone) on a day from ``start`` to
-  ``end`` (inclusive), by a member whose tier before the order is in ``tiers``, whose RFM
-  segment is in ``segments``, at a store in ``stores``, on a day of the month in
-  ``days_of_month`` (``member_day = true``: the day of ``push.member_day``) and a weekday in
-  ``weekdays`` (1 = Monday … 7 = Sunday); a list left out does not restrict.
+- **Applies** to an order paid (``paid_at``, in the configured zone) from ``start`` to ``end``
+  (inclusive; a date-time ``2026-12-05T10:00:00`` in the configured zone, or a date: from its
+  start, to its last second, as catalogue items), by a member whose tier before the order
+  is in ``tiers``, whose RFM segment is in ``segments``, at a store in ``stores``, on a day
+  of the month in ``days_of_month`` (``member_day = true``: the day of ``push.member_day``)
+  and a weekday in ``weekdays`` (1 = Monday … 7 = Sunday); a list left out does not restrict.
 - **Stacking**: of the campaigns that apply, the highest multiplier wins (the first listed on
   a tie); campaigns never add up. A campaign whose budget is spent no longer applies: the next
   one in line does.
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from .fields import RulesError, _instant, whole
 from .models import RFM_SEGMENTS, Member
-from .sections import day, entries
+from .sections import entries
 from .timeutil import local_day
 
 KNOWN = {"key", "name", "multiplier", "start", "end", "tiers", "segments", "stores",
@@ -43,8 +46,8 @@ class Campaign:
     key: str
     name: str
     tenths: int  # the multiplier × 10 (2 → 20, 1.5 → 15)
-    start: date | None = None
-    end: date | None = None
+    start: datetime | None = None  # aware; a date in the file: its first second
+    end: datetime | None = None  # aware; a date in the file: its last second
     tiers: tuple[str, ...] = ()
     segments: tuple[str, ...] = ()
     stores: tuple[str, ...] = ()
@@ -56,9 +59,12 @@ class Campaign:
     def multiplier(self) -> float:
         return self.tenths / 10
 
-    def applies(self, m: Member, store_id: str, day: date) -> bool:
-        return ((self.start is None or day >= self.start)
-                and (self.end is None or day <= self.end)
+    def applies(self, m: Member, store_id: str, at: datetime, tz: ZoneInfo) -> bool:
+        """For an order by ``m`` at ``store_id`` paid at ``at`` (aware)."""
+        at = at.replace(microsecond=0)  # paid in the window's last second is in it
+        day = local_day(at, tz)
+        return ((self.start is None or at >= self.start)
+                and (self.end is None or at <= self.end)
                 and (not self.tiers or m.tier in self.tiers)
                 and (not self.segments or (m.rfm or "") in self.segments)
                 and (not self.stores or store_id in self.stores)
@@ -86,8 +92,7 @@ def award(m: Member, paid_fen: int, tier_multiplier: int, store_id: str, paid_at
     """The campaign an order gets and the points it adds, within the budget granted in
     ``grants`` (campaign key -> points). Raises :class:`NeedGrant` for a budgeted campaign in
     line that has no grant yet."""
-    day = local_day(paid_at, rules.tz)
-    live = [c for c in rules.campaigns if c.applies(m, store_id, day)]
+    live = [c for c in rules.campaigns if c.applies(m, store_id, paid_at, rules.tz)]
     for c in sorted(live, key=lambda c: -c.tenths):  # stable: the first listed on a tie
         want = extra(paid_fen, tier_multiplier, c, rules)
         if want <= 0:
@@ -115,24 +120,25 @@ def _list(c: dict, name: str, p: str, kind: type, allowed: Any = None) -> tuple:
     return tuple(v)
 
 
-def _day(c: dict, name: str, p: str) -> date | None:
-    d = day(c.get(name))
-    if d is None and c.get(name) is not None:
-        raise CampaignRulesError(f"{p}.{name}: must be a date YYYY-MM-DD, got {c[name]!r}")
-    return d
+def _when(c: dict, name: str, p: str, tz: ZoneInfo) -> datetime | None:
+    try:
+        return _instant(c, name, p, tz, end=name == "end")
+    except RulesError as e:
+        raise CampaignRulesError(str(e)) from e
 
 
 def _tenths(v: Any, p: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise CampaignRulesError(f"{p}.multiplier: must be a number such as 2 or 1.5, got {v!r}")
-    t = round(v * 10)
+    t = round(v * 10) if 1 <= v <= 10 else 0  # (1e308 × 10 would not round)
     if abs(v * 10 - t) > 1e-9 or not 11 <= t <= 100:
         raise CampaignRulesError(f"{p}.multiplier: must be from 1.1 to 10 in steps of 0.1, "
                                  f"got {v!r}")
     return t
 
 
-def parse(items: Any, tier_keys: list[str], member_day: int) -> tuple[Campaign, ...]:
+def parse(items: Any, tier_keys: list[str], member_day: int, tz: ZoneInfo
+          ) -> tuple[Campaign, ...]:
     """The ``[[campaigns]]`` list; an error names the entry and the field."""
     out: list[Campaign] = []
     for p, c in entries(items, "campaigns", KNOWN, CampaignRulesError):
@@ -145,13 +151,10 @@ def parse(items: Any, tier_keys: list[str], member_day: int) -> tuple[Campaign, 
             raise CampaignRulesError(f"{p}.name: must be a non-empty text, got {name!r}")
         if "multiplier" not in c:
             raise CampaignRulesError(f"{p}.multiplier: missing")
-        start, end = _day(c, "start", p), _day(c, "end", p)
+        start, end = _when(c, "start", p, tz), _when(c, "end", p, tz)
         if start and end and end < start:
             raise CampaignRulesError(f"{p}.end: before {p}.start")
-        budget = c.get("budget", 0)
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            raise CampaignRulesError(f"{p}.budget: must be a whole number of points (0: no "
-                                     f"budget), got {budget!r}")
+        budget = whole(c.get("budget", 0), f"{p}.budget")  # points; 0: no budget
         md = c.get("member_day", False)
         if not isinstance(md, bool):
             raise CampaignRulesError(f"{p}.member_day: must be true or false, got {md!r}")

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .fields import RulesError, whole
 from .models import Entry, Member
 
 FORM_FIELDS = {  # rules name -> WeChat's USER_FORM_INFO_FLAG_*
@@ -106,10 +107,10 @@ def _text(d: dict, name: str, *, required: bool = True, default: str = "") -> st
 
 
 def _int(d: dict, name: str, path: str, default: int, minimum: int = 0) -> int:
-    v = d.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise CardRulesError(f"{path}.{name}: must be a whole number ≥ {minimum}, got {v!r}")
-    return v
+    try:
+        return whole(d.get(name, default), f"{path}.{name}", minimum=minimum)
+    except RulesError as e:
+        raise CardRulesError(str(e)) from e
 
 
 def _form(d: dict, name: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from .card import CardDef, CardRulesError
 from .card import parse as parse_card
 from .experiments import Experiment
 from .experiments import parse as parse_experiments
-from .fields import RulesError, _int, _ints, _str
+from .fields import RulesError, _int, _ints, _str, finite_numbers, whole
 from .models import PROFILE, Task
 from .offers import Offer
 from .offers import parse as parse_offers
@@ -137,6 +137,11 @@ DEFAULTS: dict[str, Any] = {
     "card": None,  # the member card in WeChat's card wallet: optional (rules/card.py)
     "campaigns": [],  # 积分翻倍 campaigns with a window, targeting and a budget (campaigns.py)
 }
+
+
+# points per yuan × a tier's multiplier × a campaign's (at most 10) stays far from overflow
+MAX_POINTS_PER_YUAN = 1_000
+MAX_TIER_MULTIPLIER = 10
 
 
 @dataclass(frozen=True)
@@ -271,7 +276,8 @@ def _tiers(items: Any) -> tuple[Tier, ...]:
         if not isinstance(benefits, list) or not all(isinstance(b, str) for b in benefits):
             raise RulesError(f"{p}.benefits: must be a list of texts")
         tier = Tier(_str(t, "key", p), _str(t, "name", p), metric,
-                    _int(t, "threshold_fen", p), _int(t, "multiplier", p, minimum=1),
+                    _int(t, "threshold_fen", p),
+                    _int(t, "multiplier", p, minimum=1, maximum=MAX_TIER_MULTIPLIER),
                     tuple(benefits), rank=i)
         if out and tier.threshold_fen < out[-1].threshold_fen and tier.metric == out[-1].metric:
             raise RulesError(f"{p}.threshold_fen: tiers must be listed from lowest to highest")
@@ -390,6 +396,10 @@ def _staff(section: Any, coupons: dict[str, CouponTemplate]) -> StaffPolicy:
                        {str(k): str(v) for k, v in users.items()})
 
 
+# the largest a [[tasks]] entry may say: a completion earns at most ¥1000 of points
+TASK_MAX = {"points": 100_000, "daily_cap": 1_000, "lifetime_cap": 1_000_000}
+
+
 def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     if not isinstance(items, list):
         raise RulesError("tasks: must be a list of [[tasks]] tables")
@@ -414,8 +424,10 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
             window.append(d)
         if window[0] and window[1] and window[1] < window[0]:
             raise RulesError(f"{p}.end: before {p}.start")
-        task = Task(key, _str(t, "name", p), _int(t, "points", p, minimum=1),
-                    _int(t, "daily_cap", p), _int(t, "lifetime_cap", p), *window)
+        task = Task(key, _str(t, "name", p),
+                    _int(t, "points", p, minimum=1, maximum=TASK_MAX["points"]),
+                    _int(t, "daily_cap", p, maximum=TASK_MAX["daily_cap"]),
+                    _int(t, "lifetime_cap", p, maximum=TASK_MAX["lifetime_cap"]), *window)
         if key == PROFILE and task.lifetime_cap != 1:
             raise RulesError(f"{p}.lifetime_cap: the profile task is earned once (1)")
         if key in out:
@@ -435,13 +447,21 @@ def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
     return out
 
 
+RUNG_MAX = {"invites": 100_000, "points": 1_000_000}
+
+
 def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
     out: list[Rung] = []
     for p, r in entries(items, "invite_ladder", {"invites", "points", "coupon"}, RulesError):
         r = {"points": 0, "coupon": "", **r}
-        rung = Rung(_int(r, "invites", p, minimum=1), _int(r, "points", p), r["coupon"])
+        rung = Rung(_int(r, "invites", p, minimum=1, maximum=RUNG_MAX["invites"]),
+                    _int(r, "points", p, maximum=RUNG_MAX["points"]), r["coupon"])
         if not isinstance(rung.coupon, str) or (rung.coupon and rung.coupon not in coupons):
             raise RulesError(f"{p}.coupon: no coupon template {r['coupon']!r}")
+        if rung.coupon and coupons[rung.coupon].tiers:
+            raise RulesError(f"{p}.coupon: {rung.coupon!r} is only for the tiers "
+                             f"{list(coupons[rung.coupon].tiers)}; a rung's coupon must be one "
+                             "every inviter may receive")
         if not rung.points and not rung.coupon:
             raise RulesError(f"{p}.points: a rung rewards points, a coupon or both")
         if out and rung.invites <= out[-1].invites:
@@ -453,6 +473,7 @@ def _ladder(items: Any, coupons: dict[str, CouponTemplate]) -> tuple[Rung, ...]:
 def build_rules(data: dict[str, Any]) -> Rules:
     """Validate a merged rules mapping into :class:`Rules`."""
     known = set(DEFAULTS)
+    finite_numbers(data)
     for k in data:
         if k not in known:
             raise RulesError(f"{k}: unknown setting (known: {', '.join(sorted(known))})")
@@ -464,9 +485,11 @@ def build_rules(data: dict[str, Any]) -> Rules:
     legacy_profile = None
     if isinstance(raw_points, dict) and "profile_bonus" in raw_points:
         # older files: the profile bonus is now the points of the "profile" task
-        legacy_profile = _int(raw_points, "profile_bonus", "points", minimum=1)
+        legacy_profile = _int(raw_points, "profile_bonus", "points", minimum=1,
+                              maximum=TASK_MAX["points"])
         raw_points = {k: v for k, v in raw_points.items() if k != "profile_bonus"}
-    points = _ints(raw_points, "points", list(DEFAULTS["points"]))
+    points = _ints(raw_points, "points", list(DEFAULTS["points"]),
+                   maxima={"points_per_yuan": MAX_POINTS_PER_YUAN})
     if points["redeem_points_per_yuan"] < 1:
         raise RulesError("points.redeem_points_per_yuan: must be at least 1")
     checkin = _ints(data["checkin"], "checkin", list(DEFAULTS["checkin"]))
@@ -478,8 +501,10 @@ def build_rules(data: dict[str, Any]) -> Rules:
         raise RulesError("grace: must be a table")
     g_months = _int(grace, "months", "grace")
     warn = grace.get("warning_days")
-    if not isinstance(warn, list) or not all(isinstance(w, int) and w > 0 for w in warn):
+    if not isinstance(warn, list):
         raise RulesError("grace.warning_days: must be a list of positive whole numbers")
+    for i, w in enumerate(warn):
+        whole(w, f"grace.warning_days[{i}]", minimum=1)
     tiers = _tiers(data["tiers"])
     coupons = _coupons(data["coupons"], {t.key for t in tiers})
     cat = parse_offers(data["catalogue"], coupons, points["redeem_min_points"], tz)
@@ -494,6 +519,11 @@ def build_rules(data: dict[str, Any]) -> Rules:
             raise RulesError(f"push.{k}: must be a time HH:MM, got {v!r}")
     for k in ("daily_cap", "dormant_days", "wakeup_days", "member_day"):
         _int(push, k, "push", minimum=1)
+    ewd = push.get("expiry_warning_days")
+    if not isinstance(ewd, list) or not ewd:
+        raise RulesError("push.expiry_warning_days: must be a non-empty list of days")
+    for i, w in enumerate(ewd):
+        whole(w, f"push.expiry_warning_days[{i}]", minimum=1)
     if push["member_day"] > 28:
         raise RulesError("push.member_day: must be a day 1..28 so that it exists every month")
     prio = push.get("priority")
@@ -505,7 +535,7 @@ def build_rules(data: dict[str, Any]) -> Rules:
     try:
         card = parse_card(data.get("card"), [t.key for t in tiers])
         campaigns = parse_campaigns(data["campaigns"], [t.key for t in tiers],
-                                    push["member_day"])
+                                    push["member_day"], tz)
     except (CardRulesError, CampaignRulesError) as e:
         raise RulesError(str(e)) from e
     tasks = _tasks(data["tasks"], legacy_profile)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from . import coupons
-from .config import Rules, Rung
+from .config import CouponTemplate, Rules, Rung
 from .models import Entry, Member, Refusal
 from .points import credit
 from .timeutil import from_ts, local_day, ts
@@ -52,6 +52,16 @@ class LadderCoupon(Exception):  # noqa: N818 - a signal to the use case, not an 
         self.rung = rung
 
 
+class LadderCouponRefused(Exception):  # noqa: N818 - a signal to the use case, not an error
+    """The rung's coupon may not go to the inviter (a tier or per-member limit) while a code
+    and a unit of stock were claimed for it: the use case gives them back and runs the step
+    again without; the rung is then reached without its coupon."""
+
+    def __init__(self, rung: Rung) -> None:
+        super().__init__(rung.invites)
+        self.rung = rung
+
+
 def rung_at(count: int, rules: Rules) -> Rung | None:
     return next((r for r in rules.invite_ladder if r.invites == count), None)
 
@@ -67,7 +77,9 @@ def climb(inviter: Member, ref: str, now: datetime, rules: Rules, *,
           out_of_stock: bool = False) -> tuple[dict | None, list[Entry]]:
     """The ladder rung reached by the inviter's rewarded invite just counted, once per rung.
     A coupon needs a code claimed for that rung (``coupon_rung``); without one the step is
-    refused with :class:`LadderCoupon`. ``out_of_stock``: the rung's coupon had none left."""
+    refused with :class:`LadderCoupon`. ``out_of_stock``: the rung's coupon had none left.
+    A coupon the inviter may not receive (tier, per-member limit) is left out, with a ledger
+    entry saying why: the rung, its points and the invite still count."""
     rung = rung_at(inviter.invited_rewarded_total, rules)
     if rung is None or rung.invites in inviter.ladder_done:
         return None, []
@@ -76,21 +88,40 @@ def climb(inviter: Member, ref: str, now: datetime, rules: Rules, *,
                      data={"invites": rung.invites, "points": rung.points,
                            "coupon": rung.coupon})]
     got: dict = {"invites": rung.invites, "points": rung.points, "coupon": None}
-    if rung.coupon and not out_of_stock:
+    tpl = rules.coupons[rung.coupon] if rung.coupon else None
+    refusal = _refusal(inviter, tpl) if tpl is not None and not out_of_stock else None
+    if refusal is not None:
+        if coupon_code is not None:
+            raise LadderCouponRefused(rung)
+        entries.append(Entry("invite_ladder_no_coupon", at, ref=ref,
+                             data={"invites": rung.invites, "coupon": rung.coupon,
+                                   "reason": refusal.code, "message": refusal.message}))
+        got["missed"] = refusal.message
+    elif tpl is not None and not out_of_stock:
         if coupon_code is None or coupon_rung != rung.invites:
             raise LadderCoupon(rung)
-        tpl = rules.coupons[rung.coupon]
         c, more = coupons.issue(inviter, tpl, coupon_code, f"{ref}:ladder:{rung.invites}", now,
                                 rules)
         entries += more
         got["coupon"] = {"code": c.code, "template": tpl.key, "name": tpl.name}
-    elif rung.coupon:
+    elif tpl is not None:
         entries.append(Entry("invite_ladder_no_stock", at, ref=ref,
-                             data={"invites": rung.invites, "coupon": rung.coupon}))
+                             data={"invites": rung.invites, "coupon": rung.coupon,
+                                   "reason": "out_of_stock"}))
+        got["missed"] = f"{tpl.name}已发完"
     inviter.ladder_done = [*inviter.ladder_done, rung.invites]
     entries += credit(inviter, rung.points, f"{ref}:ladder:{rung.invites}", now, now, rules,
                       reason="invite_ladder")
     return got, entries
+
+
+def _refusal(m: Member, tpl: CouponTemplate) -> Refusal | None:
+    """Why ``m`` may not receive ``tpl`` now, or None."""
+    try:
+        coupons.check_issue(m, tpl)
+    except Refusal as e:
+        return e
+    return None
 
 
 def reward_inviter(inviter: Member, invitee_id: str, ref: str, now: datetime,

@@ -140,3 +140,46 @@ async def test_a_commit_whose_answer_is_lost_keeps_its_grant(store, monkeypatch)
     assert await store.budget_used("wk") == 200
     res = await members.record_order(mid, "lost-1", 20_000, NOW, NOW)
     assert res["campaign_points"] == 200 and await store.budget_used("wk") == 200
+
+
+async def test_settle_gives_back_the_unused_part_once(store):
+    assert await store.budget_take("s", "k1", 200, 1000, "a") == 200
+    await store.budget_settle("s", "k1", 100)
+    assert await store.budget_used("s") == 100
+    await store.budget_settle("s", "k1", 100)  # a resend settles again: nothing more
+    await store.budget_settle("s", "k1", 150)  # never raises a grant
+    assert await store.budget_used("s") == 100
+    assert await store.budget_take("s", "k1", 200, 1000, "b") == 100  # the settled grant
+    await store.budget_settle("s", "nope", 0)
+    await store.budget_settle("s", "k1", 0)
+    assert await store.budget_used("s") == 0
+    assert await store.budget_take("s", "k1", 200, 1000, "c") == 0  # still the key's grant
+
+
+async def test_a_tier_lost_between_grant_and_commit_gives_the_unused_share_back(
+        store, monkeypatch):
+    """A silver member's order takes a grant sized at silver (×2: 200); a concurrent refund
+    drops them to normal before the step commits, so the order earns the normal share (100):
+    the other 100 goes back, also when the order is resent."""
+    members = Members(store, RULES)
+    (mid,) = await _members(members, 1)
+    up = await members.record_order(mid, "t-up", 300_000, NOW, NOW)  # silver; spends budget
+    assert up["tier"] == "silver" and up["campaign_points"] == BUDGET
+    rules = build_rules(_merge(DEFAULTS, {"campaigns": [
+        {"key": "big", "name": "翻倍", "multiplier": 2, "budget": 1_000_000}]}))
+    members = Members(store, rules)
+    real = store.budget_take
+
+    async def take_then_refund(name, key, want, total, token):
+        got = await real(name, key, want, total, token)
+        if key == "order:t-x":  # the refund commits between the grant and the step
+            await members.refund("t-up", "t-up-r", None, NOW)
+        return got
+
+    monkeypatch.setattr(store, "budget_take", take_then_refund)
+    res = await members.record_order(mid, "t-x", 10_000, NOW, NOW)
+    monkeypatch.setattr(store, "budget_take", real)
+    assert res["tier"] == "normal" and res["campaign_points"] == 100
+    assert await store.budget_used("big") == 100
+    again = await members.record_order(mid, "t-x", 10_000, NOW, NOW)
+    assert again["campaign_points"] == 100 and await store.budget_used("big") == 100

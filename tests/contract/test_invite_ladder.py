@@ -4,6 +4,7 @@ coupon takes one unit of stock; the backfill of older inviters is idempotent."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -81,3 +82,45 @@ def test_the_command_reports_what_it_did(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["invites", "backfill"])
     assert res.exit_code == 0, res.output
     assert "members looked at 0; inviters 0; backfilled 0 (+0 rewarded invites)" in res.output
+
+
+async def test_a_rung_coupon_the_inviter_reaches_the_limit_of_meanwhile_takes_no_stock(store,
+                                                                                      tmp_path):
+    """The inviter receives the rung's coupon (one per member) between the claim of a code
+    for the rung and the step: the bind still counts, the rung gives its points without the
+    coupon, its code is given back and no unit of stock is taken for it."""
+    base = rules_file(tmp_path, '[[invite_ladder]]\ninvites = 1\npoints = 30\n'
+                                'coupon = "points_500"\n')
+    one = replace(base.coupons["points_500"], per_member_limit=1)
+    rules = replace(base, coupons={**base.coupons, "points_500": one})
+    members = Members(store, rules)
+    inviter = (await members.register("o-inv", NOW))["member_id"]
+    invitee = (await members.register("o-f", NOW))["member_id"]
+    claimed, gifted = [], []
+    ensure, claim = members.ensure_stock, members._claim_new
+
+    async def claim_new(kind, make, member_id):
+        code = await claim(kind, make, member_id)
+        claimed.append(code)
+        return code
+
+    async def ensure_stock(**kw):  # the use case runs it after the claim-less step
+        await ensure(**kw)
+        if kw.get("templates") == ("points_500",) and not gifted:
+            gifted.append("staff:gift")  # issue_coupon runs ensure_stock too
+            await members.issue_coupon(inviter, "points_500", "staff:gift", NOW)
+
+    members.ensure_stock, members._claim_new = ensure_stock, claim_new
+    stock = rules.coupons["points_500"].stock
+    res = await members.bind_invite(invitee, (await store.get(inviter)).invite_code, NOW)
+    assert res["bound"] and res["inviter_rewarded"]
+    m = await store.get(inviter)
+    assert m.ladder_done == [1] and [c.ref for c in m.coupons if c.template == "points_500"] == [
+        "staff:gift"]
+    assert balance(m, NOW.date()) == 50 + 30
+    rows = await store.ledger(member_id=inviter, kinds=["invite_ladder_no_coupon"])
+    assert [r.data["reason"] for r in rows] == ["coupon_limit"]
+    assert await store.stock("points_500") == stock - 1  # the staff gift's unit only
+    gift, rung = claimed  # the staff gift's code, then the one claimed for the rung
+    assert await store.lookup("coupon_code", gift) == inviter
+    assert await store.lookup("coupon_code", rung) is None

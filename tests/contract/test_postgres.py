@@ -312,3 +312,25 @@ async def test_a_few_due_members_are_found_without_walking_every_member(pg_url):
         assert len(await s.range("joined", 0, 999, limit=SPARSE + 5)) == SPARSE + 5
     finally:
         await s.close()
+
+
+async def test_gets_waiting_together_share_one_statement(pg_url):
+    """A job reads its due members concurrently: one statement for the gets of a moment."""
+    s = await opened(pg_url)
+    try:
+        await s.truncate()
+        for m in ("a", "b", "c"):
+            await s.update(m, bump(m), key="create")
+        sizes: list[int] = []
+        real = s._get_batch
+
+        async def counted(ids):
+            sizes.append(len(ids))
+            return await real(ids)
+
+        s._get_batch = counted
+        got = await asyncio.gather(*(s.get(m) for m in ("a", "nobody", "c", "b")))
+        assert [m and m.id for m in got] == ["a", None, "c", "b"]
+        assert sizes == [4]
+    finally:
+        await s.close()

@@ -3,6 +3,7 @@ on /wechat and /wecom, across processes sharing a store (issue 15, item 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import xml.etree.ElementTree as ET
 
@@ -68,6 +69,36 @@ async def test_a_used_nonce_is_refused_by_another_process_on_the_same_store(
     async with store:
         m = await store.get(await store.lookup("openid", "o_p"))
     assert m.opted_out is False
+
+
+async def test_on_sqlite_a_nonce_is_stored_before_its_reply_and_refused_after_a_restart(
+        make_bot, tmp_path):
+    """On SQLite the nonce's write shares the message's group commit (issue 16): it is in the
+    store when the reply has left, and a process that never saw it refuses another body."""
+    from bot import keys
+
+    bot = await make_bot(safe=False, path=tmp_path)
+    await bot.wx.follow("o_r")
+    q, body = bot.wx.query("o_r"), text_xml("o_r", "签到")
+    first = await bot.wx.post_raw(q, body)
+    assert first.status == 200
+    key = keys.callback_nonce("wechat", q["timestamp"], q["nonce"])
+    assert await bot.store.kv_get(key)
+    later = await make_bot(safe=False, path=tmp_path)  # a restart: nothing in memory
+    r = await later.wx.post_raw(q, text_xml("o_r", "退订"))
+    assert r.status == 403 and "nonce" in r.body
+    again = await later.wx.post_raw(q, body)  # WeChat's retry of the first
+    assert again.status == 200
+    assert (await bot.member("o_r")).opted_out is False
+
+
+async def test_two_bodies_under_one_nonce_at_once_only_one_is_answered(make_bot):
+    bot = await make_bot(safe=False)
+    await bot.wx.follow("o_c")
+    q = bot.wx.query("o_c")
+    got = await asyncio.gather(bot.wx.post_raw(q, text_xml("o_c", "退订")),
+                               bot.wx.post_raw(q, text_xml("o_c", "签到")))
+    assert sorted(r.status for r in got) == [200, 403]
 
 
 WECOM_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

@@ -65,3 +65,13 @@ def test_report_shows_budget_used_per_campaign(tmp_path, monkeypatch):
     for text in ("积分活动预算", "周末积分翻倍", "×2", "2026-12-05 – 2026-12-06", "250",
                  "100.0%（已用完）", "会员日三倍", "不限"):
         assert text in res.output, text
+
+
+def test_report_shows_a_window_with_times_of_day_to_the_minute(tmp_path):
+    from bot.campaign_report import figures
+
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text('[[campaigns]]\nkey = "noon"\nname = "午间"\nmultiplier = 2\n'
+                          "start = 2026-12-05T10:00:00\nend = 2026-12-05\n", encoding="utf-8")
+    rows = asyncio.run(figures(None, load_rules(rules_file)))  # no budget: no store read
+    assert (rows[0]["start"], rows[0]["end"]) == ("2026-12-05 10:00", "2026-12-05")

@@ -3,6 +3,7 @@ multiplier interplay, budget grants and refunds, in the pure rules."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import timedelta
 
 import pytest
@@ -71,7 +72,8 @@ def test_a_full_entry_parses_and_member_day_follows_the_setting():
                    member_day=True, multiplier=1.5), push={"member_day": 1})
     c = r.campaigns[0]
     assert (c.tenths, c.budget, c.days_of_month, c.weekdays) == (15, 1000, (1,), (6, 7))
-    assert str(c.start) == "2026-12-05" and c.tiers == ("silver", "gold")
+    assert c.start.isoformat() == "2026-12-05T00:00:00+08:00" and c.tiers == ("silver", "gold")
+    assert c.end.isoformat() == "2026-12-06T23:59:59+08:00"  # a date: to its last second
     assert rules().campaigns == ()
 
 
@@ -191,3 +193,38 @@ def test_the_documented_example_campaigns_parse():
     r = build_rules(_merge(DEFAULTS, tomllib.loads(body)))
     assert [c.key for c in r.campaigns] == ["weekend_double", "member_day_triple"]
     assert r.campaigns[0].budget == 100_000 and r.campaigns[1].days_of_month == (15,)
+
+
+def test_a_window_with_times_of_day_is_kept_to_the_minute():
+    """``start``/``end`` date-times (in the configured zone, as catalogue items) bound the
+    campaign to those moments, not to the whole days."""
+    r = build_rules(_merge(DEFAULTS, tomllib.loads(
+        '[[campaigns]]\nkey = "flash"\nname = "午间翻倍"\nmultiplier = 2\n'
+        "start = 2026-12-05T10:00:00\nend = 2026-12-05T12:00:00\n")))
+    c = r.campaigns[0]
+    assert (c.start, c.end) == (sh(2026, 12, 5, 10), sh(2026, 12, 5, 12))
+    m = new_member()
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 11), r, {}) == (c, 100)
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 12), r, {}) == (c, 100)  # inclusive
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 9), r, {}) == (None, 0)
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 14), r, {}) == (None, 0)
+    # a date-time with an offset is that moment; text works as in the catalogue
+    r = rules(camp(start="2026-12-05T02:00:00+00:00", end="2026-12-05 12:00:00"))
+    assert r.campaigns[0].start == sh(2026, 12, 5, 10)
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 9, 59), r, {}) == (None, 0)
+    # a date: from its first to its last second
+    r = rules(camp(start="2026-12-05", end="2026-12-05"))
+    assert award(m, 10_000, 1, "", sh(2026, 12, 5, 23, 59) + timedelta(seconds=59.5), r,
+                 {})[1] == 100
+    assert award(m, 10_000, 1, "", sh(2026, 12, 6), r, {})[1] == 0
+
+
+@pytest.mark.parametrize(("entry", "field"), [
+    ({"start": "2026-12-05T25:00:00"}, r"campaigns\[0\]\.start: must be a date"),
+    ({"end": 5}, r"campaigns\[0\]\.end: must be a date"),
+    ({"start": "2026-12-05T12:00:00", "end": "2026-12-05T10:00:00"},
+     r"campaigns\[0\]\.end: before"),
+])
+def test_a_bad_window_names_the_field(entry, field):
+    with pytest.raises(RulesError, match=field):
+        rules(camp(**entry))

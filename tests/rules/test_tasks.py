@@ -61,10 +61,11 @@ def test_lifetime_cap_window_unknown_and_profile_refusals(tmp_path):
     for i in range(2):
         complete(m, rules.tasks, "launch", f"l{i}", now + timedelta(days=i), now, rules)
     codes = []
-    for key, at in (("launch", now), ("launch", sh(2026, 4, 1)), ("launch", sh(2026, 2, 28)),
-                    ("share", now), ("profile", now)):
+    for key, at, when in (("launch", now, sh(2026, 4, 1)), ("launch", sh(2026, 4, 1), now),
+                          ("launch", sh(2026, 2, 28), now), ("share", now, now),
+                          ("profile", now, now)):
         with pytest.raises(Refusal) as e:
-            complete(m, rules.tasks, key, "x", at, sh(2026, 4, 2), rules)
+            complete(m, rules.tasks, key, "x", at, when, rules)
         codes.append(e.value.code)
     assert codes == ["task_lifetime_cap", "task_closed", "task_closed", "task_unknown",
                      "task_not_reportable"]
@@ -144,3 +145,25 @@ def test_a_wrong_task_names_the_field(tmp_path, text, field):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(RulesError, match=field.replace("[", r"\[").replace("]", r"\]")):
         load_rules(path)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("points", 99999999999999999999), ("points", 100_001), ("daily_cap", 1_001),
+    ("lifetime_cap", 1_000_001), ("daily_cap", 2**63)])
+def test_a_task_number_beyond_its_bound_names_the_field(tmp_path, name, value):
+    """The old defect: points = 99999999999999999999 loaded, and POST /api/events then
+    answered 500 (an integer beyond 64 bits in the store)."""
+    t = {"points": 5, name: value}
+    path = tmp_path / "rules.toml"
+    path.write_text('[[tasks]]\nkey = "a"\nname = "x"\n'
+                    + "".join(f"{k} = {v}\n" for k, v in t.items()), encoding="utf-8")
+    with pytest.raises(RulesError, match=rf"tasks\[0\]\.{name}: must be at most"):
+        load_rules(path)
+    path.write_text(f"[points]\nprofile_bonus = {value}\n", encoding="utf-8")
+    if name == "points":
+        with pytest.raises(RulesError, match=r"points\.profile_bonus: must be at most"):
+            load_rules(path)
+    # the bounds themselves load
+    path.write_text('[[tasks]]\nkey = "a"\nname = "x"\npoints = 100000\ndaily_cap = 1000\n'
+                    'lifetime_cap = 1000000\n', encoding="utf-8")
+    assert load_rules(path).tasks["a"].points == 100_000
