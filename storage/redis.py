@@ -133,6 +133,9 @@ except (ImportError, AttributeError):  # hiredis without pack_command: the defau
     FastConnection = None  # type: ignore[assignment,misc]
 
 
+MAX_CONNECTIONS = 64  # per process; updates waiting together share a pipeline
+
+
 class RedisStore(RedisBudgets, Store):
     kind = "redis"
 
@@ -177,7 +180,14 @@ class RedisStore(RedisBudgets, Store):
     def _connect(self) -> aioredis.Redis:
         extra = {"connection_class": FastConnection} if urlparse(self.url).scheme == (
             "redis") and FastConnection is not None else {}
-        return aioredis.Redis.from_url(self.url, **self.client_options(), **extra)
+        # A burst larger than the pool waits for a free connection (up to the socket timeout)
+        # instead of failing: redis-py's default pool refuses the 101st caller at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=5, **self.client_options(),
+            **extra)
+        client = aioredis.Redis(connection_pool=pool)
+        client.auto_close_connection_pool = True  # closed with the client
+        return client
 
     async def close(self) -> None:
         await self._commits.drain()  # let commits already sent come back

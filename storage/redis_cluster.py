@@ -146,6 +146,9 @@ def _ledger_row(raw: bytes | str) -> LedgerRow:
                      d["amount_fen"], d["ref"], d["data"] or {})
 
 
+MAX_NODE_CONNECTIONS = 1000  # per node and process (Redis serves 10,000 clients)
+
+
 class RedisClusterStore(RedisStore):
     kind = "redis-cluster"
 
@@ -165,7 +168,10 @@ class RedisClusterStore(RedisStore):
             self.client = RedisCluster(
                 startup_nodes=[ClusterNode(h, p) for h, p in self.nodes],
                 username=self.user, password=self.password, require_full_coverage=True,
-                socket_connect_timeout=5, socket_timeout=5)
+                socket_connect_timeout=5, socket_timeout=5,
+                # redis-py's cluster client refuses a caller past its pool (default 100 per
+                # node) rather than letting it wait: allow a burst's worth of connections
+                max_connections=MAX_NODE_CONNECTIONS)
             if FastConnection is not None:  # hiredis packs the commands, as on one Redis
                 self.client.connection_kwargs["connection_class"] = FastConnection
                 for node in self.client.startup_nodes:

@@ -1,10 +1,10 @@
 """SQLite backend: WAL, one writer connection that group-commits, reads inline.
 
 Every write (member update, claim, stock, outbox, kv) is a small function queued to the one
-writer task. It runs the functions waiting at that moment in one transaction on the event loop,
-each inside its own savepoint (a step that raises rolls back only itself), commits once on its
-thread (the fsync), and only then resolves the callers' futures: nothing is acknowledged
-before it is durable, and one fsync serves a whole burst.
+writer. The writer runs the functions waiting at that moment in one transaction on its thread,
+each inside its own savepoint (a step that raises rolls back only itself), commits once, and
+only then resolves the callers' futures: nothing is acknowledged before it is durable, and one
+fsync serves a whole burst.
 """
 
 from __future__ import annotations
@@ -130,10 +130,10 @@ class SQLiteStore(SQLiteBudgets, Store):
         return await fut
 
     async def _writer(self) -> None:
-        """Runs the statements of the updates waiting now on the event loop (each is a few
-        SQLite calls: no thread hop per call, no GIL convoy with a writer thread) and hands
-        only the COMMIT, whose fsync is the slow part, to the writer thread; the loop serves
-        requests meanwhile and the next batch gathers. Futures resolve after the commit."""
+        """Hands the updates waiting now to the writer thread as one batch: one hop per batch,
+        not per call. SQLite runs its statements and the COMMIT's fsync without the GIL, so
+        on a second core they overlap with the event loop's work on the next requests (on
+        the loop they would not). Futures resolve after the commit."""
         loop = asyncio.get_running_loop()
         while not self._closing or self._queue:
             await self._wake.wait()
@@ -141,10 +141,8 @@ class SQLiteStore(SQLiteBudgets, Store):
             while self._queue:
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 try:
-                    outcomes = self._run_batch(batch)
-                    await loop.run_in_executor(self._pool, self._commit)
+                    outcomes = await loop.run_in_executor(self._pool, self._batch, batch)
                 except sqlite3.Error as e:
-                    self._rollback()
                     err = StoreUnavailable(f"SQLite write failed: {e}")
                     for _, fut in batch:
                         if not fut.done():
@@ -157,6 +155,16 @@ class SQLiteStore(SQLiteBudgets, Store):
                         fut.set_result(val)
                     else:
                         fut.set_exception(val)
+
+    def _batch(self, batch: list[tuple[Any, asyncio.Future]]) -> list[tuple[bool, Any]]:
+        """On the writer thread: the batch in one transaction, committed, or nothing."""
+        try:
+            out = self._run_batch(batch)
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+        return out
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -190,7 +198,7 @@ class SQLiteStore(SQLiteBudgets, Store):
         return out
 
     def _commit(self) -> None:
-        """On the writer thread: COMMIT (the fsync) releases the GIL while it waits."""
+        """COMMIT (one fsync for the batch), and now and then the purge of expired kv."""
         c = self._w
         c.execute("COMMIT")
         self.commits += 1

@@ -164,7 +164,7 @@ class Nonces:
     pending write or None), oldest first. Two copies in one process are told apart here at
     once, without waiting for the store."""
 
-    MAX = 200_000
+    MAX = 20_000  # seconds of WeChat's retries even at 1,000 callbacks/s; older: the store
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, tuple[str, float, asyncio.Future | None]] = OrderedDict()
@@ -180,6 +180,12 @@ class Nonces:
 
     def put(self, key: str, digest: str, ttl: float, pending: asyncio.Future | None) -> None:
         self._seen[key] = (digest, time.monotonic() + ttl, pending)
+
+    def settled(self, key: str) -> None:
+        """The store's write of ``key`` is done: keep no task (nor its result) alive."""
+        v = self._seen.get(key)
+        if v is not None and v[2] is not None:
+            self._seen[key] = (v[0], v[1], None)
 
 
 async def nonce_once(request: web.Request, channel: str, body: bytes) -> asyncio.Future | None:
@@ -217,8 +223,14 @@ async def nonce_once(request: web.Request, channel: str, body: bytes) -> asyncio
             raise web.HTTPForbidden(text="this nonce was already used")
         return None
     pending = asyncio.ensure_future(members.cache(key, digest, ttl, only_new=True))
-    pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen, if unawaited
     g.nonces.put(key, digest, ttl, pending)
+
+    def done(f: asyncio.Future) -> None:
+        if not f.cancelled():
+            f.exception()  # retrieved, so an unawaited failure is not logged as lost
+        g.nonces.settled(key)
+
+    pending.add_done_callback(done)
     return pending
 
 

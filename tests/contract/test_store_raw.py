@@ -79,6 +79,16 @@ async def test_concurrent_distinct_keys_lose_no_update(store: Store):
     assert sorted(r["n"] for ok, r in seen if ok) == list(range(2, 32))
 
 
+async def test_a_burst_larger_than_any_connection_pool_waits_instead_of_failing(store: Store):
+    # 300 callers at once (more than redis-py's default pool of 100 connections): each waits
+    # for its turn; none is refused as "store unavailable"
+    ids = [f"b{i}" for i in range(300)]
+    results = await asyncio.gather(*(store.update(i, bump(i), key="k") for i in ids),
+                                   *(store.kv_get(f"burst:{i}") for i in ids))
+    assert results[:300] == [{"n": 1}] * 300 and results[300:] == [None] * 300
+    assert [(await store.get(i)).checkin_total for i in ids[:5]] == [1] * 5
+
+
 async def test_raising_step_writes_nothing(store: Store):
     await store.update("m1", bump("m1", indexes={"expiry": 20260101}), key="create")
     before = await store.get("m1")
