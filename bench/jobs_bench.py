@@ -93,7 +93,8 @@ def aggregate(i: int, rules, template: dict) -> tuple[dict, dict]:
            "last_activity": day_num(earned), "grace_until": None, "tier_review": None,
            "birthday": None, "coupon_expiry": None,
            "joined": day_num(earned - timedelta(days=30)), "tier": "normal",
-           "rfm": "一般发展客户", "tags": None, "followed": "yes"}
+           "rfm": "一般发展客户", "tags": None, "followed": "yes", "owner": d["owner_userid"],
+           "pending": None, "handover": None, "card": None}
     return d, idx
 
 
@@ -137,7 +138,9 @@ def check(path: Path, rules) -> None:
             "SELECT id, version, data, idx FROM members ORDER BY id LIMIT 50"):
         m = codec.decode(data, version)
         earned = date.fromisoformat(m.lots[0].earned_on)
-        assert indexes.derive(m, earned, rules) == orjson.loads(idx), mid
+        want, got = indexes.derive(m, earned, rules), orjson.loads(idx)
+        assert want == got, (mid, set(got) ^ set(want), {k: (got.get(k), v) for k, v in
+                                                         want.items() if got.get(k) != v})
     db.close()
 
 

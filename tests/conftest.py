@@ -39,6 +39,39 @@ def make_settings(tmp_path: Path, **over) -> Settings:
     return Settings(**base)
 
 
+def serve_cli_env(monkeypatch, tmp_path: Path, store_url: str) -> None:
+    """The environment of a ``memberbot`` command run in ``tmp_path`` on ``store_url``."""
+    for k, v in {"MEMBERBOT_STORE": store_url, "MEMBERBOT_DATA_DIR": str(tmp_path),
+                 "MEMBERBOT_DATA_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+                 "MEMBERBOT_API_SECRET": "x", "WECHAT_TOKEN": "x"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def fake():
+    """The fake WeCom API (and OA API) on a local port."""
+    from tests.fakes.wecom_api import FakeWeComAPI
+
+    api = FakeWeComAPI()
+    await api.start()
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def browser():
+    """Headless Chromium over CDP (skipped where there is none)."""
+    from tests.ops.cdp import Browser, require_chromium
+
+    require_chromium()
+    b = Browser()
+    try:
+        yield await b.start()
+    finally:
+        await b.close()
+
+
 @pytest.fixture
 def settings(tmp_path):
     return make_settings(tmp_path)

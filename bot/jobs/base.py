@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
 from ..context import Context
 from ..rules.config import Rules
 from ..rules.experiments import Variant
@@ -127,6 +129,10 @@ class Summary:
     samples: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     quiet_end: str = "09:00"  # the rules' push.quiet_end, for "held: quiet hours (until …)"
+
+    def held_by_wecom(self, e: Exception) -> None:
+        """A WeCom configuration error or rate limit that stopped a pass: held."""
+        self.held["config" if isinstance(e, WeComConfigError) else "rate_limit"] += 1
 
     def lines(self) -> list[str]:
         when = self.now.strftime("%Y-%m-%d %H:%M %Z")
@@ -252,6 +258,29 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         pass
+
+
+T = TypeVar("T")
+
+
+async def each_wecom_call(items: Iterable[T], call: Callable[[T], Awaitable[Any]], *,
+                          summary: Summary, progress: Progress, log: logging.Logger,
+                          what: str, not_done: Callable[[T], str]) -> bool:
+    """``call(item)`` for each of ``items``, a progress step each. A WeCom configuration
+    error or rate limit stops the pass (held; returns False); any other WeCom error fails
+    that item only (counted by errcode, logged as ``not_done(item)``)."""
+    for item in items:
+        try:
+            await call(item)
+        except (WeComConfigError, WeComRateLimited) as e:
+            summary.held_by_wecom(e)
+            log.warning("%s stopped: %s", what, e)
+            return False
+        except WeComError as e:  # this item only; the others go on
+            summary.failed[e.errcode] += 1
+            log.warning("%s: %s", not_done(item), e)
+        progress.advance()
+    return True
 
 
 async def all_of(coros: Iterable[Coroutine]) -> None:

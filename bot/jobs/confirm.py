@@ -22,10 +22,9 @@ import orjson
 from storage import OutboxRow
 
 from .. import keys
-from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
 from ..context import Context
 from ..metrics import PUSHES
-from .base import Job, Progress, Summary
+from .base import Job, Progress, Summary, each_wecom_call
 from .schedule import Every, Schedule
 
 log = logging.getLogger("memberbot.confirm")
@@ -116,17 +115,9 @@ async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
     if dry_run or env.wecom is None:
         progress.advance(len(open_tasks))
         return
-    for (msgid, sender), rows in open_tasks.items():
-        try:
-            await poll(env, msgid, sender, rows, summary)
-        except (WeComConfigError, WeComRateLimited) as e:
-            summary.held["config" if isinstance(e, WeComConfigError) else "rate_limit"] += 1
-            log.warning("confirmation stopped: %s", e)
-            return
-        except WeComError as e:  # this task only; the others go on
-            summary.failed[e.errcode] += 1
-            log.warning("task %s not polled: %s", msgid, e)
-        progress.advance()
-
+    await each_wecom_call(
+        open_tasks.items(), lambda task: poll(env, *task[0], task[1], summary),
+        summary=summary, progress=progress, log=log, what="confirmation",
+        not_done=lambda task: f"task {task[0][0]} not polled")
 
 JOB = Job(KIND, TITLE, schedule, run=run)

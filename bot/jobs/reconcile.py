@@ -22,9 +22,8 @@ import orjson
 from storage import OutboxRow
 
 from .. import keys
-from ..channels.wecom import WeComConfigError, WeComError, WeComRateLimited
 from ..context import Context
-from .base import Job, Progress, Summary, route
+from .base import Job, Progress, Summary, each_wecom_call, route
 from .outbox import _text, deliver, task_data
 from .schedule import Every, Schedule
 
@@ -135,17 +134,11 @@ async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
     known = await _known_msgids(env)
     batches = await _batches(env, rows)
     progress.start(len(batches))
-    for info, group in batches:
-        try:
-            await reconcile(env, info, group, known, summary)
-        except (WeComConfigError, WeComRateLimited) as e:
-            summary.held["config" if isinstance(e, WeComConfigError) else "rate_limit"] += 1
-            log.warning("reconciliation stopped: %s", e)
-            return
-        except WeComError as e:
-            summary.failed[e.errcode] += 1
-            log.warning("an uncertain batch could not be reconciled: %s", e)
-        progress.advance()
+    if not await each_wecom_call(
+            batches, lambda batch: reconcile(env, *batch, known, summary), summary=summary,
+            progress=progress, log=log, what="reconciliation",
+            not_done=lambda _batch: "an uncertain batch could not be reconciled"):
+        return
     if summary.resent:
         await deliver(env, now, summary=summary)
 

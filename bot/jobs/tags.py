@@ -151,7 +151,7 @@ async def run(env: Context, now: datetime, *, dry_run: bool, summary: Summary,
         await asyncio.gather(*(_member(env, mid, rs, ids, summary, sem)
                                for mid, rs in by_member.items()))
     except (WeComConfigError, WeComRateLimited) as e:
-        summary.held["config" if isinstance(e, WeComConfigError) else "rate_limit"] += 1
+        summary.held_by_wecom(e)
         log.warning("tag marks stopped: %s", e)
     except WeComError as e:
         summary.failed[e.errcode] += 1

@@ -46,6 +46,15 @@ async def fake_api():
     await api.close()
 
 
+@pytest.fixture
+def oa_api():
+    """The fake OA API on a thread of its own, for ``memberbot`` commands run as processes."""
+    fake = FakeWeChatAPI()
+    fake.start_thread()
+    yield fake
+    fake.stop_thread()
+
+
 def oa_settings(tmp_path: Path, api: FakeWeChatAPI | None, *, safe: bool = True, **over):
     extra = dict(wechat_appid=APPID, wechat_aes_key=AES_KEY if safe else "")
     if api is not None:

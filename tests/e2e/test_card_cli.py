@@ -7,7 +7,6 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from tests.fakes.wechat_api import FakeWeChatAPI
 
 from .test_card import card_toml
 
@@ -15,11 +14,8 @@ KEY = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="
 
 
 @pytest.fixture
-def api():
-    fake = FakeWeChatAPI()
-    fake.start_thread()
-    yield fake
-    fake.stop_thread()
+def api(oa_api):
+    return oa_api
 
 
 def run(tmp_path, api, *args: str, rules: str | None = None):

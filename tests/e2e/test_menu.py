@@ -14,14 +14,6 @@ from tests.fakes.wechat_api import FakeWeChatAPI
 KEY = "a2FrYWthYWthYWthYWthYWthYWthYWthYWthYWthYWs="  # 32 bytes, base64
 
 
-@pytest.fixture
-def oa_api():
-    fake = FakeWeChatAPI()
-    fake.start_thread()
-    yield fake
-    fake.stop_thread()
-
-
 def run(tmp_path, api: FakeWeChatAPI, *args: str):
     env = {"MEMBERBOT_STORE": f"sqlite:///{tmp_path}/m.db", "MEMBERBOT_DATA_KEY": KEY,
            "MEMBERBOT_DATA_DIR": str(tmp_path), "WECHAT_TOKEN": "t", "MEMBERBOT_API_SECRET": "s",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import aiohttp
 import pytest
 
 from bot.channels.wecom import Backoff, WeComClient
 from bot.context import Context, system_clock
 from bot.members import Members
-from storage import open_store
+from storage import Store, open_store
 from tests.conftest import make_settings
 from tests.fakes.wecom_api import FakeWeComAPI
 
@@ -22,12 +26,18 @@ class Sleeps(list):
         self.append(delay)
 
 
-@pytest.fixture
-async def fake():
-    api = FakeWeComAPI()
-    await api.start()
-    yield api
-    await api.close()
+@asynccontextmanager
+async def sqlite_or_redis(kind: str, tmp_path) -> AsyncIterator[Store]:
+    """An empty store of ``kind`` (``sqlite`` or ``redis``: this run's REDIS_URL, flushed)."""
+    s = open_store(f"sqlite:///{tmp_path}/m.db" if kind == "sqlite" else
+                   os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"), KEY)
+    await s.open()
+    if kind == "redis":
+        await s.client.flushdb()
+    try:
+        yield s
+    finally:
+        await s.close()
 
 
 @pytest.fixture

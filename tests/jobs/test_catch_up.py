@@ -7,31 +7,20 @@ Each test runs on SQLite and on a real Redis."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import date, timedelta
 
 import pytest
 
 from bot.rules.timeutil import ts
-from storage import open_store
 
-from .conftest import KEY
+from .conftest import sqlite_or_redis
 from .support import member, put, run, sh
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/m.db", KEY)
-        await s.open()
-    else:
-        s = open_store(REDIS_URL, KEY)
-        await s.open()
-        await s.client.flushdb()
-    yield s
-    await s.close()
+    async with sqlite_or_redis(request.param, tmp_path) as s:
+        yield s
 
 
 async def sent(store, kind: str) -> list[str]:

@@ -4,33 +4,23 @@ a real Redis."""
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
 import pytest
 
 from bot.jobs.registry import job, priority
 from bot.jobs.schedule import Daily
-from storage import open_store
 
-from .conftest import KEY
+from .conftest import sqlite_or_redis
 from .support import member, run, sh
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 ADD = "/cgi-bin/externalcontact/add_msg_template"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 async def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(f"sqlite:///{tmp_path}/m.db", KEY)
-        await s.open()
-    else:
-        s = open_store(REDIS_URL, KEY)
-        await s.open()
-        await s.client.flushdb()
-    yield s
-    await s.close()
+    async with sqlite_or_redis(request.param, tmp_path) as s:
+        yield s
 
 
 async def daily(env, first: date, last: date, skip=()) -> dict[date, int]:

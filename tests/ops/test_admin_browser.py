@@ -9,20 +9,9 @@ from bot.web import CTX, create_app
 from tests.api.support import Clock
 from tests.conftest import make_settings
 
-from .cdp import Browser, require_chromium
 from .seeded import seed_history
 
 PASSWORD = "browser-test-password"
-
-
-@pytest.fixture
-async def browser():
-    require_chromium()
-    b = Browser()
-    try:
-        yield await b.start()
-    finally:
-        await b.close()
 
 
 @pytest.fixture

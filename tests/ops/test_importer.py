@@ -17,6 +17,7 @@ from bot.importer import ImportFailed, import_orders, write_report
 from bot.members import Members
 from bot.rules import load_rules
 from storage import open_store
+from tests.conftest import serve_cli_env
 
 from .support import seed_member
 
@@ -225,11 +226,7 @@ def test_the_command_imports_and_writes_the_report(tmp_path, monkeypatch, rules,
         await store.close()
 
     asyncio.run(prepare())
-    for k, v in {"MEMBERBOT_STORE": f"sqlite:///{db}", "MEMBERBOT_DATA_DIR": str(tmp_path),
-                 "MEMBERBOT_DATA_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
-                 "MEMBERBOT_API_SECRET": "x", "WECHAT_TOKEN": "x"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
+    serve_cli_env(monkeypatch, tmp_path, f"sqlite:///{db}")
     src = tmp_path / "orders.csv"
     shutil.copy(FIXTURE, src)
     res = CliRunner().invoke(main, ["import-orders", str(src)])

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.members import Members
 from storage import open_store
+from tests.conftest import serve_cli_env
 
 from .seeded import seed_history
 
@@ -26,11 +27,7 @@ def db(tmp_path, monkeypatch, rules):
         await store.close()
 
     asyncio.run(prepare())
-    for k, v in {"MEMBERBOT_STORE": f"sqlite:///{path}", "MEMBERBOT_DATA_DIR": str(tmp_path),
-                 "MEMBERBOT_DATA_KEY": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
-                 "MEMBERBOT_API_SECRET": "x", "WECHAT_TOKEN": "x"}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.chdir(tmp_path)
+    serve_cli_env(monkeypatch, tmp_path, f"sqlite:///{path}")
     return path
 
 

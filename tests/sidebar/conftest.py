@@ -21,14 +21,6 @@ ADMIN = "boss"
 CUSTOMER = "wmCUSTOMER001"
 
 
-@pytest.fixture
-async def fake():
-    api = FakeWeComAPI()
-    await api.start()
-    yield api
-    await api.close()
-
-
 def sidebar_settings(tmp_path, fake: FakeWeComAPI, **over):
     base = dict(wecom_corp_id=fake.corp_id, wecom_secret=fake.secret,
                 wecom_agent_secret=fake.agent_secret, wecom_agent_id=AGENT_ID,

@@ -10,11 +10,9 @@ import base64
 import os
 from pathlib import Path
 
-import pytest
-
 from bot.rules import points
 from bot.rules.timeutil import local_day
-from tests.ops.cdp import Browser, require_chromium
+from tests.ops.cdp import Browser
 
 from .conftest import STAFF, ctx, seed_customer
 
@@ -23,16 +21,6 @@ WIDTH = 360
 FAKE_WX = """window.__sent = [];
 window.wx = {invoke: function (name, args, cb) {
   window.__sent.push({name: name, args: args}); cb({err_msg: name + ':ok'}); }};"""
-
-
-@pytest.fixture
-async def browser():
-    require_chromium()
-    b = Browser()
-    try:
-        yield await b.start()
-    finally:
-        await b.close()
 
 
 def artifact_dir(tmp_path: Path) -> Path:

@@ -4,6 +4,7 @@ whole ledger; operators adjust points, issue coupons and edit tags within their 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -91,45 +92,44 @@ async def _back(request: web.Request, sid: str, code: str, msg: str) -> web.HTTP
     return web.HTTPSeeOther(f"/admin/members?{urlencode({'q': code})}")
 
 
-@guarded(role="operator")
-async def adjust_points(request: web.Request, sid: str) -> web.StreamResponse:
-    """Points up or down with a reason, within the role's caps: the sidebar's use case, so
-    the audit trail (/admin/audit) shows it like any staff adjustment."""
+async def _as_staff(request: web.Request, sid: str, form: Any, code: str, action: str,
+                   *args: Any, done: Callable[[dict], str]) -> web.StreamResponse:
+    """Run the staff desk's ``action`` for member ``code`` (from the posted ``form``) as the
+    signed-in account (the sidebar's use case, so /admin/audit shows it like any staff
+    action), then back to the member's page with ``done(result)`` or the refusal."""
     ctx = request.app[CTX]
-    form, code, _mid = await _member_form(request, sid)
     me = request[ADMIN]
     desk = StaffDesk(ctx.members, ctx.settings)
+    try:
+        res = await getattr(desk, action)(desk.admin_staff(me["name"], me["role"]), *args,
+                                          str(form.get("request_id", "")), ctx.now(),
+                                          member_code=code)
+        msg = done(res)
+    except Refusal as e:
+        msg = e.message
+    raise await _back(request, sid, code, msg)
+
+
+@guarded(role="operator")
+async def adjust_points(request: web.Request, sid: str) -> web.StreamResponse:
+    """Points up or down with a reason, within the role's caps."""
+    form, code, _mid = await _member_form(request, sid)
     try:
         delta = int(str(form.get("delta", "")).strip())
     except ValueError:
         raise await _back(request, sid, code,
                           "积分须为整数 / points must be a whole number") from None
-    try:
-        res = await desk.adjust_points(desk.admin_staff(me["name"], me["role"]), delta,
-                                       str(form.get("reason", "")),
-                                       str(form.get("request_id", "")), ctx.now(),
-                                       member_code=code)
-        msg = f"已调整 {delta:+d} 积分，余额 {res['balance']} / adjusted"
-    except Refusal as e:
-        msg = e.message
-    raise await _back(request, sid, code, msg)
+    return await _as_staff(request, sid, form, code, "adjust_points", delta,
+                           str(form.get("reason", "")), done=lambda res:
+                           f"已调整 {delta:+d} 积分，余额 {res['balance']} / adjusted")
 
 
 @guarded(role="operator")
 async def issue_coupon(request: web.Request, sid: str) -> web.StreamResponse:
-    ctx = request.app[CTX]
+    """A coupon of the role's templates."""
     form, code, _mid = await _member_form(request, sid)
-    me = request[ADMIN]
-    desk = StaffDesk(ctx.members, ctx.settings)
-    try:
-        res = await desk.issue_coupon(desk.admin_staff(me["name"], me["role"]),
-                                      str(form.get("template", "")),
-                                      str(form.get("request_id", "")), ctx.now(),
-                                      member_code=code)
-        msg = f"已发放 {res['name']} {res['code']} / issued"
-    except Refusal as e:
-        msg = e.message
-    raise await _back(request, sid, code, msg)
+    return await _as_staff(request, sid, form, code, "issue_coupon", str(form.get("template", "")),
+                           done=lambda res: f"已发放 {res['name']} {res['code']} / issued")
 
 
 @guarded(role="operator")
