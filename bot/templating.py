@@ -17,6 +17,7 @@ from jinja2 import (
     PackageLoader,
     StrictUndefined,
     TemplateError,
+    TemplateNotFound,
 )
 
 _overrides: str | None = None
@@ -90,10 +91,11 @@ def render_html(name: str, **ctx: Any) -> str:
     return html_environment().get_template(name).render(**ctx)
 
 
-def describe_error(e: TemplateError) -> str:
-    """``template FILE line N: what`` for an operator. A syntax error carries its place; an
-    undefined variable (StrictUndefined) does not, but jinja2 rewrites the traceback so the
-    frame of the template names its file and line: the innermost such frame is the place."""
+def _place(e: BaseException) -> tuple[str | None, int | None]:
+    """Where in a template ``e`` happened: a syntax error carries its place; an undefined
+    variable (StrictUndefined) or an error of the template's code does not, but jinja2
+    rewrites the traceback so the frame of the template names its file and line: the
+    innermost such frame is the place."""
     where, line = getattr(e, "filename", None), getattr(e, "lineno", None)
     if where is None:
         tb = e.__traceback__
@@ -103,5 +105,26 @@ def describe_error(e: TemplateError) -> str:
                     name.endswith((".j2", ".html")):
                 where, line = name, tb.tb_lineno
             tb = tb.tb_next
+    return where, line
+
+
+def describe_error(e: TemplateError) -> str:
+    """``template FILE line N: what`` for an operator."""
+    where, line = _place(e)
     where = where or getattr(e, "name", None) or "a template"
     return f"template {where}{f' line {line}' if line else ''}: {e.message or e}"
+
+
+def describe_failure(e: Exception) -> str:
+    """Why a render failed, for an operator, without a traceback: a missing template by
+    name (and where it was looked for); else what went wrong (a template error, or what the
+    template's code raised, ``{{ points / 0 }}``), after its place when it is known."""
+    if isinstance(e, TemplateNotFound):
+        where = f"{_overrides} (MEMBERBOT_TEMPLATES) or " if _overrides else ""
+        return f"no template {e.name!r} in {where}the built-in templates"
+    what = (getattr(e, "message", None) if isinstance(e, TemplateError) else None) or \
+        f"{type(e).__name__}: {e}"
+    where, line = _place(e)
+    if where is None or where == "<template>":  # a text in the rules file: the field says
+        return f"line {line}: {what}" if line and where else what
+    return f"template {where}{f' line {line}' if line else ''}: {what}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -136,10 +135,15 @@ class Router:
         return self._menu.get(key.strip().upper())
 
 
+# full-width ASCII (U+FF01..U+FF5E) to ASCII, the ideographic space to a space
+_HALF_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def normalise(text: str) -> str:
-    """Full-width to half-width (NFKC: ``？``→``?``, ``　``→space, ``ＡＢＣ``→``ABC``), trimmed,
-    inner blanks collapsed."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip()
+    """Full-width to half-width (``？``→``?``, ``　``→space, ``ＡＢＣ２``→``ABC2``), trimmed,
+    inner blanks collapsed. Only the width: not NFKC, which also makes ``¹``, ``²``, ``①``
+    and ``⑴`` plain digits, so that ``兑换 ²`` chose item 2."""
+    return re.sub(r"\s+", " ", text.translate(_HALF_WIDTH)).strip()
 
 
 router = Router()
@@ -306,7 +310,8 @@ async def exchange(t: Turn) -> str:
         m = await t.member()
         return render("replies/catalogue.j2", items=await t.members.catalogue(m, t.now),
                       balance=points.balance(m, local_day(t.now, t.rules.tz), t.rules))
-    if not _ITEM.fullmatch(t.arg):  # ASCII digits, a few: '²' and 4,400 digits are no item
+    # ASCII digits, a few (full-width ones arrive as ASCII): '²', '①' and 4,400 digits are no item
+    if not _ITEM.fullmatch(t.arg):
         return render("replies/usage.j2", usage="兑换 序号", example="兑换 1")
     res = await t.members.exchange(t.member_id, int(t.arg), t.now, key=t.msg.dedup_key)
     m = await t.member()

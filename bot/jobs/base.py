@@ -24,6 +24,7 @@ PAGE = 5000
 HELD = {"send_limit": "held: WeCom's per-customer limit (sent next period)",
         "no_owner": "waiting for a new owner (staff left)"}
 SKIPPED = {"out_of_target": "skipped: not in the kind's target (push.targets)"}
+NOT_RENDERED = "message not rendered"  # the start of a failure reason: see runner._render
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class Job:
     the pure ``due`` (what is due and its de-duplication period, ``once_per`` in words);
     ``priority`` places it in the daily cap's default order; ``hold_days``: how many days
     after the day it was enqueued a held message may still go out (the stale rule); a job
-    of another shape has ``run(env, now, dry_run=, summary=, progress=)``."""
+    of another shape has ``run(env, now, dry_run=, summary=, progress=)``. ``sample``: the
+    facts of a made-up push of the kind, which an A/B test variant is rendered with when the
+    rules are loaded (:func:`bot.jobs.registry.checked`)."""
 
     kind: str
     title: str
@@ -77,6 +80,7 @@ class Job:
     hold_days: int = 1
     run: RunFn | None = None
     sends: bool = False  # a job of another shape whose outbox rows are lifecycle messages
+    sample: dict[str, Any] = field(default_factory=dict)
 
     @property
     def push(self) -> bool:
@@ -152,7 +156,8 @@ class Summary:
                  if k != "quiet" and v]
         rows.append(("unreachable (no WeCom contact, no OA template)", self.unreachable))
         rows.append(("failed", sum(self.failed.values())))
-        rows += [(f"  errcode {k}", v) for k, v in sorted(self.failed.items(), key=str)]
+        rows += [(f"  errcode {k}" if str(k).lstrip("-").isdigit() else f"  {k}", v)
+                 for k, v in sorted(self.failed.items(), key=str)]
         if self.uncertain:
             rows.append(("uncertain (in flight at a crash, not resent)", self.uncertain))
         if self.coupons or self.coupon_refused:
@@ -189,6 +194,10 @@ class Summary:
         width = max(len(k) for k, _ in rows)
         return [f"  {k:<{width}}  {v}" for k, v in rows] + \
             [f"  {'time':<{width}}  {self.seconds:.2f} s"]
+
+    def not_rendered(self) -> list[str]:
+        """The reasons of the pushes that failed because their message did not render."""
+        return [k for k in self.failed if str(k).startswith(NOT_RENDERED)]
 
     def previews(self) -> list[str]:
         """The sample messages of a dry run with whom they are for (masked)."""
@@ -373,6 +382,10 @@ def render_push(kind: str, facts: dict[str, Any], m: Member, rules: Rules,
         return render_source(variant.text, **ctx)
     name = variant.template if variant is not None and variant.template else None
     return render(name or f"lifecycle/{kind}.j2", **ctx)
+
+
+SAMPLE_COUPON = {"name": "示例券", "label": "满100减10", "code": "SAMPLE0001",
+                 "valid_until": "2026-01-31"}
 
 
 def route(m: Member, env: Context) -> tuple[str, str, str] | None:

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, Indexes, Job, ranged, unique
+from .base import SAMPLE_COUPON, Due, Indexes, Job, ranged, unique
 from .schedule import Daily, Schedule
 
 KIND = "birthday"
@@ -57,4 +57,4 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
 
 
 JOB = Job(KIND, TITLE, schedule, "year (on the day, or the next day)", candidates, due,
-          COUPON, priority=4)
+          COUPON, priority=4, sample={"coupon": SAMPLE_COUPON})

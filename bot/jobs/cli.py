@@ -178,5 +178,5 @@ def register(main: click.Group) -> None:
             fail(_template_error(e))
         for line in summary.lines() + summary.previews():
             click.echo(line)
-        if problems:
-            fail("; ".join(problems.values()))
+        if problems or summary.not_rendered():
+            fail("; ".join([*problems.values(), *summary.not_rendered()]))

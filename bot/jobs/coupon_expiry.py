@@ -11,7 +11,7 @@ from ..rules import coupons
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import day_num, from_ts, local_day
-from .base import Due, Indexes, Job, first_open, ranged
+from .base import SAMPLE_COUPON, Due, Indexes, Job, first_open, ranged
 from .schedule import Daily, Schedule
 
 KIND = "coupon_expiry"
@@ -42,4 +42,6 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     return first_open(KIND, m, dues)
 
 
-JOB = Job(KIND, TITLE, schedule, "coupon", candidates, due, priority=7)
+JOB = Job(KIND, TITLE, schedule, "coupon", candidates, due, priority=7,
+          sample={"coupon_name": SAMPLE_COUPON["name"], "label": SAMPLE_COUPON["label"],
+                  "code": SAMPLE_COUPON["code"], "valid_until": "2026-01-31", "days_left": 3})

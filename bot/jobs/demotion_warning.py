@@ -43,4 +43,4 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
 
 
 JOB = Job(KIND, TITLE, schedule, "end of grace and warning (30, 7 days ahead)", candidates,
-          due, priority=1)
+          due, priority=1, sample={"gap_fen": 5000, "deadline": "2026-01-31", "days_left": 7})

@@ -45,4 +45,4 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
 
 
 JOB = Job(KIND, TITLE, schedule, "start of dormancy (the last activity)", candidates, due,
-          priority=6)
+          priority=6, sample={"days": 60, "since": "2025-11-01"})

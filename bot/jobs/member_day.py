@@ -9,7 +9,7 @@ from datetime import datetime
 from ..rules.config import CouponTemplate, Rules
 from ..rules.models import Member
 from ..rules.timeutil import local_day
-from .base import Due, Indexes, Job, tagged, unique
+from .base import SAMPLE_COUPON, Due, Indexes, Job, tagged, unique
 from .schedule import Monthly, Schedule
 
 KIND = "member_day"
@@ -45,4 +45,5 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
     return Due(today.strftime("%Y-%m"), {}, coupon=tpl.key, until=today)
 
 
-JOB = Job(KIND, TITLE, schedule, "month", candidates, due, priority=5, hold_days=0)
+JOB = Job(KIND, TITLE, schedule, "month", candidates, due, priority=5, hold_days=0,
+          sample={"coupon": SAMPLE_COUPON})

@@ -56,4 +56,4 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
 
 
 JOB = Job(KIND, TITLE, schedule, "lot expiry date and warning (30, 7 days ahead)", candidates,
-          due, priority=2)
+          due, priority=2, sample={"points": 500, "date": "2026-01-31", "days_left": 7})

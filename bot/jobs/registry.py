@@ -13,8 +13,9 @@ import logging
 from ..rules import targets
 from ..rules.config import Rules, RulesError, push_priority
 from ..rules.experiments import check_kinds
+from ..rules.models import Member
 from ..settings import Settings, rules_for
-from ..templating import check_source
+from ..templating import check_source, describe_failure, use
 from . import (
     birthday,
     confirm,
@@ -32,7 +33,7 @@ from . import (
     wakeup,
     welcome,
 )
-from .base import Job
+from .base import Job, render_push
 
 log = logging.getLogger("memberbot.jobs")
 
@@ -83,12 +84,7 @@ def checked(rules: Rules) -> Rules:
     against the lifecycle kinds, the tiers and the segments."""
     given = rules.push["priority"]
     order, missing = push_priority(given, default_priority())
-    check_kinds(rules.experiments, default_priority())
-    for i, e in enumerate(rules.experiments):
-        for j, v in enumerate(e.variants):
-            why = check_source(v.text) if v.text else None
-            if why:
-                raise RulesError(f"experiments[{i}].variants[{j}].text: not a template ({why})")
+    check_variants(rules)
     if given and missing:
         log.warning("push.priority does not name %s: placed last, in that order",
                     ", ".join(missing))
@@ -98,6 +94,27 @@ def checked(rules: Rules) -> Rules:
                                             "targets": aimed})
 
 
+def check_variants(rules: Rules) -> None:
+    """Each A/B test's kind is a push kind, and each variant renders: its text is a
+    template, its template exists, and either renders a made-up push of the kind (the job's
+    ``sample``) for a member of the first tier. A :class:`RulesError` names the field."""
+    check_kinds(rules.experiments, default_priority())
+    member = Member(id="sample", member_code="100000000000", tier=rules.tiers[0].key)
+    for i, e in enumerate(rules.experiments):
+        for j, v in enumerate(e.variants):
+            where = f"experiments[{i}].variants[{j}].{'text' if v.text else 'template'}"
+            why = check_source(v.text) if v.text else None
+            if why:
+                raise RulesError(f"{where}: not a template ({why})")
+            try:
+                render_push(e.kind, dict(JOBS[e.kind].sample), member, rules, v)
+            except Exception as err:  # whatever the template raises: the operator's to fix
+                raise RulesError(f"{where}: does not render a sample {e.kind} message: "
+                                 f"{describe_failure(err)}") from None
+
+
 def load_rules(settings: Settings) -> Rules:
-    """The rules of ``settings`` (file and ``MEMBERBOT_TZ``), checked against the jobs."""
+    """The rules of ``settings`` (file and ``MEMBERBOT_TZ``), checked against the jobs and
+    the templates (``MEMBERBOT_TEMPLATES`` first)."""
+    use(settings.templates)
     return checked(rules_for(settings))

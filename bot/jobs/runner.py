@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,9 @@ from ..rules.experiments import HOLDOUT
 from ..rules.models import Entry, Member, Refusal
 from ..rules.targets import in_target
 from ..rules.timeutil import local_day, ts
+from ..templating import describe_failure
 from .base import (
+    NOT_RENDERED,
     Due,
     Job,
     Progress,
@@ -39,6 +42,8 @@ from .base import (
 from .outbox import deliver
 from .registry import job, priority
 from .schedule import in_quiet_hours
+
+log = logging.getLogger("memberbot.jobs")
 
 CHUNK = 256
 STEPS_IN_FLIGHT = 32
@@ -135,6 +140,24 @@ def _preview_coupon(template: str, now: datetime, rules: Rules) -> dict | None:
             "valid_until": local_day(window_end(tpl, now, rules), rules.tz).isoformat()}
 
 
+def _render(mod: Job, facts: dict[str, Any], m: Member, rules: Rules,
+            exp: experiments.Experiment | None, arm: dict[str, str] | None,
+            summary: Summary) -> str | None:
+    """The member's message, or None when it does not render (an A/B variant's template
+    gone or failing on this member's facts): that push fails with the reason counted and
+    logged once per run; the job goes on with the other members."""
+    variant = experiments.variant(exp, arm["variant"]) if exp and arm else None
+    try:
+        return render_push(mod.kind, facts, m, rules, variant)
+    except Exception as e:  # whatever a template raises: one member's push, not the run
+        which = f"{exp.name}/{arm['variant']}" if exp and arm else mod.kind
+        reason = f"{NOT_RENDERED} ({which}): {describe_failure(e)}"
+        summary.failed[reason] += 1
+        if summary.failed[reason] == 1:
+            log.warning("%s: %s", mod.kind, reason)
+        return None
+
+
 async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
                summary: Summary, quiet: bool) -> None:
     m = await env.members.get(mid)
@@ -159,8 +182,9 @@ async def _one(env: Context, mod: Job, mid: str, now: datetime, dry_run: bool,
         coupon = (_preview_coupon(d.coupon, now, env.rules) if dry_run else
                   await _coupon(env, mid, d.coupon, d.period, now, summary))
     facts = {**d.facts, "coupon": coupon}
-    text = "" if held_out else render_push(
-        mod.kind, facts, m, env.rules, experiments.variant(exp, arm["variant"]) if arm else None)
+    text = "" if held_out else _render(mod, facts, m, env.rules, exp, arm, summary)
+    if text is None:
+        return
     if dry_run:
         via = ""
         if status == "ok" and held_out:

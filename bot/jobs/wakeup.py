@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from ..rules.config import Rules
 from ..rules.models import Member
 from ..rules.timeutil import from_ts, local_day
-from .base import Due, Indexes, Job, unique, within
+from .base import SAMPLE_COUPON, Due, Indexes, Job, unique, within
 from .schedule import Daily, Schedule
 
 KIND = "wakeup"
@@ -49,4 +49,5 @@ def due(m: Member, now: datetime, rules: Rules) -> Due | None:
 
 
 JOB = Job(KIND, TITLE, schedule, "last purchase (or joining)", candidates, due, COUPON,
-          priority=3)
+          priority=3, sample={"days": 90, "since": "2025-09-01", "bought": True,
+                              "coupon": SAMPLE_COUPON})

@@ -44,6 +44,32 @@ def test_menu_keys_and_registry():
         r.command("b", "Ａ")(lambda t: None)  # "Ａ" normalises to "a": registered twice
 
 
+@pytest.mark.parametrize(("text", "arg"), [
+    ("兑换 ¹", "¹"), ("兑换 ²", "²"), ("兑换 ①", "①"), ("兑换 ⑴", "⑴"), ("兑换 ₂", "₂"),
+    ("生日 ¹⁹⁹⁰-05-20", "¹⁹⁹⁰-05-20"),
+])
+def test_only_the_width_is_normalised_not_superscripts_or_circled_digits(text, arg):
+    """NFKC made '²' a '2', so that 「兑换 ²」 chose item 2."""
+    assert router.match(text)[1] == arg
+    assert normalise("ＡＢＣ　２３４！～") == "ABC 234!~"
+
+
+async def test_exchange_takes_ascii_and_full_width_digits_only(bot, clock):
+    await bot.wx.follow("o_x")
+    m = await bot.member("o_x")
+    await bot.ctx.members.record_order(m.id, "ord-x", 150_000, clock(), clock())  # 1500 points
+    coupons = len((await bot.member("o_x")).coupons)
+    for arg in ("¹", "²", "①", "⑴", "₁", "1²", "١"):
+        r = await bot.wx.text("o_x", f"兑换 {arg}")
+        assert r.content == "格式：兑换 序号，例如：兑换 1", (arg, r.content)
+    m = await bot.member("o_x")
+    assert len(m.coupons) == coupons and sum(x.points for x in await bot.ledger("o_x")) == 1500
+    assert "没有第 2 项" in (await bot.wx.text("o_x", "兑换 ２")).content  # read as item 2
+    assert "兑换成功" in (await bot.wx.text("o_x", "兑换１")).content
+    assert "兑换成功" in (await bot.wx.text("o_x", "兑换 1")).content
+    assert [c.template for c in (await bot.member("o_x")).coupons].count("points_500") == 2
+
+
 def test_normalise_and_invite_scenes():
     assert normalise("　签到\t ") == "签到" and normalise("绑定　 x") == "绑定 x"
     assert invite_scene("qrscene_inv_abc234") == "ABC234"

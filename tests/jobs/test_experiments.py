@@ -77,8 +77,10 @@ async def test_holdout_members_are_not_pushed_and_the_report_counts_each_arm(
     a = next(x for x in r["arms"] if x["arm"] == "a")
     d, lo, hi = experiment_report.diff_interval(2, n["a"], 1, n["holdout"])
     assert (a["diff"], a["ci_low"], a["ci_high"]) == (d, lo, hi)
+    assert a["verdict"] == "too_small"  # about 12 in the holdout: too few to conclude
     text = "\n".join(experiment_report.lines(r))
     assert "holdout" in text and "(baseline)" in text and "95 % CI" in text
+    assert "samples too small to conclude" in text and "Newcombe" in text
 
     # the command prints the same
     path = tmp_path / "m.db"
@@ -95,3 +97,18 @@ async def test_holdout_members_are_not_pushed_and_the_report_counts_each_arm(
     res = await asyncio.to_thread(CliRunner().invoke, main,
                                   ["report", "--experiment", "nope"])
     assert res.exit_code == 1 and "no experiment 'nope'" in res.output
+
+
+def test_one_member_against_one_is_too_few_and_keeps_a_wide_interval():
+    """1/1 against 0/1 printed "+100.0% [+100.0%, +100.0%]" (the Wald interval)."""
+    exp = ex.Experiment("t", "points_expiry", 10, 7, (ex.Variant("a"),))
+    arms = [{"arm": "a", "members": 1, "sent": 1, "conversions": 1, "rate": 1.0},
+            {"arm": "holdout", "members": 1, "sent": 0, "conversions": 0, "rate": 0.0}]
+    d, lo, hi = experiment_report.diff_interval(1, 1, 0, 1)
+    arms[0].update(diff=d, ci_low=lo, ci_high=hi, verdict=experiment_report.verdict(1, 1, lo, hi))
+    arms[1].update(diff=None, ci_low=None, ci_high=None, verdict=None)
+    r = {"experiment": exp.name, "kind": exp.kind, "holdout_percent": 10,
+         "conversion_days": 7, "arms": arms, "definition": "…"}
+    line = next(x for x in experiment_report.lines(r) if x.strip().startswith("a "))
+    assert line.endswith("+100.0% [-12.2%, +100.0%]  samples too small to conclude (under 30 "
+                         "members here or in the holdout)")
