@@ -187,6 +187,7 @@ async def test_rate_limit_is_shared_by_processes(make_bot, tmp_path):
     for i in range(12):
         r = await (a, b)[i % 2].wx.text("o_spam", "积分")
         allowed += "太频繁" not in r.content
+        await asyncio.sleep(0.05)  # a person's pace: the background counts land in between
     assert 4 <= allowed <= 4 + 2  # the limit, plus at most limit/2 per extra process
 
 
