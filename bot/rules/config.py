@@ -401,17 +401,9 @@ TASK_MAX = {"points": 100_000, "daily_cap": 1_000, "lifetime_cap": 1_000_000}
 
 
 def _tasks(items: Any, legacy_profile: int | None) -> dict[str, Task]:
-    if not isinstance(items, list):
-        raise RulesError("tasks: must be a list of [[tasks]] tables")
     out: dict[str, Task] = {}
-    for i, t in enumerate(items):
-        p = f"tasks[{i}]"
-        if not isinstance(t, dict):
-            raise RulesError(f"{p}: must be a table")
-        unknown = set(t) - {"key", "name", "points", "daily_cap", "lifetime_cap", "start",
-                            "end"}
-        if unknown:
-            raise RulesError(f"{p}.{sorted(unknown)[0]}: unknown setting")
+    known = {"key", "name", "points", "daily_cap", "lifetime_cap", "start", "end"}
+    for p, t in entries(items, "tasks", known, RulesError):
         t = {"daily_cap": 0, "lifetime_cap": 0, **t}
         key = _str(t, "key", p)
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", key):
