@@ -200,8 +200,9 @@ class WeComContacts:
         key = keys.staff_departures()
         for _ in range(50):  # compare-and-set: concurrent departures never lose each other
             raw = await self.store.kv_get(key)
-            new = edit(json.loads(raw or "{}"))
-            if new == json.loads(raw or "{}"):
+            old = json.loads(raw or "{}")
+            new = edit(old)
+            if new == old:
                 return
             if not new:
                 if await self.store.kv_delete(key, expect=raw):
