@@ -61,6 +61,10 @@ init = function(args)
 end
 request = function()
   n = n + 1
+  if last == 0 then  -- a server that keeps nothing: the same requests again, for the whole run
+    if n > #reqs then n = 1 end
+    return reqs[n]
+  end
   if n >= last then wrk.thread:stop() end
   if n > #reqs then n = #reqs end
   return reqs[n]
@@ -276,16 +280,19 @@ def parse_ms(s: str) -> float:
 
 
 def run_wrk(pid: int, port: int, reqs: list[tuple[str, str]], tmp: Path, seconds: int,
-            conns: int) -> dict:
+            conns: int, *, repeat: bool = False) -> dict:
     """wrk sends each of ``reqs`` at most once (``conns`` of them are spares), for at most
-    ``seconds``; with the server's CPU and bytes written over the run."""
+    ``seconds``; with the server's CPU and bytes written over the run. ``repeat``: over and
+    over for the whole run (a server that keeps nothing). ``spent``: the run stopped because
+    the requests ran out; wrk still divides by the whole duration, so its req/s is then only
+    a lower bound."""
     script, reqfile = tmp / "once.lua", tmp / "requests.txt"
     script.write_text(WRK_LUA)
     reqfile.write_text("".join(f"{p} {b}\n" for p, b in reqs))
     before = usage(pid)
     out = subprocess.run([WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
                           str(script), f"http://127.0.0.1:{port}", "--", str(reqfile),
-                          str(len(reqs) - conns)],
+                          "0" if repeat else str(len(reqs) - conns)],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     after = usage(pid)
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
@@ -294,6 +301,7 @@ def run_wrk(pid: int, port: int, reqs: list[tuple[str, str]], tmp: Path, seconds
     sock = re.search(r"Socket errors: (.*)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50": parse_ms(lat["50"]), "p99": parse_ms(lat["99"]), "requests": total,
+            "spent": not repeat and total >= len(reqs) - conns - 1,
             "errors": (int(errors.group(1)) if errors else 0), "socket_errors":
             sock.group(1) if sock else "", **spent(before, after, total)}
 

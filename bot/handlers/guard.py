@@ -194,8 +194,8 @@ async def nonce_once(request: web.Request, channel: str, body: bytes) -> asyncio
     Kept in the store, so it holds across processes and restarts. The same body again is
     WeChat's or WeCom's retry, which the dedup keys answer once. On a store only this process
     writes (``one_process``: SQLite), this process's memory and a read of the store decide at
-    once and the nonce's write is returned pending: it shares the group commit of the
-    message's own update, and the caller awaits it before it answers (so a nonce is durable
+    once and the nonce's write is returned pending: it usually shares the group commit of
+    the message's own update, and the caller awaits it before it answers (so a nonce is durable
     before any reply to its callback leaves). Elsewhere the write is awaited here."""
     timestamp_fresh(request)
     g = request.app[GUARD]
