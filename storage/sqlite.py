@@ -371,18 +371,22 @@ class SQLiteStore(SQLiteBudgets, Store):
         """Only the index values that changed; a value of one row (a number, one tag) that
         stays one row is updated in place, so the row and the B-tree pages of the indexes
         whose column did not change are not written again."""
-        gone, rows, moved = [], [], []
+        gone, rows = [], []
         for name in set(old) | set(new):
             if old.get(name) == new.get(name):
                 continue
             before, after = _idx_rows(name, old.get(name)), _idx_rows(name, new.get(name))
             if len(before) == 1 and len(after) == 1:
-                moved.append((after[0][1], after[0][2], name, member_id))
+                (_, n0, _), (_, num, tag) = before[0], after[0]
+                if n0 is not None and num is not None:  # a number moves: one index entry
+                    c.execute("UPDATE idx SET num=? WHERE name=? AND member_id=?",
+                              (num, name, member_id))
+                else:
+                    c.execute("UPDATE idx SET num=?, tag=? WHERE name=? AND member_id=?",
+                              (num, tag, name, member_id))
                 continue
             gone.append((name, member_id))
             rows += [(n, member_id, num, tag) for n, num, tag in after]
-        for args in moved:
-            c.execute("UPDATE idx SET num=?, tag=? WHERE name=? AND member_id=?", args)
         if gone:
             c.executemany("DELETE FROM idx WHERE name=? AND member_id=?", gone)
         if rows:

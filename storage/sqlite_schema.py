@@ -1,5 +1,10 @@
 """The SQLite backend's tables: members, idempotency results, uniques, job indexes, ledger,
-outbox, coupon stock, campaign budgets and small shared state (kv)."""
+outbox, coupon stock, campaign budgets and small shared state (kv).
+
+Run at every open, so it is also the upgrade: ``idx_by_num`` and ``idx_by_tag`` hold only the
+rows of their kind (a number's row has no tag), so a member's index row costs two B-tree
+entries, not three; they replaced the full ``idx_num`` and ``idx_tag`` (dropped here once, after
+the partial ones are built)."""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ CREATE TABLE IF NOT EXISTS uniques (kind TEXT NOT NULL, value TEXT NOT NULL,
     member_id TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idx (name TEXT NOT NULL, member_id TEXT NOT NULL, num INTEGER,
     tag TEXT);
-CREATE INDEX IF NOT EXISTS idx_num ON idx (name, num, member_id);
-CREATE INDEX IF NOT EXISTS idx_tag ON idx (name, tag, member_id);
+CREATE INDEX IF NOT EXISTS idx_by_num ON idx (name, num, member_id) WHERE num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_by_tag ON idx (name, tag, member_id) WHERE tag IS NOT NULL;
+DROP INDEX IF EXISTS idx_num;
+DROP INDEX IF EXISTS idx_tag;
 CREATE INDEX IF NOT EXISTS idx_member ON idx (member_id, name);
 CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY AUTOINCREMENT, member_id TEXT NOT NULL,
     kind TEXT NOT NULL, at INTEGER NOT NULL, points INTEGER NOT NULL, amount_fen INTEGER NOT NULL,

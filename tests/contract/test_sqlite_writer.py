@@ -88,3 +88,37 @@ async def test_expired_kv_is_purged_by_a_write_of_its_own(store, monkeypatch):
         await asyncio.sleep(0.01)
     assert row[0] == 0
     assert await store.kv_get("new") == "y"
+
+
+async def test_index_queries_use_the_partial_indexes_and_old_files_are_upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)  # a file made before the partial indexes
+    old.executescript("""
+        CREATE TABLE idx (name TEXT NOT NULL, member_id TEXT NOT NULL, num INTEGER, tag TEXT);
+        CREATE INDEX idx_num ON idx (name, num, member_id);
+        CREATE INDEX idx_tag ON idx (name, tag, member_id);
+        INSERT INTO idx VALUES ('expiry', 'm1', 20261201, NULL), ('tier', 'm1', NULL, 'gold');
+    """)
+    old.close()
+    s = open_store(f"sqlite:///{path}", os.urandom(32))
+    await s.open()
+    try:
+        names = {r[0] for r in s._r.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"idx_by_num", "idx_by_tag"} <= names and not names & {"idx_num", "idx_tag"}
+        assert await s.range("expiry", 20261130, 20261202) == [("m1", 20261201)]
+        assert await s.tagged("tier", "gold") == ["m1"]
+        assert await s.tag_counts("tier") == {"gold": 1}
+
+        def plan(sql: str, *args: object) -> str:
+            return " ".join(r[-1] for r in s._r.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+        assert "idx_by_num" in plan("SELECT member_id, num FROM idx WHERE name=? AND num "
+                                    "BETWEEN ? AND ? AND member_id > ? ORDER BY member_id "
+                                    "LIMIT ?", "expiry", 1, 2, "", 10)
+        assert "idx_by_tag" in plan("SELECT member_id FROM idx WHERE name=? AND tag=? AND "
+                                    "member_id > ? ORDER BY member_id LIMIT ?", "tier", "gold",
+                                    "", 10)
+        assert "idx_by_tag" in plan("SELECT tag, COUNT(*) FROM idx WHERE name=? AND tag IS NOT "
+                                    "NULL GROUP BY tag", "tier")
+    finally:
+        await s.close()
