@@ -12,6 +12,9 @@ side with WeRoBot in one run.
       a member and checks in); the member count after the run shows every one registered.
   (c) peak: ``--peak-rate`` (150 % of the README's brand peak) first check-ins per second for
       ``--peak-seconds`` at a fixed rate (open loop), every reply decrypted and checked.
+  (e) floor: the same load on a ``memberbot serve`` whose answer is a fixed text (no member
+      logic, no member write; each callback's nonce is still checked and kept): what the
+      callback path costs before the use case, beside WeRoBot in the same rounds.
   (d) start and size: ``memberbot serve`` to a 200 ``/healthz`` on the seeded store, and its
       RSS after start and at its peak over the run.
 
@@ -71,7 +74,7 @@ def main() -> None:
                     help="most first check-ins (members) one wrk run may use")
     ap.add_argument("--peak-rate", type=float, default=500.0)
     ap.add_argument("--peak-seconds", type=int, default=60)
-    ap.add_argument("--only", default="a,b,c,d", help="scenarios to run, e.g. a,d")
+    ap.add_argument("--only", default="a,b,c,d,e", help="scenarios to run, e.g. a,d")
     args = ap.parse_args()
     if not L.WRK:
         raise SystemExit("wrk is needed (apt-get install wrk)")
@@ -96,11 +99,13 @@ def run(args: argparse.Namespace, only: set[str], safe: SafeMode, tmp: Path,
     pool = [L.openid("m", i) for i in range(args.members)]
     mb, port, start_s = srv.memberbot()
     rss0 = L.rss_mb(mb.pid)[0]
-    results: dict[str, list[dict]] = {"memberbot": [], "werobot": [], "first": []}
+    results: dict[str, list[dict]] = {"memberbot": [], "werobot": [], "first": [],
+                                      "floor": []}
     what = ""
     conns = args.connections
-    if "a" in only or "b" in only:
+    if "a" in only or "b" in only or "e" in only:
         wr, wport, what = srv.werobot()
+        fl, fport = srv.floor() if "e" in only else (None, 0)
         sample = L.requests(safe, take(pool, 1), "签到")[0]
         got = asyncio.run(L.ask(safe, port, *sample))
         if CREDIT not in got:
@@ -109,19 +114,23 @@ def run(args: argparse.Namespace, only: set[str], safe: SafeMode, tmp: Path,
             raise SystemExit("WeRoBot did not echo")
         fresh = 0
         for r in range(args.rounds):
-            order = ["memberbot", "werobot", "first"]
+            order = ["memberbot", "werobot", "first", "floor"]
             for name in order if r % 2 == 0 else order[::-1]:
-                if name == "first" and "b" not in only or name != "first" and "a" not in only:
+                wanted = {"memberbot": "a", "first": "b", "floor": "e"}.get(name)
+                if wanted and wanted not in only or name == "werobot" and not only & {"a", "e"}:
                     continue
                 if name == "first":
                     ids = [L.openid(f"new{r}", i) for i in range(args.per_round)]
                     fresh += len(ids)
                 elif name == "werobot":  # it keeps nothing: these, over and over
                     ids = [L.openid(f"w{r}", i) for i in range(2_000)]
+                elif name == "floor":  # no member, but each callback's nonce is new
+                    ids = [L.openid(f"f{r}", i) for i in range(2 * args.per_round)]
                 else:
                     ids = take(pool, args.per_round)
                 reqs = L.requests(safe, ids, "签到")
-                pid, p = (wr.pid, wport) if name == "werobot" else (mb.pid, port)
+                pid, p = {"werobot": (wr.pid, wport),
+                          "floor": (fl.pid if fl else 0, fport)}.get(name, (mb.pid, port))
                 before = (L.ledger_count(db, "checkin"), L.member_count(db))
                 res = L.run_wrk(pid, p, reqs, tmp, args.seconds, conns,
                                 repeat=name == "werobot")
@@ -131,6 +140,8 @@ def run(args: argparse.Namespace, only: set[str], safe: SafeMode, tmp: Path,
                                                      after[1] - before[1])
                 results[name].append(res)
         srv.stop(wr)
+        if fl is not None:
+            srv.stop(fl)
         report_ab(args, results, what, fresh)
     rss_peak = L.rss_mb(mb.pid)[1]
     if "c" in only:
@@ -164,10 +175,11 @@ def report_ab(args: argparse.Namespace, results: dict, what: str, fresh: int) ->
     print(HEAD)
     for r in range(args.rounds):
         print(f" round {r + 1}")
-        for name in ("memberbot", "werobot", "first"):
+        for name in ("memberbot", "werobot", "first", "floor"):
             if len(results[name]) > r:
                 print(row({"memberbot": "memberbot check-in", "werobot": "werobot echo",
-                           "first": "memberbot first contact"}[name], results[name][r]))
+                           "first": "memberbot first contact",
+                           "floor": "memberbot floor"}[name], results[name][r]))
     med = {k: {f: statistics.median(x[f] for x in v) for f in ("rps", "p99", "cpu_us")}
            for k, v in results.items() if v}
     for k, v in results.items():
@@ -175,7 +187,7 @@ def report_ab(args: argparse.Namespace, results: dict, what: str, fresh: int) ->
             continue
         answered = sum(x["requests"] for x in v)
         field = "registered" if k == "first" else "credits"
-        if k != "werobot":
+        if k not in ("werobot", "floor"):
             made = sum(x[field] for x in v)
             ok = answered <= made <= answered + 2 * conns * len(v) and \
                 sum(x["errors"] for x in v) == 0
@@ -202,6 +214,15 @@ def report_ab(args: argparse.Namespace, results: dict, what: str, fresh: int) ->
         print(f"(b) first contact: {f['rps']:.0f} req/s, p99 {f['p99']:.1f} ms, "
               f"{f['cpu_us']:.0f} µs CPU/req; {ratio:.2f}x the check-in figure{extra} "
               f"(target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+    report_e(med)
+
+
+def report_e(med: dict) -> None:
+    if "floor" in med and "werobot" in med:
+        f, w = med["floor"], med["werobot"]
+        print(f"(e) floor (fixed answer, no member logic): {f['rps']:.0f} req/s, p99 "
+              f"{f['p99']:.1f} ms, {f['cpu_us']:.0f} µs CPU/req; {f['rps'] / w['rps']:.2f}x "
+              f"WeRoBot (what (a) could reach if the use case cost nothing)")
 
 
 def report_c(args: argparse.Namespace, r: dict) -> None:

@@ -72,6 +72,18 @@ end
 '''
 
 
+FLOOR_PATCH = """
+import bot.handlers.oa as oa
+
+
+async def answer(self, msg):
+    return "签到成功！+10 积分，已连续签到 1 天"
+
+
+oa.OfficialAccount.answer = answer
+"""
+
+
 def openid(group: str, i: int) -> str:
     return f"o_bench_{group}_{i:07d}"
 
@@ -154,14 +166,28 @@ class Servers:
         from bot.settings import Settings
         return Settings.load(self.env, cwd=self.tmp)
 
-    def memberbot(self, *args: str) -> tuple[subprocess.Popen, int, float]:
+    def memberbot(self, *args: str, env: dict[str, str] | None = None
+                  ) -> tuple[subprocess.Popen, int, float]:
         """``memberbot serve`` on a free port: (process, port, seconds to a 200 /healthz)."""
         port = free_port()
         p = subprocess.Popen([str(BIN / "memberbot"), "serve", "--port", str(port),
-                              "--no-scheduler", *args], cwd=self.tmp, env=self.env,
+                              "--no-scheduler", *args], cwd=self.tmp,
+                             env={**self.env, **(env or {})},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(p)
         return p, port, wait_up(f"http://127.0.0.1:{port}/healthz", p, "memberbot serve")
+
+    def floor(self) -> tuple[subprocess.Popen, int]:
+        """``memberbot serve`` with the member's answer replaced by a fixed reply (through a
+        ``sitecustomize`` in its own folder, on its own empty store): what the callback costs
+        before any member logic (HTTP, signatures, nonce, crypto, XML, reply)."""
+        home = self.tmp / "floor"
+        home.mkdir(exist_ok=True)
+        (home / "sitecustomize.py").write_text(FLOOR_PATCH)
+        p, port, _ = self.memberbot(env={
+            "PYTHONPATH": str(home), "MEMBERBOT_DATA_DIR": str(home / "data"),
+            "MEMBERBOT_STORE": f"sqlite:///{home / 'data' / 'memberbot.db'}"})
+        return p, port
 
     def werobot(self) -> tuple[subprocess.Popen, int, str]:
         port = free_port()
