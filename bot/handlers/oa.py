@@ -151,9 +151,9 @@ class OfficialAccount:
         except BadRequest as e:
             raise web.HTTPBadRequest(text=str(e)) from None
         text = render("replies/busy.j2") if busy else await self.answer(msg)
-        await nonce_stored(pending)
-        if not text:
+        if not text:  # no reply leaves (or it goes out late): its nonce's write goes on
             return web.Response(text="success")
+        await nonce_stored(pending)
         xml = text_reply(msg.from_user, msg.to_user, text, int(time.time()))
         if encrypted:
             xml = self.safe.encrypt(xml, str(int(time.time())), nonce)

@@ -271,3 +271,25 @@ async def test_any_message_counts_as_activity_once_a_day(bot, clock):
     assert m.last_activity == int(clock.t.timestamp())
     assert await bot.store.seen(m.id, f"activity:{m.id}:{clock.t.date()}") == (
         True, {"day": str(clock.t.date())})
+
+
+async def test_a_store_locked_by_another_process_is_success_within_the_budget(bot, fake_api):
+    """Another process (an import, a job) holds SQLite's write lock for longer than WeChat
+    waits: the callback answers ``success`` at the budget, not when the lock is released (the
+    nonce's write goes on), and the reply follows as a customer-service message."""
+    import sqlite3
+    import threading
+
+    await bot.wx.follow("o_lock")
+    bot.oa.budget = 0.3
+    bot.oa.late_retry_delays = (0.01, 0.01)
+    other = sqlite3.connect(bot.store.path, check_same_thread=False, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+    threading.Timer(3.0, lambda: (other.execute("COMMIT"), released.set())).start()
+    r = await bot.wx.post(text_xml("o_lock", "签到"), "o_lock")
+    assert r.success and not released.is_set()  # answered while the lock was still held
+    [sent] = await fake_api.wait_for("/cgi-bin/message/custom/send")
+    assert "签到成功" in sent.body["text"]["content"]
+    assert released.is_set() and len(await credits(bot, "o_lock")) == 1
+    other.close()
