@@ -123,18 +123,17 @@ class Registration:
         return self._finish(m, now, result, entries, [])
 
     async def _join(self, openid: str, now: datetime, nickname: str | None) -> dict | None:
-        """A follower never seen, in two commits instead of one per part: the openid's claim
-        (where concurrent first messages meet), then the member with its member code and
-        invite code claims and the welcome coupon with its code's claim and unit of stock
-        under the coupon's key (as ``issue_coupon`` would, so a later issue under that key
-        finds it); without stock or coupon, the member alone. None when the openid is
-        another member's or the member was created meanwhile: the general path goes on."""
+        """A follower never seen, in one commit instead of one per part: the member with its
+        openid, member code and invite code claims (the openid's is where concurrent first
+        messages meet: one commit wins it, the others write nothing) and the welcome coupon
+        with its code's claim and unit of stock under the coupon's key (as ``issue_coupon``
+        would, so a later issue under that key finds it); without stock or coupon, the member
+        alone. None when the openid is another member's or the member was created meanwhile:
+        the general path goes on."""
         tpl = self.rules.coupons.get("welcome")
         if tpl is not None:
             await self.ensure_stock(templates=("welcome",), items=())
         mid = secrets.token_hex(8)
-        if await self.store.claim("openid", openid, mid) != mid:
-            return None
         ref = keys.coupon(mid, "welcome", "join")
         for _ in range(20):
             code = new_member_code()
@@ -155,7 +154,8 @@ class Registration:
                     raise UniqueTaken("member_id", mid, mid)
                 change = self._new_member(mid, openid, now, code, invite, nickname=nickname,
                                           then=give if coupon else None)
-                change.claims = [("member_code", code), ("invite_code", invite)]
+                change.claims = [("openid", openid), ("member_code", code),
+                                 ("invite_code", invite)]
                 if coupon is not None:
                     change.claims.append(("coupon_code", coupon))
                     change.stock_takes = [("welcome", ref)]
@@ -164,7 +164,7 @@ class Registration:
             try:
                 res = await self._update(mid, step, ref if coupon else None)
             except UniqueTaken as e:
-                if e.kind == "member_id":
+                if e.kind in ("member_id", "openid"):  # another first message won
                     return None
                 continue  # a member code, invite code or coupon code drawn twice
             except (OutOfStock, Refusal):
