@@ -128,12 +128,16 @@ class Registration:
         messages meet: one commit wins it, the others write nothing) and the welcome coupon
         with its code's claim and unit of stock under the coupon's key (as ``issue_coupon``
         would, so a later issue under that key finds it); without stock or coupon, the member
-        alone. None when the openid is another member's or the member was created meanwhile:
-        the general path goes on."""
+        alone (on Redis Cluster the openid's claim goes first, in a commit of its own: see
+        ``Store.claims_at_commit``). None when the openid is another member's or the member
+        was created meanwhile: the general path goes on."""
         tpl = self.rules.coupons.get("welcome")
         if tpl is not None:
             await self.ensure_stock(templates=("welcome",), items=())
         mid = secrets.token_hex(8)
+        if not self.store.claims_at_commit and \
+                await self.store.claim("openid", openid, mid) != mid:
+            return None  # (Redis Cluster) the openid's own commit first: see Store
         ref = keys.coupon(mid, "welcome", "join")
         for _ in range(20):
             code = new_member_code()

@@ -139,6 +139,11 @@ class Store(abc.ABC):
     # Only one serving process writes it (SQLite: --workers N is refused), so what that process
     # holds in memory is all there is besides what is stored (callback nonces, bot.handlers.guard).
     one_process: bool = False
+    # A change's claims are checked inside its commit and exist only once it commits (SQLite,
+    # PostgreSQL, Redis). Redis Cluster takes them before the commit (another slot) and gives
+    # back what a failed attempt took, even where a concurrent writer committed the same
+    # member meanwhile: a claim two writers race for is taken on its own there first.
+    claims_at_commit: bool = True
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -81,7 +81,7 @@ class Codec:
                 for k in self._hash_keys]
 
     def encode(self, m: Member) -> bytes:
-        d = m.to_dict()
+        d = m.fields_dict()  # orjson writes the nested records and tuples as to_dict would
         for f in SEALED:
             if d[f] is not None:
                 d[f] = self.seal(m.id, d[f])

@@ -151,6 +151,7 @@ MAX_NODE_CONNECTIONS = 1000  # per node and process (Redis serves 10,000 clients
 
 class RedisClusterStore(RedisStore):
     kind = "redis-cluster"
+    claims_at_commit = False  # taken before the commit, in their own slots (see _update)
 
     def __init__(self, url: str, codec: Codec) -> None:
         super().__init__(url, codec)

@@ -385,7 +385,8 @@ class SQLiteStore(SQLiteBudgets, Store):
                     c.execute("UPDATE idx SET num=?, tag=? WHERE name=? AND member_id=?",
                               (num, tag, name, member_id))
                 continue
-            gone.append((name, member_id))
+            if before:
+                gone.append((name, member_id))
             rows += [(n, member_id, num, tag) for n, num, tag in after]
         if gone:
             c.executemany("DELETE FROM idx WHERE name=? AND member_id=?", gone)

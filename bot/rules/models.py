@@ -6,7 +6,7 @@ configured zone; money is integer fen; points are integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -206,17 +206,46 @@ class Member:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Member:
+        """From ``to_dict``'s form (as stored; an older record may lack newer fields, which
+        take their defaults, and unknown keys are dropped). Filled in place rather than
+        through the generated ``__init__`` of some sixty arguments: a member is decoded on
+        every update, so this is on the callback's path."""
         d = dict(d)
         d["lots"] = [Lot(**x) for x in d.get("lots", ())]
         d["pending"] = [Pending(**x) for x in d.get("pending", ())]
         d["coupons"] = [Coupon(**x) for x in d.get("coupons", ())]
         d["orders"] = {k: Order(**o) for k, o in d.get("orders", {}).items()}
-        known = _MEMBER_NAMES
-        return cls(**{k: v for k, v in d.items() if k in known})
+        if not d.keys() <= _MEMBER_NAMES:
+            d = {k: v for k, v in d.items() if k in _MEMBER_NAMES}
+        for name in _MEMBER_REQUIRED:
+            if name not in d:
+                raise TypeError(f"a member record without its {name}")
+        m = cls.__new__(cls)
+        state = m.__dict__
+        for name, default in _MEMBER_DEFAULTS:  # in field order, as __init__ would
+            state[name] = d[name] if name in d else default()
+        return m
+
+    def fields_dict(self) -> dict[str, Any]:
+        """Every field as it is (shared, not copied): for serialising at once (the codec)."""
+        return dict(self.__dict__)
 
 
 _MEMBER_FIELDS = fields(Member)
 _MEMBER_NAMES = {f.name for f in _MEMBER_FIELDS}
+
+
+def _default_of(f: Any) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory
+    if f.default is not MISSING:
+        return lambda v=f.default: v
+    return lambda: None  # required (id, member_code): checked by from_dict
+
+
+_MEMBER_DEFAULTS = [(f.name, _default_of(f)) for f in _MEMBER_FIELDS]
+_MEMBER_REQUIRED = [f.name for f in _MEMBER_FIELDS
+                    if f.default is MISSING and f.default_factory is MISSING]
 
 
 @dataclass
