@@ -206,6 +206,14 @@ async def main() -> None:
               f"{r['p99_ms']:>8.2f}")
     print("targets: sqlite >= 3000/s with p99 <= 5 ms; redis >= 5000/s; postgresql >= 3000/s "
           "with p99 <= 10 ms; redis-cluster from 2 processes >= redis in this run")
+    got = {(r["backend"], r["procs"]): r["per_s"] for r in results}
+    if ("redis-cluster", 2) in got:
+        c2 = got["redis-cluster", 2]
+        for procs in (1, 2):
+            if ("redis", procs) in got:
+                r = got["redis", procs]
+                print(f"redis-cluster from 2 processes: {c2:.0f}/s vs redis from {procs}: "
+                      f"{r:.0f}/s = {c2 / r:.2f}x")
 
 
 if __name__ == "__main__":
