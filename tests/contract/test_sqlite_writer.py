@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import storage.sqlite as backend
+import storage.sqlite_writer as writer
 from storage import StoreUnavailable, open_store
 
 
@@ -67,7 +67,7 @@ async def test_a_batch_that_fails_unexpectedly_fails_alone_and_the_writer_lives_
 
 
 async def test_a_burst_is_cut_into_slices_each_committed_in_order(store, monkeypatch):
-    monkeypatch.setattr(backend, "BATCH_SLICE", 0.0)  # every slice takes one write
+    monkeypatch.setattr(writer, "BATCH_SLICE", 0.0)  # every slice takes one write
     before = store.commits
     n = 40
     done = await asyncio.gather(*(store.incr_window("counter", 60) for _ in range(n)))
@@ -77,7 +77,7 @@ async def test_a_burst_is_cut_into_slices_each_committed_in_order(store, monkeyp
 
 
 async def test_expired_kv_is_purged_by_a_write_of_its_own(store, monkeypatch):
-    monkeypatch.setattr(backend, "PURGE_EVERY", 1)
+    monkeypatch.setattr(writer, "PURGE_EVERY", 1)
     await store.kv_set("old", "x", ttl=0.01)
     await asyncio.sleep(0.05)
     await store.kv_set("new", "y")  # its commit queues the purge after acknowledging it
